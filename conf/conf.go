@@ -1,0 +1,192 @@
+// Package conf is Ferry's TOML configuration: the types, the embedded and
+// documented default (default.toml), strict decoding (unknown keys are
+// errors) and validation whose errors point at FILE:LINE: KEY.
+package conf
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+
+	"github.com/BurntSushi/toml"
+)
+
+// defaultTOML is the documented default configuration. A string, not a
+// []byte, so that no caller can modify it.
+//
+//go:embed default.toml
+var defaultTOML string
+
+// defaultName is the File() of the embedded default.
+const defaultName = "(default)"
+
+// Config is Ferry's whole configuration.
+type Config struct {
+	Server Server     `toml:"server"`
+	Listen []Listener `toml:"listen"`
+	Relay  Relay      `toml:"relay"`
+	Auth   Auth       `toml:"auth"`
+	Limits Limits     `toml:"limits"`
+
+	file  string         // name the config was parsed from, for errors
+	lines map[string]int // dotted key → line in file, for errors
+}
+
+// Server is the [server] table.
+type Server struct {
+	Realm    string `toml:"realm"`    // required, non-empty
+	Software string `toml:"software"` // SOFTWARE attribute in Binding responses; "" omits it
+}
+
+// Listener is one [[listen]] table.
+type Listener struct {
+	Proto string `toml:"proto"` // "udp" | "tcp" | "tls" | "dtls"
+	Addr  string `toml:"addr"`  // "IP:port" (IPv6 in brackets), IP literal only, port 1..65535
+	Cert  string `toml:"cert"`  // tls/dtls only, required there: PEM certificate file
+	Key   string `toml:"key"`   // tls/dtls only, required there: PEM private key file
+}
+
+// Relay is the [relay] table.
+type Relay struct {
+	BindIP     string   `toml:"bind_ip"`     // IPv4 literal (0.0.0.0 allowed); relay sockets for IPv4 allocations bind here
+	PublicIP   string   `toml:"public_ip"`   // "" or IPv4 literal, not unspecified: advertised in XOR-RELAYED-ADDRESS (1:1 NAT)
+	BindIP6    string   `toml:"bind_ip6"`    // "" (no IPv6 relays) or IPv6 literal (:: allowed)
+	PublicIP6  string   `toml:"public_ip6"`  // "" or IPv6 literal, not unspecified
+	MinPort    int      `toml:"min_port"`    // first port of the relay pool
+	MaxPort    int      `toml:"max_port"`    // last port of the relay pool (inclusive)
+	DenyPeers  []string `toml:"deny_peers"`  // each: "recommended", a CIDR, or a single IP
+	AllowPeers []string `toml:"allow_peers"` // each: a CIDR or a single IP
+}
+
+// Auth is the [auth] table.
+type Auth struct {
+	UsersFile     string   `toml:"users_file"`     // "" = no users file
+	Secrets       []string `toml:"secrets"`        // TURN REST API shared secrets; each non-empty
+	CredentialTTL Duration `toml:"credential_ttl"` // > 0
+}
+
+// Limits is the [limits] table.
+type Limits struct {
+	AllocationsPerUser int `toml:"allocations_per_user"` // >= 0, 0 = unlimited
+	AllocationsTotal   int `toml:"allocations_total"`    // >= 0, 0 = unlimited
+}
+
+// DefaultTOML returns the embedded, documented default configuration.
+// `ferry config default` prints it verbatim. Each call returns a new copy.
+func DefaultTOML() []byte { return []byte(defaultTOML) }
+
+// Default returns the parsed embedded default; its File() is "(default)".
+// Each call returns a new Config that the caller may modify. It never fails:
+// a test parses and validates the embedded file.
+func Default() *Config {
+	c, err := Parse(defaultName, []byte(defaultTOML))
+	if err != nil {
+		panic("conf: embedded default.toml is invalid: " + err.Error())
+	}
+	return c
+}
+
+// Load reads, decodes and validates the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		// The *PathError already names the file.
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates data; name is used in error messages.
+//
+// Decoding starts from the default values, so keys absent from data keep
+// them. If data has any [[listen]] tables they replace the default listeners
+// as a whole rather than merging with them.
+func Parse(name string, data []byte) (*Config, error) {
+	c := &Config{file: name}
+	// The embedded default is decoded without checks here; Default's test
+	// proves that it passes them.
+	if _, err := toml.Decode(defaultTOML, c); err != nil {
+		return nil, fmt.Errorf("conf: decode embedded default: %w", err)
+	}
+
+	// First decode into a plain map: this reports syntax errors alone and
+	// gives checkTable the raw values, so that unknown keys and wrong types
+	// are reported with our own FILE:LINE: KEY messages (the decoder's type
+	// errors are not positioned and drop the [[listen]] index).
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil, c.syntaxError(err)
+	}
+	c.lines = indexLines(data)
+	if err := c.checkTable("", raw, reflect.TypeFor[Config]()); err != nil {
+		return nil, err
+	}
+
+	// The decoder fills slices element by element, so user tables would
+	// inherit the unset keys of the default listener at the same index.
+	if _, ok := raw["listen"]; ok {
+		c.Listen = nil
+	}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		// checkTable has vetted every value, so this is not expected.
+		return nil, c.decodeError(err)
+	}
+	// Also redundant with checkTable, kept as a safety net should the
+	// decoder and checkTable ever disagree on what a key is.
+	if u := md.Undecoded(); len(u) > 0 {
+		return nil, c.Errorf(u[0].String(), "unknown key")
+	}
+
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// File returns the name the config was parsed from: the path given to Load,
+// the name given to Parse, or "(default)".
+func (c *Config) File() string {
+	if c == nil {
+		return ""
+	}
+	return c.file
+}
+
+// syntaxError positions a TOML syntax error as FILE:LINE:COL.
+func (c *Config) syntaxError(err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{File: c.file, Err: err}
+	}
+	return &Error{
+		File: c.file,
+		Line: pe.Position.Line,
+		Col:  pe.Position.Col,
+		Err:  tomlError{pe},
+	}
+}
+
+// decodeError positions an error of the decoder proper (after syntax was
+// checked) at its key when the decoder tells which key it was.
+func (c *Config) decodeError(err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) || pe.LastKey == "" {
+		return &Error{File: c.file, Err: err}
+	}
+	return &Error{
+		File: c.file,
+		Line: pe.Position.Line,
+		Key:  pe.LastKey,
+		Err:  tomlError{pe},
+	}
+}
+
+// tomlError prints a toml.ParseError without the line it already carries
+// in our Error, and keeps it reachable through errors.As.
+type tomlError struct{ pe toml.ParseError }
+
+func (e tomlError) Error() string { return "toml: " + e.pe.Message }
+func (e tomlError) Unwrap() error { return e.pe }

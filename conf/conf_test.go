@@ -1,0 +1,405 @@
+package conf
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// exported returns c's exported fields only, for comparisons.
+func exported(c *Config) Config {
+	x := *c
+	x.file, x.lines = "", nil
+	return x
+}
+
+func TestDefault(t *testing.T) {
+	c := Default()
+	if c.File() != "(default)" {
+		t.Errorf("File() = %q, want (default)", c.File())
+	}
+	want := Config{
+		Server: Server{Realm: "ferry.local", Software: "ferry"},
+		Listen: []Listener{{Proto: "udp", Addr: "0.0.0.0:3478"}, {Proto: "tcp", Addr: "0.0.0.0:3478"}},
+		Relay: Relay{
+			BindIP: "0.0.0.0", MinPort: 49152, MaxPort: 65535,
+			DenyPeers: []string{"recommended"}, AllowPeers: []string{},
+		},
+		Auth: Auth{
+			UsersFile:     "/var/lib/ferry/users.toml",
+			Secrets:       []string{},
+			CredentialTTL: Duration{24 * time.Hour},
+		},
+		Limits: Limits{AllocationsPerUser: 10},
+	}
+	if got := exported(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
+	}
+	// Each call returns a Config of its own.
+	c.Listen[0].Addr = "changed"
+	if Default().Listen[0].Addr != "0.0.0.0:3478" {
+		t.Error("Default() shares state between calls")
+	}
+}
+
+func TestDefaultTOML(t *testing.T) {
+	b := DefaultTOML()
+	b[0] = 'X'
+	if bytes.Equal(b, DefaultTOML()) {
+		t.Error("DefaultTOML() shares its bytes between calls")
+	}
+
+	want := exported(Default())
+	// The printed default parses to the default.
+	c, err := Parse("ferry.toml", DefaultTOML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := exported(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse(DefaultTOML()) =\n%+v\nwant\n%+v", got, want)
+	}
+	// And the default, encoded back to TOML, parses to itself.
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(Default()); err != nil {
+		t.Fatal(err)
+	}
+	c, err = Parse("encoded.toml", buf.Bytes())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, buf.Bytes())
+	}
+	if got := exported(c); !reflect.DeepEqual(got, want) {
+		t.Errorf("encoded default parses to\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+func TestParse(t *testing.T) {
+	def := Default()
+	tests := []struct {
+		name  string
+		input string
+		want  func(c *Config) // edits a default Config into the expected one
+	}{
+		{"empty file keeps every default", "", func(*Config) {}},
+		{"comments only", "# nothing\n\n", func(*Config) {}},
+		{
+			"absent keys keep their defaults",
+			"[server]\nrealm = \"example.org\"\n[relay]\nmax_port = 60000\n",
+			func(c *Config) { c.Server.Realm = "example.org"; c.Relay.MaxPort = 60000 },
+		},
+		{
+			"listen tables replace the default list",
+			"[[listen]]\nproto = \"udp\"\naddr = \"192.0.2.1:3479\"\n",
+			func(c *Config) { c.Listen = []Listener{{Proto: "udp", Addr: "192.0.2.1:3479"}} },
+		},
+		{
+			"more listen tables than the default",
+			"[[listen]]\nproto = \"tcp\"\naddr = \"[::1]:3478\"\n[[listen]]\nproto = \"udp\"\naddr = \"[::]:3478\"\n[[listen]]\nproto = \"udp\"\naddr = \"127.0.0.1:3478\"\n",
+			func(c *Config) {
+				c.Listen = []Listener{{"tcp", "[::1]:3478", "", ""}, {"udp", "[::]:3478", "", ""}, {"udp", "127.0.0.1:3478", "", ""}}
+			},
+		},
+		{
+			"listen as an inline array",
+			"listen = [{ proto = \"udp\", addr = \"0.0.0.0:3478\" }]\n",
+			func(c *Config) { c.Listen = c.Listen[:1] },
+		},
+		{
+			"explicit empty deny_peers denies nothing",
+			"[relay]\ndeny_peers = []\n",
+			func(c *Config) { c.Relay.DenyPeers = []string{} },
+		},
+		{
+			"peer lists",
+			"[relay]\ndeny_peers = [\n  \"recommended\",\n  \"192.0.2.0/24\",\n  \"2001:db8::1\",\n]\nallow_peers = [\"127.0.0.1/32\", \"10.1.2.3\"]\n",
+			func(c *Config) {
+				c.Relay.DenyPeers = []string{"recommended", "192.0.2.0/24", "2001:db8::1"}
+				c.Relay.AllowPeers = []string{"127.0.0.1/32", "10.1.2.3"}
+			},
+		},
+		{
+			"dotted keys",
+			"relay.min_port = 50000\nauth.credential_ttl = \"90m\"\n",
+			func(c *Config) { c.Relay.MinPort = 50000; c.Auth.CredentialTTL = Duration{90 * time.Minute} },
+		},
+		{
+			"relay addresses",
+			"[relay]\nbind_ip = \"10.0.0.5\"\npublic_ip = \"203.0.113.7\"\nbind_ip6 = \"::\"\npublic_ip6 = \"2001:db8::7\"\n",
+			func(c *Config) {
+				c.Relay.BindIP, c.Relay.PublicIP = "10.0.0.5", "203.0.113.7"
+				c.Relay.BindIP6, c.Relay.PublicIP6 = "::", "2001:db8::7"
+			},
+		},
+		{
+			"auth and limits",
+			"[auth]\nusers_file = \"\"\nsecrets = [\"new\", \"old\"]\ncredential_ttl = \"1h30m\"\n[limits]\nallocations_per_user = 0\nallocations_total = 1000\n",
+			func(c *Config) {
+				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}}
+				c.Limits = Limits{AllocationsTotal: 1000}
+			},
+		},
+		{
+			"software may be empty",
+			"[server]\nsoftware = \"\"\n",
+			func(c *Config) { c.Server.Software = "" },
+		},
+		{
+			"CRLF line ends",
+			"[relay]\r\nmin_port = 50000\r\n",
+			func(c *Config) { c.Relay.MinPort = 50000 },
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("ferry.toml", []byte(tt.input))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.File() != "ferry.toml" {
+				t.Errorf("File() = %q, want ferry.toml", c.File())
+			}
+			want := exported(def)
+			want.Listen = append([]Listener(nil), def.Listen...)
+			tt.want(&want)
+			if got := exported(c); !reflect.DeepEqual(got, want) {
+				t.Errorf("got\n%+v\nwant\n%+v", got, want)
+			}
+		})
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	tests := []struct {
+		name  string
+		input string
+		want  string // must appear in the error message
+	}{
+		// Unknown keys.
+		{"unknown top-level key", "foo = 1\n", "bad.toml:1: foo: unknown key"},
+		{"unknown table", "[server]\nrealm = \"x\"\n\n[sfu]\nenabled = true\n", "bad.toml:4: sfu: unknown key"},
+		{"unknown key in relay", "[relay]\nmin_port = 50000\nbind_ipp = \"1.2.3.4\"\n", "bad.toml:3: relay.bind_ipp: unknown key"},
+		{"keys match exactly", "[server]\nRealm = \"x\"\n", "bad.toml:2: server.Realm: unknown key"},
+		{
+			"unknown key in second listen",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n\n[[listen]]\nproto = \"tcp\"\nport = 3478\n",
+			"bad.toml:7: listen[1].port: unknown key",
+		},
+		{"first unknown key in file order", "[relay]\nzzz = 1\naaa = 2\n", "bad.toml:2: relay.zzz: unknown key"},
+
+		// Syntax and types.
+		{"syntax error", "[relay]\nmin_port = = 3\n", "bad.toml:2:12: toml: expected value"},
+		{"duplicate key", "[relay]\nmin_port = 3\nmin_port = 4\n", "bad.toml:3:"},
+		{"string for integer", "[relay]\nmin_port = \"50000\"\n", "bad.toml:2: relay.min_port: expected an integer, found a string"},
+		{"integer for string", "[[listen]]\nproto = \"udp\"\naddr = 3478\n", "bad.toml:3: listen[0].addr: expected a string, found an integer"},
+		{"table for string", "[server]\nrealm = { a = 1 }\n", "bad.toml:2: server.realm: expected a string, found a table"},
+		{"string for table", "relay = \"x\"\n", "bad.toml:1: relay: expected a table, found a string"},
+		{"string for array", "[relay]\ndeny_peers = \"recommended\"\n", "bad.toml:2: relay.deny_peers: expected an array, found a string"},
+		{"integer in string array", "[relay]\ndeny_peers = [\"recommended\", 1]\n", "bad.toml:2: relay.deny_peers[1]: expected a string, found an integer"},
+		{"bad duration", "[auth]\ncredential_ttl = \"24x\"\n", `bad.toml:2: auth.credential_ttl: invalid duration "24x"`},
+		{"integer duration", "[auth]\ncredential_ttl = 86400\n", "bad.toml:2: auth.credential_ttl: expected a duration string"},
+
+		// server
+		{"empty realm", "[server]\nrealm = \"\"\n", "bad.toml:2: server.realm: must not be empty"},
+		{"long software", "[server]\nsoftware = \"" + strings.Repeat("x", 128) + "\"\n", "bad.toml:2: server.software: is 128 characters long"},
+
+		// listen
+		{"no listener", "listen = []\n", "bad.toml:1: listen: at least one"},
+		{"unknown proto", "[[listen]]\nproto = \"sctp\"\naddr = \"0.0.0.0:3478\"\n", `bad.toml:2: listen[0].proto: unknown proto "sctp"`},
+		{
+			"missing proto is not inherited from the default",
+			"[[listen]]\naddr = \"0.0.0.0:3478\"\n",
+			`bad.toml:1: listen[0].proto: unknown proto ""`,
+		},
+		{"host name", "[[listen]]\nproto = \"udp\"\naddr = \"localhost:3478\"\n", `bad.toml:3: listen[0].addr: "localhost:3478" is not IP:port`},
+		{"IPv6 without brackets", "[[listen]]\nproto = \"udp\"\naddr = \"::1:3478\"\n", "bad.toml:3: listen[0].addr:"},
+		{"no port", "[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0\"\n", "bad.toml:3: listen[0].addr:"},
+		{"port 0", "[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:0\"\n", "bad.toml:3: listen[0].addr: \"0.0.0.0:0\": port must be 1 to 65535"},
+		{"udp with cert", "[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\ncert = \"c.pem\"\n", "bad.toml:4: listen[0].cert: cert and key only apply to tls and dtls"},
+		{"tcp with key", "[[listen]]\nproto = \"tcp\"\naddr = \"0.0.0.0:3478\"\nkey = \"k.pem\"\n", "bad.toml:4: listen[0].key: cert and key only apply"},
+		{
+			"tls without cert",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n[[listen]]\nproto = \"tls\"\naddr = \"0.0.0.0:5349\"\n",
+			"bad.toml:4: listen[1].cert: a tls listener needs cert and key",
+		},
+		{"dtls without key", "[[listen]]\nproto = \"dtls\"\naddr = \"0.0.0.0:5349\"\ncert = \"c.pem\"\n", "bad.toml:1: listen[0].key: a dtls listener needs cert and key"},
+		{
+			"duplicate listener",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n",
+			"bad.toml:6: listen[1].addr: udp 0.0.0.0:3478 is already used by listen[0] (udp)",
+		},
+
+		// relay addresses
+		{"IPv6 bind_ip", "[relay]\nbind_ip = \"::\"\n", `bad.toml:2: relay.bind_ip: "::" is not an IPv4 address`},
+		{"host name bind_ip", "[relay]\nbind_ip = \"relay.example\"\n", "bad.toml:2: relay.bind_ip: "},
+		{"unspecified public_ip", "[relay]\npublic_ip = \"0.0.0.0\"\n", "bad.toml:2: relay.public_ip: \"0.0.0.0\": want a specific address"},
+		{"IPv4 bind_ip6", "[relay]\nbind_ip6 = \"10.0.0.1\"\n", `bad.toml:2: relay.bind_ip6: "10.0.0.1" is not an IPv6 address`},
+		{"IPv4-mapped bind_ip6", "[relay]\nbind_ip6 = \"::ffff:10.0.0.1\"\n", "bad.toml:2: relay.bind_ip6: "},
+		{"zone in bind_ip6", "[relay]\nbind_ip6 = \"fe80::1%eth0\"\n", "bad.toml:2: relay.bind_ip6: \"fe80::1%eth0\": a zone is not allowed"},
+		{"unspecified public_ip6", "[relay]\nbind_ip6 = \"::\"\npublic_ip6 = \"::\"\n", "bad.toml:3: relay.public_ip6: "},
+		{"public_ip6 without bind_ip6", "[relay]\npublic_ip6 = \"2001:db8::1\"\n", "bad.toml:2: relay.public_ip6: needs relay.bind_ip6"},
+
+		// relay ports
+		{"min_port 0", "[relay]\nmin_port = 0\n", "bad.toml:2: relay.min_port: 0 is not a port"},
+		{"max_port too big", "[relay]\n\nmax_port = 70000\n", "bad.toml:3: relay.max_port: 70000 is not a port"},
+		{"upside-down ports", "[relay]\nmin_port = 60000\nmax_port = 50000\n", "bad.toml:2: relay.min_port: min_port 60000 is above max_port 50000"},
+		{
+			"upside-down ports, min_port left at its default",
+			"[relay]\nmax_port = 40000\n",
+			"bad.toml: relay.min_port: min_port 49152 is above max_port 40000",
+		},
+		{
+			"port range overlaps a default listener",
+			"[relay]\nmin_port = 3000\nmax_port = 4000\n",
+			"bad.toml:2: relay.min_port: port range 3000-4000 overlaps listen[0] port 3478",
+		},
+		{
+			"port range overlaps a listener",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:50000\"\n",
+			"bad.toml: relay.min_port: port range 49152-65535 overlaps listen[1] port 50000",
+		},
+
+		// relay peers
+		{"bad CIDR", "[relay]\ndeny_peers = [\"recommended\", \"10.0.0.0/33\"]\n", `bad.toml:2: relay.deny_peers: "10.0.0.0/33" is not "recommended", a CIDR or an IP address`},
+		{"host name peer", "[relay]\ndeny_peers = [\"example.com\"]\n", `bad.toml:2: relay.deny_peers: "example.com"`},
+		{"zone in peer", "[relay]\nallow_peers = [\"fe80::1%eth0\"]\n", `bad.toml:2: relay.allow_peers: "fe80::1%eth0"`},
+		{"recommended is deny only", "[relay]\nallow_peers = [\"recommended\"]\n", `bad.toml:2: relay.allow_peers: "recommended" is not a CIDR or an IP address`},
+		{
+			"bad entry in a multi-line array",
+			"[relay]\nallow_peers = [\n  \"127.0.0.1/32\",\n  \"127.0.0.1/\",\n]\n",
+			`bad.toml:2: relay.allow_peers: "127.0.0.1/"`,
+		},
+
+		// auth
+		{"empty secret", "[auth]\nsecrets = [\"s1\", \"\"]\n", "bad.toml:2: auth.secrets[1]: a secret must not be empty"},
+		{"zero ttl", "[auth]\ncredential_ttl = \"0s\"\n", "bad.toml:2: auth.credential_ttl: must be positive, not 0s"},
+		{"negative ttl", "[auth]\ncredential_ttl = \"-1h\"\n", "bad.toml:2: auth.credential_ttl: must be positive"},
+
+		// limits
+		{"negative per-user limit", "[limits]\nallocations_per_user = -1\n", "bad.toml:2: limits.allocations_per_user: must be 0 (no limit) or more, not -1"},
+		{"negative total limit", "[limits]\nallocations_total = -5\n", "bad.toml:2: limits.allocations_total: must be 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("bad.toml", []byte(tt.input))
+			if err == nil {
+				t.Fatalf("no error; parsed %+v", c)
+			}
+			if c != nil {
+				t.Error("Config returned with the error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, tt.want)
+			}
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Errorf("error %T is not an *Error", err)
+			}
+		})
+	}
+}
+
+// TestSyntaxErrorKeepsParseError checks that the decoder's error stays
+// reachable for callers who want its details (ErrorWithPosition).
+func TestSyntaxErrorKeepsParseError(t *testing.T) {
+	_, err := Parse("bad.toml", []byte("a = 1\nb = = 2\n"))
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("errors.As(%v, toml.ParseError) = false", err)
+	}
+	if pe.Position.Line != 2 {
+		t.Errorf("ParseError line = %d, want 2", pe.Position.Line)
+	}
+}
+
+func TestErrorf(t *testing.T) {
+	c, err := Parse("ferry.toml", []byte("[relay]\nmin_port = 50000\n\n[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cause := errors.New("address already in use")
+	tests := []struct {
+		name string
+		c    *Config
+		key  string
+		want string
+	}{
+		{"key in file", c, "relay.min_port", "ferry.toml:2: relay.min_port: boom: address already in use"},
+		{"key with a default value", c, "relay.max_port", "ferry.toml: relay.max_port: boom: address already in use"},
+		{"table header", c, "relay", "ferry.toml:1: relay: boom: address already in use"},
+		{"listen key", c, "listen[0].addr", "ferry.toml:6: listen[0].addr: boom: address already in use"},
+		{"unwritten key of a listener", c, "listen[0].cert", "ferry.toml:4: listen[0].cert: boom: address already in use"},
+		{"no such listener", c, "listen[3].addr", "ferry.toml: listen[3].addr: boom: address already in use"},
+		{"default config", Default(), "relay.max_port", fmt.Sprintf("(default):%d: relay.max_port: boom", defaultLine(t, "max_port ="))},
+		{"key of an unwritten table", c, "limits.allocations_total", "ferry.toml: limits.allocations_total: boom"},
+		{"hand-built config", &Config{}, "relay.min_port", "relay.min_port: boom: address already in use"},
+		{"nil config", nil, "relay.min_port", "relay.min_port: boom: address already in use"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c.Errorf(tt.key, "boom: %w", cause)
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("Errorf = %q, want prefix %q", err, tt.want)
+			}
+			if !errors.Is(err, cause) {
+				t.Error("Errorf dropped the %w error")
+			}
+		})
+	}
+}
+
+// defaultLine returns the line of default.toml that starts with prefix.
+func defaultLine(t *testing.T, prefix string) int {
+	t.Helper()
+	for i, l := range strings.Split(string(DefaultTOML()), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return i + 1
+		}
+	}
+	t.Fatalf("default.toml has no line starting with %q", prefix)
+	return 0
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.toml")
+	bad := filepath.Join(dir, "bad.toml")
+	missing := filepath.Join(dir, "missing.toml")
+	if err := os.WriteFile(good, []byte("[server]\nrealm = \"example.org\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bad, []byte("[server]\nrealm = \"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := Load(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.File() != good || c.Server.Realm != "example.org" {
+		t.Errorf("Load(good) = File %q, realm %q", c.File(), c.Server.Realm)
+	}
+
+	tests := []struct {
+		path string
+		want string
+	}{
+		{missing, missing},
+		{bad, bad + ":2: server.realm:"},
+	}
+	for _, tt := range tests {
+		_, err := Load(tt.path)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Load(%s) error = %v, want it to contain %q", tt.path, err, tt.want)
+		}
+	}
+	if _, err := Load(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load(missing) = %v, want an os.ErrNotExist", err)
+	}
+}

@@ -1,0 +1,136 @@
+package conf
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeKeyPair writes a self-signed ECDSA certificate and its key as PEM
+// files into dir and returns their paths.
+func writeKeyPair(t *testing.T, dir, name string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "ferry.test"},
+		DNSNames:     []string{"ferry.test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, name+"-cert.pem")
+	keyFile = filepath.Join(dir, name+"-key.pem")
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	return certFile, keyFile
+}
+
+func writeFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCertificates(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeKeyPair(t, dir, "a")
+	otherCert, otherKey := writeKeyPair(t, dir, "b")
+	garbage := filepath.Join(dir, "garbage.pem")
+	writeFile(t, garbage, []byte("not PEM\n"))
+	missing := filepath.Join(dir, "missing.pem")
+
+	// withCert returns a [[listen]] table with cert and key, 5 lines long.
+	withCert := func(proto, addr, cert, key string) string {
+		return fmt.Sprintf("[[listen]]\nproto = %q\naddr = %q\ncert = '%s'\nkey = '%s'\n", proto, addr, cert, key)
+	}
+	// listener returns a file with a udp listener on lines 1-3 and, on
+	// lines 4-8, a listener of proto with cert and key.
+	listener := func(proto, addr, cert, key string) string {
+		return "[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n" + withCert(proto, addr, cert, key)
+	}
+	tests := []struct {
+		name  string
+		input string
+		want  string // "" = valid; else must appear in the error
+	}{
+		{"tls with a valid pair", listener("tls", "0.0.0.0:5349", cert, key), ""},
+		{"dtls with a valid pair", listener("dtls", "0.0.0.0:5349", cert, key), ""},
+		{"tls and dtls on one address", listener("tls", "0.0.0.0:5349", cert, key) + withCert("dtls", "0.0.0.0:5349", cert, key), ""},
+		{"missing cert file", listener("tls", "0.0.0.0:5349", missing, key), "bad.toml:7: listen[1].cert: open " + missing},
+		{"missing key file", listener("tls", "0.0.0.0:5349", cert, missing), "bad.toml:8: listen[1].key: open " + missing},
+		{"cert file not PEM", listener("tls", "0.0.0.0:5349", garbage, key), "bad.toml:7: listen[1].cert: " + garbage + ": no PEM CERTIFICATE block"},
+		{"key file as cert", listener("tls", "0.0.0.0:5349", key, key), "bad.toml:7: listen[1].cert: "},
+		{"key file not PEM", listener("dtls", "0.0.0.0:5349", cert, garbage), "bad.toml:8: listen[1].key: key " + garbage + " for cert " + cert},
+		{"key of another cert", listener("tls", "0.0.0.0:5349", cert, otherKey), "bad.toml:8: listen[1].key: "},
+		{"another pair is fine", listener("tls", "0.0.0.0:5349", otherCert, otherKey), ""},
+		{"dtls shares udp with udp", listener("dtls", "0.0.0.0:3478", cert, key), "bad.toml:6: listen[1].addr: udp 0.0.0.0:3478 is already used by listen[0] (udp)"},
+		{"tls does not share with udp", listener("tls", "0.0.0.0:3478", cert, key), ""},
+		{
+			"tls shares tcp with tcp",
+			"[[listen]]\nproto = \"tcp\"\naddr = \"[::]:443\"\n" + withCert("tls", "[::]:443", cert, key),
+			"bad.toml:6: listen[1].addr: tcp [::]:443 is already used by listen[0] (tcp)",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("bad.toml", []byte(tt.input))
+			switch {
+			case tt.want == "" && err != nil:
+				t.Fatalf("%v\nin\n%s", err, tt.input)
+			case tt.want == "":
+				if l := c.Listen[len(c.Listen)-1]; l.Cert == "" || l.Key == "" {
+					t.Errorf("last listener lost cert or key: %+v", l)
+				}
+			case err == nil:
+				t.Fatalf("no error for\n%s", tt.input)
+			case !strings.Contains(err.Error(), tt.want):
+				t.Errorf("error\n  %v\nwant it to contain\n  %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestValidateHandBuilt checks that Validate works on a Config that was
+// not parsed (no file, no line index), as other packages' tests build.
+func TestValidateHandBuilt(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Default().Validate() = %v", err)
+	}
+	c.Relay.MinPort = 3000
+	c.Relay.MaxPort = 4000
+	// min_port is written in default.toml, so the error has its line.
+	want := fmt.Sprintf("(default):%d: relay.min_port: port range 3000-4000 overlaps listen[0] port 3478", defaultLine(t, "min_port ="))
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %q", err, want)
+	}
+
+	bare := &Config{}
+	if err := bare.Validate(); err == nil || err.Error() != "server.realm: must not be empty" {
+		t.Errorf("(&Config{}).Validate() = %v, want server.realm: must not be empty", err)
+	}
+}
