@@ -1,0 +1,187 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pion/transport/v4/reuseport"
+	"github.com/pion/turn/v5"
+)
+
+// Errors the allocator returns; pion answers them with 508 Insufficient Capacity.
+var (
+	ErrPoolExhausted  = errors.New("relay: no free port in the pool")
+	ErrPortTaken      = errors.New("relay: requested port is not free")
+	ErrFamilyDisabled = errors.New("relay: no relay address configured for this address family")
+	ErrPeerDenied     = errors.New("relay: peer address denied by policy")
+)
+
+// connectTimeout bounds an RFC 6062 Connect; the RFC asks for at least 30 seconds.
+const connectTimeout = 30 * time.Second
+
+// Addrs are one address family's relay addresses.
+type Addrs struct {
+	Bind   netip.Addr // relay sockets bind here; may be the unspecified address
+	Public netip.Addr // advertised in XOR-RELAYED-ADDRESS
+}
+
+// Enabled reports whether relays of this family can be made.
+func (a Addrs) Enabled() bool { return a.Public.IsValid() }
+
+// Allocator is the pion/turn RelayAddressGenerator backed by the shared Pool: every UDP
+// relay socket, TCP relay listener and RFC 6062 peer connection takes its port there, and
+// gives it back when closed.
+type Allocator struct {
+	pool   *Pool
+	policy *Policy
+	v4, v6 Addrs
+}
+
+var _ turn.RelayAddressGenerator = (*Allocator)(nil)
+
+// NewAllocator returns an allocator over pool. A family whose Addrs are not Enabled cannot
+// allocate (ErrFamilyDisabled).
+func NewAllocator(pool *Pool, policy *Policy, v4, v6 Addrs) *Allocator {
+	return &Allocator{pool: pool, policy: policy, v4: v4, v6: v6}
+}
+
+// Pool returns the port pool the allocator takes from.
+func (a *Allocator) Pool() *Pool { return a.pool }
+
+// Validate is called by pion/turn at start.
+func (a *Allocator) Validate() error {
+	if !a.v4.Enabled() && !a.v6.Enabled() {
+		return ErrFamilyDisabled
+	}
+	return nil
+}
+
+func (a *Allocator) family(network string) (Addrs, error) {
+	fam := a.v4
+	if network == "udp6" || network == "tcp6" {
+		fam = a.v6
+	}
+	if !fam.Enabled() {
+		return Addrs{}, fmt.Errorf("%w: %s", ErrFamilyDisabled, network)
+	}
+	return fam, nil
+}
+
+// AllocatePacketConn binds a UDP relay socket on a pool port.
+func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
+	fam, err := a.family(conf.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	var conn *net.UDPConn
+	port, err := a.bind(conf.RequestedPort, func(port int) (err error) {
+		conn, err = net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.Bind, uint16(port))))
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	pc := &packetConn{UDPConn: conn, policy: a.policy, release: a.releaser(port)}
+	return pc, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.Public, uint16(port))), nil
+}
+
+// AllocateListener opens the TCP relay listener of an RFC 6062 allocation on a pool port.
+// SO_REUSEPORT lets AllocateConn dial peers from the same port.
+func (a *Allocator) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	fam, err := a.family(conf.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	lc := net.ListenConfig{Control: reuseport.Control}
+	var ln net.Listener
+	port, err := a.bind(conf.RequestedPort, func(port int) (err error) {
+		addr := netip.AddrPortFrom(fam.Bind, uint16(port)).String()
+		ln, err = lc.Listen(context.Background(), conf.Network, addr)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	tl := &listener{Listener: ln, policy: a.policy, release: a.releaser(port)}
+	return tl, net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.Public, uint16(port))), nil
+}
+
+// AllocateConn dials an RFC 6062 peer from the allocation's relay port. pion passes the
+// advertised relay address, which behind 1:1 NAT is not on this host: bind the local side of
+// the family instead.
+func (a *Allocator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	fam, err := a.family(conf.Network)
+	if err != nil {
+		return nil, err
+	}
+	local, ok := conf.LocalAddr.(*net.TCPAddr)
+	if !ok {
+		return nil, fmt.Errorf("relay: connect: local address %v is not TCP", conf.LocalAddr)
+	}
+	remote, ok := conf.RemoteAddr.(*net.TCPAddr)
+	if !ok {
+		return nil, fmt.Errorf("relay: connect: peer address %v is not TCP", conf.RemoteAddr)
+	}
+	if !a.policy.PermitAddr(remote.AddrPort()) {
+		return nil, fmt.Errorf("%w: %s", ErrPeerDenied, remote)
+	}
+	d := net.Dialer{
+		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.Bind, uint16(local.Port))),
+		Control:   reuseport.Control,
+		Timeout:   connectTimeout,
+	}
+	conn, err := d.Dial(conf.Network, remote.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: connect %s from port %d: %w", remote, local.Port, err)
+	}
+	return conn, nil
+}
+
+// bind takes a port (the requested one, or the next free one) and calls listen on it. A
+// port that another program holds is skipped (and put back: it may be free later), so
+// allocation fails only when every free port has been tried.
+func (a *Allocator) bind(requested int, listen func(port int) error) (int, error) {
+	if requested != 0 {
+		if !a.pool.Take(requested) {
+			return 0, fmt.Errorf("%w: %d", ErrPortTaken, requested)
+		}
+		if err := listen(requested); err != nil {
+			a.pool.Put(requested)
+			return 0, fmt.Errorf("relay: bind port %d: %w", requested, err)
+		}
+		return requested, nil
+	}
+	var lastErr error
+	for range a.pool.Free() {
+		port, ok := a.pool.Get()
+		if !ok {
+			break
+		}
+		err := listen(port)
+		if err == nil {
+			return port, nil
+		}
+		a.pool.Put(port)
+		lastErr = err
+	}
+	if lastErr != nil {
+		return 0, fmt.Errorf("%w (last bind error: %v)", ErrPoolExhausted, lastErr)
+	}
+	return 0, ErrPoolExhausted
+}
+
+func (a *Allocator) releaser(port int) func() {
+	return func() { a.pool.Put(port) }
+}
+
+// Enabled reports whether relays of the IPv6 (true) or IPv4 (false) family can be made.
+func (a *Allocator) Enabled(ipv6 bool) bool {
+	if ipv6 {
+		return a.v6.Enabled()
+	}
+	return a.v4.Enabled()
+}

@@ -1,0 +1,161 @@
+package relay
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+)
+
+// Recommended is the keyword in deny_peers that expands to RecommendedDeny.
+const Recommended = "recommended"
+
+// RecommendedDeny lists the ranges a TURN server on the internet must not relay to: "this
+// network", loopback, private, CGNAT, link-local, multicast, reserved, broadcast, the IPv6
+// unspecified and loopback addresses, unique-local, link-local and multicast IPv6, and the
+// NAT64 prefixes (well-known and local-use), which reach IPv4 hosts through a translator.
+// IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) IPv6 forms are not listed:
+// Policy checks every address in its IPv4 form too, which is what CVE-2020-26262 got around
+// in coturn with 0.0.0.0, [::] and [::1].
+func RecommendedDeny() []netip.Prefix {
+	return mustPrefixes(
+		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+		"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
+		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
+		"64:ff9b::/96", "64:ff9b:1::/48",
+	)
+}
+
+func mustPrefixes(cidrs ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(cidrs))
+	for i, c := range cidrs {
+		out[i] = netip.MustParsePrefix(c)
+	}
+	return out
+}
+
+// Policy decides which peers a relay may talk to. allow wins over deny. Ferry's own relay
+// addresses are always allowed, but only with a port of the pool: two clients relaying
+// through the same Ferry reach each other (coturn#584) while no other service on the host
+// does, even when the relay IP lies in a denied range.
+type Policy struct {
+	deny, allow []netip.Prefix
+	own         []netip.Addr // relay IPs, in canonical form
+	ports       portRange
+}
+
+type portRange struct{ min, max int }
+
+func (r portRange) contains(port uint16) bool { return int(port) >= r.min && int(port) <= r.max }
+
+// NewPolicy parses deny and allow entries (the keyword "recommended", CIDRs or single IPs;
+// "recommended" only in deny). own are the relay IPs, and [minPort, maxPort] the pool.
+func NewPolicy(deny, allow []string, own []netip.Addr, minPort, maxPort int) (*Policy, error) {
+	p := &Policy{ports: portRange{minPort, maxPort}}
+	var err error
+	if p.deny, err = parsePeers(deny, true); err != nil {
+		return nil, fmt.Errorf("relay: deny_peers: %w", err)
+	}
+	if p.allow, err = parsePeers(allow, false); err != nil {
+		return nil, fmt.Errorf("relay: allow_peers: %w", err)
+	}
+	for _, ip := range own {
+		if ip.IsValid() && !ip.IsUnspecified() {
+			p.own = append(p.own, canonical(ip))
+		}
+	}
+	return p, nil
+}
+
+func parsePeers(entries []string, recommendedOK bool) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, e := range entries {
+		switch {
+		case e == Recommended && recommendedOK:
+			out = append(out, RecommendedDeny()...)
+		default:
+			pfx, err := parsePeer(e)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, pfx)
+		}
+	}
+	return out, nil
+}
+
+func parsePeer(s string) (netip.Prefix, error) {
+	if pfx, err := netip.ParsePrefix(s); err == nil {
+		return pfx.Masked(), nil
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
+	}
+	return netip.PrefixFrom(ip, ip.BitLen()), nil
+}
+
+// canonical gives the IPv4 address hidden in an IPv4-mapped or IPv4-compatible IPv6 address
+// (:: and ::1 become 0.0.0.0 and 0.0.0.1), and the address itself otherwise.
+func canonical(ip netip.Addr) netip.Addr {
+	ip = ip.WithZone("")
+	if ip.Is4In6() {
+		return ip.Unmap()
+	}
+	if ip.Is6() {
+		b := ip.As16()
+		if [12]byte(b[:12]) == [12]byte{} {
+			return netip.AddrFrom4([4]byte(b[12:]))
+		}
+	}
+	return ip
+}
+
+func matches(prefixes []netip.Prefix, ip, canon netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(ip) || p.Contains(canon) {
+			return true
+		}
+	}
+	return false
+}
+
+// PermitIP is the check for CreatePermission, which names an IP only.
+func (p *Policy) PermitIP(ip netip.Addr) bool {
+	canon := canonical(ip)
+	if matches(p.allow, ip, canon) || p.isOwn(canon) {
+		return true
+	}
+	return !matches(p.deny, ip, canon)
+}
+
+// PermitAddr is the check for a concrete peer transport address: ChannelBind, Connect and
+// Send indications.
+func (p *Policy) PermitAddr(peer netip.AddrPort) bool {
+	ip := peer.Addr()
+	canon := canonical(ip)
+	if matches(p.allow, ip, canon) {
+		return true
+	}
+	if p.isOwn(canon) {
+		return p.ports.contains(peer.Port())
+	}
+	return !matches(p.deny, ip, canon)
+}
+
+// PermitSource filters datagrams and connections arriving at a relay: an own relay IP is a
+// legitimate source only from a pool port (another allocation), so nothing else on the host
+// can talk to clients through a permission granted for that IP. Other sources are filtered
+// by the allocation's permissions.
+func (p *Policy) PermitSource(src netip.AddrPort) bool {
+	if len(p.own) == 0 {
+		return true
+	}
+	ip := src.Addr()
+	canon := canonical(ip)
+	if !p.isOwn(canon) || p.ports.contains(src.Port()) {
+		return true
+	}
+	return matches(p.allow, ip, canon)
+}
+
+func (p *Policy) isOwn(canon netip.Addr) bool { return slices.Contains(p.own, canon) }

@@ -1,0 +1,132 @@
+// Package relay owns what TURN relays and the SFU share: the UDP/TCP port pool, the relay
+// address generator handed to pion/turn, the peer address policy and the allocation quotas.
+package relay
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Pool hands out ports of [min, max] from a free list. Unlike pion's random-retry range
+// generator, Get succeeds whenever any port is free. Ports come back in FIFO order, so a port
+// released a moment ago is the last to be reused (stale peer traffic meant for the previous
+// allocation then has time to die out, and pion's EVEN-PORT search sees a new port each try).
+//
+// The free list is intrusive: next/prev arrays indexed by port-min, so Take can remove any
+// port in O(1) and the pool costs 8 bytes per port.
+type Pool struct {
+	min, max int
+
+	mu         sync.Mutex
+	next, prev []int32 // links of the free list; -1 ends it
+	head, tail int32
+	free       []bool
+	nfree      int
+}
+
+// NewPool returns a pool holding every port of [min, max], all free.
+func NewPool(min, max int) (*Pool, error) {
+	if min < 1 || max > 65535 || min > max {
+		return nil, fmt.Errorf("relay: port range %d-%d is not within 1-65535 with min <= max", min, max)
+	}
+	n := max - min + 1
+	p := &Pool{
+		min: min, max: max,
+		next: make([]int32, n), prev: make([]int32, n),
+		free: make([]bool, n),
+		head: -1, tail: -1,
+	}
+	for i := range n {
+		p.pushBack(int32(i))
+	}
+	return p, nil
+}
+
+// Range returns the pool's first and last port.
+func (p *Pool) Range() (min, max int) { return p.min, p.max }
+
+// Contains reports whether port belongs to the pool's range (free or not).
+func (p *Pool) Contains(port int) bool { return port >= p.min && port <= p.max }
+
+// Size is the number of ports in the range.
+func (p *Pool) Size() int { return p.max - p.min + 1 }
+
+// Free is the number of ports not handed out.
+func (p *Pool) Free() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.nfree
+}
+
+// InUse is the number of ports handed out.
+func (p *Pool) InUse() int { return p.Size() - p.Free() }
+
+// Get takes the least recently released free port. ok is false only when none is free.
+func (p *Pool) Get() (port int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.head < 0 {
+		return 0, false
+	}
+	i := p.head
+	p.unlink(i)
+	return p.min + int(i), true
+}
+
+// Take takes a specific port (a client's RESERVATION-TOKEN or EVEN-PORT pair). It reports
+// false when the port is outside the range or already taken.
+func (p *Pool) Take(port int) bool {
+	if !p.Contains(port) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := int32(port - p.min)
+	if !p.free[i] {
+		return false
+	}
+	p.unlink(i)
+	return true
+}
+
+// Put returns a port to the back of the free list. Putting a port that is free already or
+// outside the range is a no-op, so a double release cannot corrupt the list.
+func (p *Pool) Put(port int) {
+	if !p.Contains(port) {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := int32(port - p.min)
+	if p.free[i] {
+		return
+	}
+	p.pushBack(i)
+}
+
+func (p *Pool) pushBack(i int32) {
+	p.next[i], p.prev[i] = -1, p.tail
+	if p.tail >= 0 {
+		p.next[p.tail] = i
+	} else {
+		p.head = i
+	}
+	p.tail = i
+	p.free[i] = true
+	p.nfree++
+}
+
+func (p *Pool) unlink(i int32) {
+	if p.prev[i] >= 0 {
+		p.next[p.prev[i]] = p.next[i]
+	} else {
+		p.head = p.next[i]
+	}
+	if p.next[i] >= 0 {
+		p.prev[p.next[i]] = p.prev[i]
+	} else {
+		p.tail = p.prev[i]
+	}
+	p.free[i] = false
+	p.nfree--
+}

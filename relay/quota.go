@@ -1,0 +1,99 @@
+package relay
+
+import (
+	"net"
+	"sync"
+)
+
+// Quota enforces allocations_per_user and allocations_total (0 = unlimited).
+//
+// pion/turn asks Admit before it creates an allocation and reports the outcome later
+// (Created, or Failed when creating it failed), so Admit reserves a slot at once: two
+// concurrent Allocates of one user on two listeners cannot both slip under the limit. The
+// reservation is keyed by the client's transport address, which is what pion's failure
+// report carries.
+type Quota struct {
+	perUser, total int
+
+	mu      sync.Mutex
+	users   map[string]int    // allocations (made or reserved) per user ID
+	count   int               // all allocations, made or reserved
+	pending map[string]string // client address → user ID of a reservation not yet settled
+}
+
+// NewQuota returns a quota; a limit of 0 means no limit.
+func NewQuota(perUser, total int) *Quota {
+	return &Quota{perUser: perUser, total: total, users: map[string]int{}, pending: map[string]string{}}
+}
+
+func clientKey(addr net.Addr) string { return addr.Network() + "/" + addr.String() }
+
+// Admit reserves an allocation for user from client, or reports false when a limit is
+// reached (486 Allocation Quota Reached).
+func (q *Quota) Admit(user string, client net.Addr) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// A retransmitted Allocate whose first try never settled replaces that reservation; give
+	// it back before the limits are checked, or a client at its limit would be refused
+	// because of its own stale reservation, which nothing would ever release.
+	key := clientKey(client)
+	if prev, ok := q.pending[key]; ok {
+		delete(q.pending, key)
+		q.release(prev)
+	}
+	if q.total > 0 && q.count >= q.total {
+		return false
+	}
+	if q.perUser > 0 && q.users[user] >= q.perUser {
+		return false
+	}
+	q.pending[key] = user
+	q.users[user]++
+	q.count++
+	return true
+}
+
+// Created settles the reservation of client: the allocation exists now and counts until
+// Released.
+func (q *Quota) Created(client net.Addr) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.pending, clientKey(client))
+}
+
+// Failed gives back the reservation of client, if it has one that never became an
+// allocation.
+func (q *Quota) Failed(client net.Addr) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	key := clientKey(client)
+	if user, ok := q.pending[key]; ok {
+		delete(q.pending, key)
+		q.release(user)
+	}
+}
+
+// Released gives back the slot of an allocation of user that ended.
+func (q *Quota) Released(user string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.release(user)
+}
+
+func (q *Quota) release(user string) {
+	if q.users[user] <= 1 {
+		delete(q.users, user)
+	} else {
+		q.users[user]--
+	}
+	if q.count > 0 {
+		q.count--
+	}
+}
+
+// Count returns the number of allocations made or reserved.
+func (q *Quota) Count() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.count
+}
