@@ -1,0 +1,236 @@
+package turnserver
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
+)
+
+// handshakeTimeout bounds a TLS or DTLS handshake, so a client that connects and says
+// nothing cannot hold a goroutine forever.
+const handshakeTimeout = 10 * time.Second
+
+// packetConn is a UDP listener socket as pion/turn sees it: every datagram passes the
+// guard first.
+type packetConn struct {
+	net.PacketConn
+	guard *guard
+	state connState // ReadFrom runs on pion's single read loop of this socket
+}
+
+func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, client, err := c.PacketConn.ReadFrom(p)
+		if err != nil {
+			return n, client, err
+		}
+		if b, pass := c.guard.inspect(p[:n], client, c.LocalAddr(), c, &c.state); pass {
+			return len(b), client, nil
+		}
+	}
+}
+
+func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.PacketConn.WriteTo(msg, to) }
+
+// streamListener hands pion/turn guarded streamConns, tracks them so Close ends them all,
+// and keeps accepting after transient errors: pion's accept loop ends for good on the first
+// error it sees (a failed DTLS handshake, EMFILE).
+type streamListener struct {
+	net.Listener
+	guard *guard
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	conns  map[*streamConn]struct{}
+	closed bool
+}
+
+func newStreamListener(ln net.Listener, g *guard, log *slog.Logger) *streamListener {
+	return &streamListener{Listener: ln, guard: g, log: log, conns: map[*streamConn]struct{}{}}
+}
+
+func (l *streamListener) Accept() (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := l.Listener.Accept()
+		if err == nil {
+			return l.track(conn)
+		}
+		if errors.Is(err, net.ErrClosed) {
+			return nil, err
+		}
+		l.log.Warn("accept failed", "listener", l.Addr(), "err", err)
+		time.Sleep(backoff)
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (l *streamListener) track(conn net.Conn) (net.Conn, error) {
+	c := &streamConn{Conn: conn, r: bufio.NewReader(conn), guard: l.guard, owner: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		_ = conn.Close()
+		return nil, net.ErrClosed
+	}
+	l.conns[c] = struct{}{}
+	return c, nil
+}
+
+func (l *streamListener) forget(c *streamConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.conns, c)
+}
+
+// Close stops accepting and closes every connection still open.
+func (l *streamListener) Close() error {
+	err := l.Listener.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := make([]*streamConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+	return err
+}
+
+// streamConn is one TCP, TLS or DTLS client connection. pion/turn reads it through its own
+// framing (STUNConn); streamConn frames first so each STUN message passes the guard, and
+// fixes the responses pion v5.1.0 sends without MESSAGE-INTEGRITY. After a successful
+// ConnectionBind (RFC 6062) the connection carries raw peer data and both are bypassed.
+type streamConn struct {
+	net.Conn
+	r     *bufio.Reader
+	guard *guard
+	owner *streamListener
+
+	// readMu serialises Reads: after a ConnectionBind, pion's copy goroutine and its read
+	// loop both read the connection until it closes.
+	readMu    sync.Mutex
+	state     connState
+	handshake sync.Once
+	frame     []byte
+	pending   []byte      // guarded bytes not yet read by pion
+	raw       atomic.Bool // set once a ConnectionBind succeeded
+	closeOnce sync.Once
+}
+
+func (c *streamConn) Read(p []byte) (int, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	if c.raw.Load() {
+		return c.r.Read(p)
+	}
+	if err := c.finishHandshake(); err != nil {
+		return 0, err
+	}
+	for len(c.pending) == 0 {
+		frame, err := c.readFrame()
+		if err != nil {
+			return 0, err
+		}
+		if b, pass := c.guard.inspect(frame, c.RemoteAddr(), c.LocalAddr(), c, &c.state); pass {
+			c.pending = b
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// finishHandshake runs the TLS/DTLS handshake under a deadline. pion does this for a
+// *tls.Conn it can see; it cannot see through streamConn.
+func (c *streamConn) finishHandshake() (err error) {
+	hs, ok := c.Conn.(interface{ HandshakeContext(context.Context) error })
+	if !ok {
+		return nil
+	}
+	c.handshake.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		defer cancel()
+		if err = hs.HandshakeContext(ctx); err != nil {
+			err = fmt.Errorf("turnserver: handshake with %s: %w", c.RemoteAddr(), err)
+		}
+	})
+	return err
+}
+
+// readFrame reads one STUN message or ChannelData frame.
+func (c *streamConn) readFrame() ([]byte, error) {
+	hdr, err := c.r.Peek(channelDataHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	size, err := frameSize(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if cap(c.frame) < size {
+		c.frame = make([]byte, size, max(size, 2048))
+	}
+	c.frame = c.frame[:size]
+	if _, err := io.ReadFull(c.r, c.frame); err != nil {
+		return nil, err
+	}
+	return c.frame, nil
+}
+
+func (c *streamConn) respond(msg []byte, _ net.Addr) { _, _ = c.Conn.Write(msg) }
+
+// Write adds MESSAGE-INTEGRITY to the ConnectionBind responses and Connect error responses
+// that pion/turn v5.1.0 sends without it (coturn's client rejects them: "Wrong integrity").
+// The key is that of the request being answered, which the guard verified on this
+// connection. Remove when the pion/turn pin reaches v5.1.3, which signs them itself.
+func (c *streamConn) Write(p []byte) (int, error) {
+	if c.raw.Load() {
+		return c.Conn.Write(p)
+	}
+	t, isSTUN := messageType(p)
+	out := p
+	if isSTUN && (t == connectionBindSuccess || t == connectionBindError || t == connectError) {
+		out = c.sign(p)
+	}
+	if _, err := c.Conn.Write(out); err != nil {
+		return 0, err
+	}
+	if isSTUN && t == connectionBindSuccess {
+		c.raw.Store(true)
+	}
+	return len(p), nil
+}
+
+// sign returns p with MESSAGE-INTEGRITY under the connection's last verified key, or p
+// itself when it has one already or there is no key.
+func (c *streamConn) sign(p []byte) []byte {
+	if c.state.key == nil {
+		return p
+	}
+	m := &stun.Message{Raw: append([]byte(nil), p...)}
+	if m.Decode() != nil || m.Contains(stun.AttrMessageIntegrity) {
+		return p
+	}
+	if stun.MessageIntegrity(c.state.key).AddTo(m) != nil {
+		return p
+	}
+	return m.Raw
+}
+
+func (c *streamConn) Close() error {
+	err := c.Conn.Close()
+	c.closeOnce.Do(func() { c.owner.forget(c) })
+	return err
+}

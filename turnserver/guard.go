@@ -1,0 +1,208 @@
+package turnserver
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"golang.org/x/time/rate"
+
+	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// guard looks at every STUN message before pion/turn does, on every listener. It keeps the
+// protocol code untouched and supplies what pion v5.1.0 gets wrong or leaves out:
+//   - Binding requests are answered here (with SOFTWARE, which pion cannot add);
+//   - a request with wrong credentials goes to pion without its MESSAGE-INTEGRITY, so pion
+//     answers 401 with a fresh nonce instead of 400;
+//   - Refresh, CreatePermission, ChannelBind and Connect without an allocation get 437 (pion
+//     sends nothing), and with another user's allocation 441;
+//   - ChannelBind and Connect to a denied peer get 403 (pion answers ChannelBind with 401),
+//     and Send indications to a denied peer are dropped and counted;
+//   - Allocate for an address family without relay addresses gets 440.
+type guard struct {
+	software stun.Setter // nil: no SOFTWARE attribute
+	auth     *auth.Authenticator
+	policy   *relay.Policy
+	families func(ipv6 bool) bool
+	sessions *sessions
+	log      *slog.Logger
+	logLimit *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
+
+	deniedSends atomic.Uint64 // Send indications dropped by the peer policy
+}
+
+// responder sends a message back to the client a request came from.
+type responder interface {
+	respond(msg []byte, to net.Addr)
+}
+
+// connState is the guard's scratch space for one listener socket or stream.
+type connState struct {
+	msg stun.Message
+	// key is the long-term key of the last authenticated request: the MESSAGE-INTEGRITY
+	// key for the responses pion sends without one (see streamConn.Write).
+	key []byte
+}
+
+// inspect looks at the datagram or frame b from client arriving at server. It returns the
+// bytes to hand to pion (b, possibly shortened in place) and false when the message was
+// answered or dropped here.
+func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *connState) ([]byte, bool) {
+	if !stun.IsMessage(b) {
+		return b, true // ChannelData; pion also rejects garbage
+	}
+	m := &st.msg
+	m.Raw = b
+	if err := m.Decode(); err != nil {
+		return b, true // pion answers or drops malformed messages itself
+	}
+	switch {
+	case m.Type == stun.BindingRequest:
+		g.answerBinding(m, client, w)
+		return nil, false
+	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
+		return b, g.permitSend(m)
+	case m.Type.Class != stun.ClassRequest || !m.Contains(stun.AttrMessageIntegrity):
+		return b, true // pion answers a request without credentials with 401 and a nonce
+	}
+	user, key, err := g.authenticate(m, client)
+	switch {
+	case errors.Is(err, errIncompleteCredentials):
+		return b, true // pion answers 400
+	case err != nil:
+		return b[:stripIntegrity(b)], true
+	}
+	st.key = key
+	if code, reject := g.check(m, client, server, user); reject {
+		w.respond(errorResponse(m, code, key), client)
+		return nil, false
+	}
+	return b, true
+}
+
+var errIncompleteCredentials = errors.New("request lacks USERNAME, REALM or NONCE")
+
+// authenticate verifies the long-term credentials of m: the user ID and key, or why not.
+func (g *guard) authenticate(m *stun.Message, client net.Addr) (user string, key []byte, err error) {
+	var (
+		username stun.Username
+		realm    stun.Realm
+		nonce    stun.Nonce
+	)
+	if username.GetFrom(m) != nil || realm.GetFrom(m) != nil || nonce.GetFrom(m) != nil {
+		return "", nil, errIncompleteCredentials
+	}
+	user, key, err = g.auth.Verify(username.String(), realm.String(), time.Now(), func(key []byte) bool {
+		return stun.MessageIntegrity(key).Check(m) == nil
+	})
+	if err != nil && g.logLimit.Allow() {
+		g.log.Info("authentication failed", "client", client, "username", username.String(),
+			"method", m.Type.Method.String(), "reason", err.Error())
+	}
+	return user, key, err
+}
+
+// check applies the allocation and peer rules to an authenticated request: the error code
+// to answer with, if any.
+func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (stun.ErrorCode, bool) {
+	switch m.Type.Method {
+	case stun.MethodAllocate:
+		return g.checkFamily(m)
+	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind, stun.MethodConnect:
+		sess, ok := g.sessions.get(client, server)
+		if !ok {
+			return stun.CodeAllocMismatch, true
+		}
+		if sess.user != user {
+			return stun.CodeWrongCredentials, true
+		}
+	}
+	if m.Type.Method == stun.MethodChannelBind || m.Type.Method == stun.MethodConnect {
+		if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
+			return stun.CodeForbidden, true
+		}
+	}
+	return 0, false
+}
+
+// checkFamily refuses an explicit REQUESTED-ADDRESS-FAMILY Ferry has no relay address for
+// (RFC 6156 section 4.2); pion would fail the allocation with 508.
+func (g *guard) checkFamily(m *stun.Message) (stun.ErrorCode, bool) {
+	v, err := m.Get(stun.AttrRequestedAddressFamily)
+	if err != nil || len(v) < 1 {
+		return 0, false
+	}
+	const ipv4, ipv6 = 0x01, 0x02
+	if (v[0] == ipv4 && !g.families(false)) || (v[0] == ipv6 && !g.families(true)) {
+		return stun.CodeAddrFamilyNotSupported, true
+	}
+	return 0, false
+}
+
+// permitSend drops Send indications to denied peers; pion would drop them too for lack of
+// a permission, but silently.
+func (g *guard) permitSend(m *stun.Message) bool {
+	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
+		g.deniedSends.Add(1)
+		return false
+	}
+	return true
+}
+
+func peerAddr(m *stun.Message) (netip.AddrPort, bool) {
+	var a stun.XORMappedAddress
+	if a.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
+		return netip.AddrPort{}, false
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok || a.Port < 0 || a.Port > 0xFFFF {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip, uint16(a.Port)), true
+}
+
+// answerBinding sends the RFC 8489 Binding success response: XOR-MAPPED-ADDRESS, optional
+// SOFTWARE, FINGERPRINT.
+func (g *guard) answerBinding(m *stun.Message, client net.Addr, w responder) {
+	ip, port := addrIPPort(client)
+	setters := []stun.Setter{
+		&stun.Message{TransactionID: m.TransactionID}, stun.BindingSuccess,
+		&stun.XORMappedAddress{IP: ip, Port: port},
+	}
+	if g.software != nil {
+		setters = append(setters, g.software)
+	}
+	resp, err := stun.Build(append(setters, stun.Fingerprint)...)
+	if err == nil {
+		w.respond(resp.Raw, client)
+	}
+}
+
+func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte) []byte {
+	resp, err := stun.Build(
+		&stun.Message{TransactionID: req.TransactionID},
+		stun.NewType(req.Type.Method, stun.ClassErrorResponse),
+		code,
+		stun.MessageIntegrity(key),
+	)
+	if err != nil {
+		return nil
+	}
+	return resp.Raw
+}
+
+func addrIPPort(a net.Addr) (net.IP, int) {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.IP, a.Port
+	case *net.TCPAddr:
+		return a.IP, a.Port
+	}
+	return nil, 0
+}

@@ -1,0 +1,54 @@
+package turnserver
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+
+	"github.com/pion/dtls/v3"
+
+	"github.com/ferry-rtc/ferry/internal/pionlog"
+)
+
+// open binds one listener: a guarded packet conn for udp, a guarded stream listener for the
+// others. UDP and DTLS sockets are opened for the address's own family only, so "0.0.0.0"
+// and "[::]" listeners on one port can coexist.
+func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
+	family := "4"
+	if l.Addr.Addr().Is6() {
+		family = "6"
+	}
+	switch l.Proto {
+	case "udp":
+		pc, err := net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return nil, nil, err
+		}
+		return &packetConn{PacketConn: pc, guard: s.guard}, nil, nil
+	case "tcp":
+		ln, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, newStreamListener(ln, s.guard, s.log), nil
+	case "tls":
+		ln, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
+		if err != nil {
+			return nil, nil, err
+		}
+		tlsLn := tls.NewListener(ln, &tls.Config{
+			Certificates: []tls.Certificate{*l.Cert},
+			MinVersion:   tls.VersionTLS12,
+		})
+		return nil, newStreamListener(tlsLn, s.guard, s.log), nil
+	case "dtls":
+		ln, err := dtls.ListenWithOptions("udp"+family, net.UDPAddrFromAddrPort(l.Addr),
+			dtls.WithCertificates(*l.Cert),
+			dtls.WithLoggerFactory(pionlog.Factory{Log: s.log}))
+		if err != nil {
+			return nil, nil, err
+		}
+		return nil, newStreamListener(ln, s.guard, s.log), nil
+	}
+	return nil, nil, fmt.Errorf("%w %q", errUnknownProto, l.Proto)
+}
