@@ -1,0 +1,226 @@
+// Package test holds Ferry's end-to-end tests: a real ferry binary on loopback, driven by
+// pion/turn clients, a raw STUN client and coturn's turnutils.
+package test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ferryBin is the ferry binary under test, built once by TestMain with the race detector.
+var ferryBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ferry-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ferryBin = filepath.Join(dir, "ferry")
+	build := exec.Command("go", "build", "-race", "-o", ferryBin, "github.com/ferry-rtc/ferry/cmd/ferry")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building ferry:", err)
+		os.Exit(1)
+	}
+	// The race runtime sleeps a second at exit by default; every CLI call would pay it.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// relayPorts hands each test its own relay port range, below Linux's ephemeral range
+// (32768+) so that no client socket of the tests lands in a pool.
+var nextRelayBlock atomic.Int32
+
+func relayRange(size int) (min, max int) {
+	start := 20000 + int(nextRelayBlock.Add(1))*200
+	return start, start + size - 1
+}
+
+// freePort returns a port free for both UDP and TCP on ip.
+func freePort(t *testing.T, ip string) int {
+	t.Helper()
+	for range 50 {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, fmt.Sprint(port)))
+		_ = ln.Close()
+		if err == nil {
+			_ = pc.Close()
+			return port
+		}
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return 0
+}
+
+// ferry is a running ferry process.
+type ferry struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	dir    string
+	stdout *syncBuffer
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer goroutine and a reader.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startFerry writes config to a file and runs "ferry serve --config" on it until the test
+// ends, waiting for the "ferry serving" log line. An empty config runs the embedded default.
+func startFerry(t *testing.T, config string) *ferry {
+	t.Helper()
+	f := &ferry{t: t, dir: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	args := []string{"serve"}
+	if config != "" {
+		path := filepath.Join(f.dir, "ferry.toml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", path)
+	}
+	f.cmd = exec.Command(ferryBin, args...)
+	f.cmd.Stdout = f.stdout
+	f.cmd.Stderr = f.stderr
+	if err := f.cmd.Start(); err != nil {
+		t.Fatalf("start ferry: %v", err)
+	}
+	go func() { _ = f.cmd.Wait(); close(f.exited) }()
+	t.Cleanup(f.stop)
+	deadline := time.After(20 * time.Second)
+	for !strings.Contains(f.stderr.String(), `msg="ferry serving"`) {
+		select {
+		case <-f.exited:
+			t.Fatalf("ferry exited before serving:\n%s", f.stderr.String())
+		case <-deadline:
+			t.Fatalf("ferry did not start in time:\n%s", f.stderr.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return f
+}
+
+// stop sends SIGTERM and waits; the log is shown when the test failed, and a race report
+// fails the test.
+func (f *ferry) stop() {
+	select {
+	case <-f.exited:
+	default:
+		_ = f.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-f.exited:
+		case <-time.After(10 * time.Second):
+			_ = f.cmd.Process.Kill()
+			<-f.exited
+			f.t.Errorf("ferry did not stop on SIGTERM")
+		}
+	}
+	logs := f.stderr.String()
+	if strings.Contains(logs, "WARNING: DATA RACE") || strings.Contains(logs, "panic:") {
+		f.t.Errorf("ferry reported a race or panic:\n%s", logs)
+	} else if f.t.Failed() {
+		f.t.Logf("ferry log:\n%s", logs)
+	}
+}
+
+// runFerry runs a ferry CLI command to completion.
+func runFerry(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, ferryBin, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
+}
+
+// writeCert writes a self-signed certificate for 127.0.0.1 and ::1 and its key into dir.
+func writeCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "ferry test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "EC PRIVATE KEY", keyDER)
+	return certFile, keyFile
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lines splits output into non-empty lines.
+func lines(s string) []string {
+	var out []string
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		if l := strings.TrimSpace(sc.Text()); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

@@ -1,0 +1,90 @@
+package test
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// setup describes a test server; toml renders it as a Ferry config.
+type setup struct {
+	listeners  []listenSpec
+	bindIP     string
+	publicIP   string
+	bindIP6    string
+	minPort    int
+	maxPort    int
+	allowPeers []string
+	usersFile  string
+	secrets    []string
+	perUser    int
+	total      int
+}
+
+type listenSpec struct{ proto, addr, cert, key string }
+
+const (
+	testRealm  = "ferry.test"
+	testUser   = "alice"
+	testPass   = "alice-password"
+	testSecret = "rest-secret-1"
+)
+
+// newSetup is a server on 127.0.0.1 with UDP and TCP listeners on one port, a relay pool of
+// poolSize ports and the users file holding alice.
+func newSetup(t *testing.T, poolSize int) (*setup, int) {
+	t.Helper()
+	port := freePort(t, "127.0.0.1")
+	min, max := relayRange(poolSize)
+	s := &setup{
+		listeners: []listenSpec{
+			{proto: "udp", addr: addrString("127.0.0.1", port)},
+			{proto: "tcp", addr: addrString("127.0.0.1", port)},
+		},
+		bindIP: "127.0.0.1", minPort: min, maxPort: max,
+		usersFile: filepath.Join(t.TempDir(), "users.toml"),
+		secrets:   []string{testSecret},
+		perUser:   10,
+	}
+	addUser(t, s.usersFile, testUser, testPass)
+	return s, port
+}
+
+func addUser(t *testing.T, usersFile, name, password string) {
+	t.Helper()
+	if _, stderr, err := runFerry(t, password+"\n", "user", "add", name, "--realm", testRealm,
+		"--users-file", usersFile, "--password-stdin"); err != nil {
+		t.Fatalf("ferry user add: %v\n%s", err, stderr)
+	}
+}
+
+func (s *setup) toml() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "[server]\nrealm = %q\n", testRealm)
+	for _, l := range s.listeners {
+		fmt.Fprintf(&b, "[[listen]]\nproto = %q\naddr = %q\n", l.proto, l.addr)
+		if l.cert != "" {
+			fmt.Fprintf(&b, "cert = %q\nkey = %q\n", l.cert, l.key)
+		}
+	}
+	fmt.Fprintf(&b, "[relay]\nbind_ip = %q\npublic_ip = %q\nbind_ip6 = %q\nmin_port = %d\nmax_port = %d\nallow_peers = %s\n",
+		s.bindIP, s.publicIP, s.bindIP6, s.minPort, s.maxPort, tomlList(s.allowPeers))
+	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\n", s.usersFile, tomlList(s.secrets))
+	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\n", s.perUser, s.total)
+	return b.String()
+}
+
+func tomlList(items []string) string {
+	quoted := make([]string, len(items))
+	for i, it := range items {
+		quoted[i] = fmt.Sprintf("%q", it)
+	}
+	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// inPool reports whether ap is a relay address of s.
+func (s *setup) inPool(ap netip.AddrPort) bool {
+	return int(ap.Port()) >= s.minPort && int(ap.Port()) <= s.maxPort
+}
