@@ -40,7 +40,7 @@ type allocatorSetup struct {
 func newAllocator(t *testing.T, s allocatorSetup) *Allocator {
 	t.Helper()
 	pool := mustPool(t, s.min, s.max)
-	policy, err := NewPolicy(s.deny, s.allow, []netip.Addr{loopback4, loopback6}, s.min, s.max)
+	policy, err := NewPolicy(s.deny, s.allow, []netip.Addr{loopback4, loopback6}, pool.Held)
 	if err != nil {
 		t.Fatalf("NewPolicy: %v", err)
 	}

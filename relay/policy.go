@@ -34,23 +34,22 @@ func mustPrefixes(cidrs ...string) []netip.Prefix {
 }
 
 // Policy decides which peers a relay may talk to. allow wins over deny. Ferry's own relay
-// addresses are always allowed, but only with a port of the pool: two clients relaying
-// through the same Ferry reach each other (coturn#584) while no other service on the host
-// does, even when the relay IP lies in a denied range.
+// addresses are always allowed, but only with a port the pool has handed out: two clients
+// relaying through the same Ferry reach each other (coturn#584), and so do clients and the
+// SFU, while no other service on the host does, even when the relay IP lies in a denied
+// range. A port merely inside the pool's range is not enough: the range usually overlaps
+// the kernel's ephemeral ports, which other programs' sockets get.
 type Policy struct {
 	deny, allow []netip.Prefix
 	own         []netip.Addr // relay IPs, in canonical form
-	ports       portRange
+	held        func(port uint16) bool
 }
 
-type portRange struct{ min, max int }
-
-func (r portRange) contains(port uint16) bool { return int(port) >= r.min && int(port) <= r.max }
-
 // NewPolicy parses deny and allow entries (the keyword "recommended", CIDRs or single IPs;
-// "recommended" only in deny). own are the relay IPs, and [minPort, maxPort] the pool.
-func NewPolicy(deny, allow []string, own []netip.Addr, minPort, maxPort int) (*Policy, error) {
-	p := &Policy{ports: portRange{minPort, maxPort}}
+// "recommended" only in deny). own are the relay IPs, and held tells which of their ports
+// are Ferry's (Pool.Held).
+func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16) bool) (*Policy, error) {
+	p := &Policy{held: held}
 	var err error
 	if p.deny, err = parsePeers(deny, true); err != nil {
 		return nil, fmt.Errorf("relay: deny_peers: %w", err)
@@ -137,13 +136,13 @@ func (p *Policy) PermitAddr(peer netip.AddrPort) bool {
 		return true
 	}
 	if p.isOwn(canon) {
-		return p.ports.contains(peer.Port())
+		return p.held(peer.Port())
 	}
 	return !matches(p.deny, ip, canon)
 }
 
 // PermitSource filters datagrams and connections arriving at a relay: an own relay IP is a
-// legitimate source only from a pool port (another allocation), so nothing else on the host
+// legitimate source only from a port Ferry holds (another relay), so nothing else on the host
 // can talk to clients through a permission granted for that IP. Other sources are filtered
 // by the allocation's permissions.
 func (p *Policy) PermitSource(src netip.AddrPort) bool {
@@ -152,7 +151,7 @@ func (p *Policy) PermitSource(src netip.AddrPort) bool {
 	}
 	ip := src.Addr()
 	canon := canonical(ip)
-	if !p.isOwn(canon) || p.ports.contains(src.Port()) {
+	if !p.isOwn(canon) || p.held(src.Port()) {
 		return true
 	}
 	return matches(p.allow, ip, canon)

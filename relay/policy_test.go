@@ -14,13 +14,18 @@ const (
 	testMaxPort = 40099
 )
 
+// heldRange pretends every port of [min, max] is held by the pool.
+func heldRange(min, max int) func(uint16) bool {
+	return func(port uint16) bool { return int(port) >= min && int(port) <= max }
+}
+
 func mustPolicy(t *testing.T, deny, allow []string, own ...string) *Policy {
 	t.Helper()
 	var ips []netip.Addr
 	for _, s := range own {
 		ips = append(ips, netip.MustParseAddr(s))
 	}
-	p, err := NewPolicy(deny, allow, ips, testMinPort, testMaxPort)
+	p, err := NewPolicy(deny, allow, ips, heldRange(testMinPort, testMaxPort))
 	if err != nil {
 		t.Fatalf("NewPolicy(%q, %q, %v): %v", deny, allow, own, err)
 	}
@@ -431,7 +436,7 @@ func TestNewPolicyErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := NewPolicy(tt.deny, tt.allow, nil, testMinPort, testMaxPort)
+			p, err := NewPolicy(tt.deny, tt.allow, nil, heldRange(testMinPort, testMaxPort))
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("NewPolicy(%q, %q): %v", tt.deny, tt.allow, err)
@@ -467,14 +472,44 @@ func TestCanonical(t *testing.T) {
 }
 
 func ExamplePolicy() {
+	pool, _ := NewPool(49152, 65535)
+	port, _ := pool.Get() // 49152, as a relay allocation would take it
 	own := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
-	p, _ := NewPolicy([]string{Recommended}, nil, own, 49152, 65535)
-	for _, peer := range []string{"8.8.8.8:53", "10.0.0.1:80", "[::ffff:127.0.0.1]:22", "127.0.0.1:50000"} {
+	p, _ := NewPolicy([]string{Recommended}, nil, own, pool.Held)
+	for _, peer := range []string{"8.8.8.8:53", "10.0.0.1:80", "[::ffff:127.0.0.1]:22",
+		fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:50000"} {
 		fmt.Println(peer, p.PermitAddr(netip.MustParseAddrPort(peer)))
 	}
 	// Output:
 	// 8.8.8.8:53 true
 	// 10.0.0.1:80 false
 	// [::ffff:127.0.0.1]:22 false
-	// 127.0.0.1:50000 true
+	// 127.0.0.1:49152 true
+	// 127.0.0.1:50000 false
+}
+
+// TestOwnAddressNeedsHeldPort: an own relay address is a permitted peer or source only on a
+// port the pool has handed out, not on any port of its range (another program's ephemeral
+// socket may sit there).
+func TestOwnAddressNeedsHeldPort(t *testing.T) {
+	pool := mustPool(t, 40000, 40009)
+	own := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	p, err := NewPolicy([]string{Recommended}, nil, own, pool.Held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := netip.MustParseAddrPort("127.0.0.1:40000")
+	if p.PermitAddr(addr) || p.PermitSource(addr) {
+		t.Fatalf("%v permitted while the pool has not handed the port out", addr)
+	}
+	if port, ok := pool.Get(); !ok || port != 40000 {
+		t.Fatalf("Get = %d, %v", port, ok)
+	}
+	if !p.PermitAddr(addr) || !p.PermitSource(addr) {
+		t.Fatalf("%v refused while the pool holds the port", addr)
+	}
+	pool.Put(40000)
+	if p.PermitAddr(addr) || p.PermitSource(addr) {
+		t.Fatalf("%v permitted after the port went back to the pool", addr)
+	}
 }

@@ -5,6 +5,7 @@ package relay
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // Pool hands out ports of [min, max] from a free list. Unlike pion's random-retry range
@@ -13,14 +14,15 @@ import (
 // allocation then has time to die out, and pion's EVEN-PORT search sees a new port each try).
 //
 // The free list is intrusive: next/prev arrays indexed by port-min, so Take can remove any
-// port in O(1) and the pool costs 8 bytes per port.
+// port in O(1) and the pool costs 9 bytes per port. Held reads a port's state without the
+// lock: the peer policy asks it for every datagram from Ferry's own relay address.
 type Pool struct {
 	min, max int
 
 	mu         sync.Mutex
 	next, prev []int32 // links of the free list; -1 ends it
 	head, tail int32
-	free       []bool
+	free       []atomic.Bool // written under mu
 	nfree      int
 }
 
@@ -33,7 +35,7 @@ func NewPool(min, max int) (*Pool, error) {
 	p := &Pool{
 		min: min, max: max,
 		next: make([]int32, n), prev: make([]int32, n),
-		free: make([]bool, n),
+		free: make([]atomic.Bool, n),
 		head: -1, tail: -1,
 	}
 	for i := range n {
@@ -61,6 +63,11 @@ func (p *Pool) Free() int {
 // InUse is the number of ports handed out.
 func (p *Pool) InUse() int { return p.Size() - p.Free() }
 
+// Held reports whether port is handed out (by Get or Take) and not yet Put back.
+func (p *Pool) Held(port uint16) bool {
+	return p.Contains(int(port)) && !p.free[int(port)-p.min].Load()
+}
+
 // Get takes the least recently released free port. ok is false only when none is free.
 func (p *Pool) Get() (port int, ok bool) {
 	p.mu.Lock()
@@ -82,7 +89,7 @@ func (p *Pool) Take(port int) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	i := int32(port - p.min)
-	if !p.free[i] {
+	if !p.free[i].Load() {
 		return false
 	}
 	p.unlink(i)
@@ -98,7 +105,7 @@ func (p *Pool) Put(port int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	i := int32(port - p.min)
-	if p.free[i] {
+	if p.free[i].Load() {
 		return
 	}
 	p.pushBack(i)
@@ -112,7 +119,7 @@ func (p *Pool) pushBack(i int32) {
 		p.head = i
 	}
 	p.tail = i
-	p.free[i] = true
+	p.free[i].Store(true)
 	p.nfree++
 }
 
@@ -127,6 +134,6 @@ func (p *Pool) unlink(i int32) {
 	} else {
 		p.tail = p.prev[i]
 	}
-	p.free[i] = false
+	p.free[i].Store(false)
 	p.nfree--
 }
