@@ -6,8 +6,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -44,9 +46,12 @@ func serve(c *cli.Context) error {
 		return err
 	}
 	var users []auth.User
-	if cfg.Auth.UsersFile != "" {
-		if users, err = auth.ReadUsers(cfg.Auth.UsersFile); err != nil {
+	if path := cfg.Auth.UsersFile; path != "" {
+		if users, err = auth.ReadUsers(path); err != nil {
 			return err
+		}
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			log.Info("users file does not exist yet: no users ('ferry user add' creates it)", "path", path)
 		}
 	}
 	secrets := cfg.Auth.Secrets
@@ -69,7 +74,8 @@ func serve(c *cli.Context) error {
 		Log:       log,
 	})
 	if err != nil {
-		if le, ok := err.(*turnserver.ListenError); ok {
+		var le *turnserver.ListenError
+		if errors.As(err, &le) {
 			return cfg.Errorf(fmt.Sprintf("listen[%d].addr", le.Index), "%v", le.Err)
 		}
 		return err

@@ -1,0 +1,220 @@
+package turnserver
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+const (
+	realm    = "ferry.test"
+	user     = "alice"
+	password = "pw"
+)
+
+var loopback = netip.MustParseAddr("127.0.0.1")
+
+// newTestServer runs a server in process with UDP and TCP listeners on 127.0.0.1, the
+// recommended deny list and 127.0.0.1/32 allowed as peer.
+func newTestServer(t *testing.T, minPort, maxPort int) *Server {
+	t.Helper()
+	pool, err := relay.NewPool(minPort, maxPort)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := relay.NewPolicy([]string{relay.Recommended}, []string{"127.0.0.1/32"}, []netip.Addr{loopback}, pool.Held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addrs := relay.Addrs{Bind: loopback, Public: loopback}
+	users := []auth.User{{Name: user, Realm: realm, HA1: hex.EncodeToString(auth.HA1(user, realm, password))}}
+	s, err := New(Config{
+		Realm:     realm,
+		Listeners: []Listener{{Proto: "udp", Addr: netip.AddrPortFrom(loopback, 0)}, {Proto: "tcp", Addr: netip.AddrPortFrom(loopback, 0)}},
+		Auth:      auth.New(realm, users, nil),
+		Allocator: relay.NewAllocator(pool, policy, addrs, relay.Addrs{}),
+		Policy:    policy,
+		Quota:     relay.NewQuota(0, 0),
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// TestDeniedSendIndicationsCounted: a Send indication to a denied peer is dropped and
+// counted; one to an allowed peer is not counted.
+func TestDeniedSendIndicationsCounted(t *testing.T) {
+	s := newTestServer(t, 45300, 45309)
+	conn, err := net.Dial("udp", s.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for _, peer := range []string{"10.0.0.1:9", "127.0.0.1:9", "[::ffff:192.168.1.1]:9"} {
+		ap := netip.MustParseAddrPort(peer)
+		send, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+			peerSetter(ap), rawSetter(stun.AttrData, []byte("x")))
+		if _, err := conn.Write(send.Raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The listener handles datagrams in order: once a Binding sent after them is answered,
+	// the indications have been seen.
+	binding, _ := stun.Build(stun.TransactionID, stun.BindingRequest)
+	if _, err := conn.Write(binding.Raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := conn.Read(make([]byte, 1500)); err != nil {
+		t.Fatalf("no Binding response: %v", err)
+	}
+	if got := s.DeniedSends(); got != 2 {
+		t.Fatalf("DeniedSends = %d, want 2 (10.0.0.1 and the mapped 192.168.1.1)", got)
+	}
+}
+
+// TestConnectResponsesSigned walks RFC 6062 on raw messages and checks that the
+// ConnectionBind success response and a Connect error response carry MESSAGE-INTEGRITY
+// under the user's key, which pion/turn v5.1.0 leaves out (see streamConn.Write).
+func TestConnectResponsesSigned(t *testing.T) {
+	s := newTestServer(t, 45310, 45319)
+	server := s.Addrs()[1].String()
+	peer, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := peer.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+
+	control := dialStream(t, server)
+	nonce := control.unauthorizedNonce(t)
+	key := stun.NewLongTermIntegrity(user, realm, password)
+	signed := func(setters ...stun.Setter) []stun.Setter {
+		return append(setters, stun.NewUsername(user), stun.NewRealm(realm), nonce, key)
+	}
+	resp := control.roundTrip(t, signed(stun.NewType(stun.MethodAllocate, stun.ClassRequest),
+		rawSetter(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))...)
+	if resp.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("TCP Allocate: %v", resp)
+	}
+
+	peerAddr := peer.Addr().(*net.TCPAddr).AddrPort()
+	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), peerSetter(peerAddr))...)
+	cid, err := resp.Get(stun.AttrConnectionID)
+	if resp.Type.Class != stun.ClassSuccessResponse || err != nil {
+		t.Fatalf("Connect: %v", resp)
+	}
+
+	data := dialStream(t, server)
+	resp = data.roundTrip(t, signed(stun.NewType(stun.MethodConnectionBind, stun.ClassRequest),
+		rawSetter(stun.AttrConnectionID, cid))...)
+	if resp.Type.Class != stun.ClassSuccessResponse {
+		t.Fatalf("ConnectionBind: %v", resp)
+	}
+	if err := key.Check(resp); err != nil {
+		t.Fatalf("ConnectionBind response MESSAGE-INTEGRITY: %v", err)
+	}
+	// The data connection now carries the peer's bytes, unframed.
+	peerConn := <-accepted
+	defer peerConn.Close()
+	if _, err := data.conn.Write([]byte("raw bytes")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 9)
+	_ = peerConn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := io.ReadFull(peerConn, buf); err != nil || string(buf) != "raw bytes" {
+		t.Fatalf("peer read %q, %v", buf, err)
+	}
+
+	// Connecting twice to the same peer is 446, signed too.
+	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), peerSetter(peerAddr))...)
+	var code stun.ErrorCodeAttribute
+	if code.GetFrom(resp) != nil || code.Code != stun.CodeConnAlreadyExists {
+		t.Fatalf("second Connect: %v, want 446", resp)
+	}
+	if err := key.Check(resp); err != nil {
+		t.Fatalf("Connect error response MESSAGE-INTEGRITY: %v", err)
+	}
+}
+
+type streamClient struct{ conn net.Conn }
+
+func dialStream(t *testing.T, addr string) *streamClient {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return &streamClient{conn: conn}
+}
+
+func (c *streamClient) roundTrip(t *testing.T, setters ...stun.Setter) *stun.Message {
+	t.Helper()
+	req, err := stun.Build(append([]stun.Setter{stun.TransactionID}, setters...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.conn.Write(req.Raw); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, stunHeaderSize)
+	if _, err := io.ReadFull(c.conn, hdr); err != nil {
+		t.Fatalf("reading the response to %v: %v", req.Type, err)
+	}
+	raw := make([]byte, stunHeaderSize+int(binary.BigEndian.Uint16(hdr[2:4])))
+	copy(raw, hdr)
+	if _, err := io.ReadFull(c.conn, raw[stunHeaderSize:]); err != nil {
+		t.Fatal(err)
+	}
+	m := &stun.Message{Raw: raw}
+	if err := m.Decode(); err != nil || m.TransactionID != req.TransactionID {
+		t.Fatalf("bad response to %v: %v", req.Type, err)
+	}
+	return m
+}
+
+// unauthorizedNonce sends an unauthenticated Allocate and returns the nonce of the 401.
+func (c *streamClient) unauthorizedNonce(t *testing.T) stun.Nonce {
+	t.Helper()
+	resp := c.roundTrip(t, stun.NewType(stun.MethodAllocate, stun.ClassRequest), rawSetter(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))
+	var nonce stun.Nonce
+	if err := nonce.GetFrom(resp); err != nil {
+		t.Fatalf("401 without a nonce: %v", resp)
+	}
+	return nonce
+}
+
+type setterFunc func(*stun.Message) error
+
+func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
+
+func rawSetter(typ stun.AttrType, v []byte) stun.Setter {
+	return setterFunc(func(m *stun.Message) error { m.Add(typ, v); return nil })
+}
+
+func peerSetter(ap netip.AddrPort) stun.Setter {
+	return setterFunc(func(m *stun.Message) error {
+		a := stun.XORMappedAddress{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}
+		return a.AddToAs(m, stun.AttrXORPeerAddress)
+	})
+}
