@@ -1,52 +1,14 @@
 package conf
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// writeKeyPair writes a self-signed ECDSA certificate and its key as PEM
-// files into dir and returns their paths.
-func writeKeyPair(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "ferry.test"},
-		DNSNames:     []string{"ferry.test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, name+"-cert.pem")
-	keyFile = filepath.Join(dir, name+"-key.pem")
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	return certFile, keyFile
-}
+	"github.com/ferry-rtc/ferry/internal/testkit"
+)
 
 func writeFile(t *testing.T, path string, data []byte) {
 	t.Helper()
@@ -57,8 +19,8 @@ func writeFile(t *testing.T, path string, data []byte) {
 
 func TestCertificates(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeKeyPair(t, dir, "a")
-	otherCert, otherKey := writeKeyPair(t, dir, "b")
+	cert, key := testkit.WriteCert(t, dir, "a")
+	otherCert, otherKey := testkit.WriteCert(t, dir, "b")
 	garbage := filepath.Join(dir, "garbage.pem")
 	writeFile(t, garbage, []byte("not PEM\n"))
 	missing := filepath.Join(dir, "missing.pem")

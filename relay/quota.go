@@ -37,10 +37,7 @@ func (q *Quota) Admit(user string, client net.Addr) bool {
 	// it back before the limits are checked, or a client at its limit would be refused
 	// because of its own stale reservation, which nothing would ever release.
 	key := clientKey(client)
-	if prev, ok := q.pending[key]; ok {
-		delete(q.pending, key)
-		q.release(prev)
-	}
+	q.releasePending(key)
 	if q.total > 0 && q.count >= q.total {
 		return false
 	}
@@ -66,7 +63,10 @@ func (q *Quota) Created(client net.Addr) {
 func (q *Quota) Failed(client net.Addr) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	key := clientKey(client)
+	q.releasePending(clientKey(client))
+}
+
+func (q *Quota) releasePending(key string) {
 	if user, ok := q.pending[key]; ok {
 		delete(q.pending, key)
 		q.release(user)

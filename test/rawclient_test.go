@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/testkit"
 )
 
 // rawClient is a minimal TURN client that shows every response as it is, for the tests that
@@ -208,45 +210,30 @@ func (c *rawClient) allocate(extra ...stun.Setter) netip.AddrPort {
 }
 
 // requestedTransportUDP is REQUESTED-TRANSPORT: UDP (protocol 17).
-var requestedTransportUDP = rawAttr(stun.AttrRequestedTransport, []byte{17, 0, 0, 0})
+var requestedTransportUDP = testkit.Attr(stun.AttrRequestedTransport, []byte{17, 0, 0, 0})
 
 // requestedFamily is REQUESTED-ADDRESS-FAMILY (1 = IPv4, 2 = IPv6).
 func requestedFamily(family byte) stun.Setter {
-	return rawAttr(stun.AttrRequestedAddressFamily, []byte{family, 0, 0, 0})
+	return testkit.Attr(stun.AttrRequestedAddressFamily, []byte{family, 0, 0, 0})
 }
 
 // lifetime is the LIFETIME attribute.
 func lifetime(d time.Duration) stun.Setter {
 	v := make([]byte, 4)
 	binary.BigEndian.PutUint32(v, uint32(d/time.Second))
-	return rawAttr(stun.AttrLifetime, v)
+	return testkit.Attr(stun.AttrLifetime, v)
 }
 
 // channelNumber is CHANNEL-NUMBER.
 func channelNumber(n uint16) stun.Setter {
-	return rawAttr(stun.AttrChannelNumber, []byte{byte(n >> 8), byte(n), 0, 0})
-}
-
-type setterFunc func(*stun.Message) error
-
-func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
-
-func rawAttr(t stun.AttrType, v []byte) stun.Setter {
-	return setterFunc(func(m *stun.Message) error { m.Add(t, v); return nil })
-}
-
-func peerAddr(ap netip.AddrPort) stun.Setter {
-	return setterFunc(func(m *stun.Message) error {
-		a := stun.XORMappedAddress{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}
-		return a.AddToAs(m, stun.AttrXORPeerAddress)
-	})
+	return testkit.Attr(stun.AttrChannelNumber, []byte{byte(n >> 8), byte(n), 0, 0})
 }
 
 // sendIndication relays payload to peer with a Send indication.
 func (c *rawClient) sendIndication(peer netip.AddrPort, payload []byte) {
 	c.t.Helper()
 	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
-		peerAddr(peer), rawAttr(stun.AttrData, payload))
+		testkit.PeerAddr(peer), testkit.Attr(stun.AttrData, payload))
 	if err != nil {
 		c.t.Fatal(err)
 	}

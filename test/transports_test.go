@@ -19,6 +19,8 @@ import (
 	"github.com/pion/logging"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+
+	"github.com/ferry-rtc/ferry/internal/testkit"
 )
 
 // transportSetup is a server with one listener of every kind on 127.0.0.1, a self-signed
@@ -27,7 +29,7 @@ func transportSetup(t *testing.T) (s *setup, addrs map[string]string, roots *x50
 	t.Helper()
 	s, port := newSetup(t, 20)
 	s.allowPeers = []string{"127.0.0.1/32"}
-	cert, key := writeCert(t, t.TempDir())
+	cert, key := testkit.WriteCert(t, t.TempDir(), "ferry")
 	securePort := freePort(t, "127.0.0.1")
 	addrs = map[string]string{
 		"udp":  addrString("127.0.0.1", port),
@@ -339,7 +341,7 @@ func TestZeroConfig(t *testing.T) {
 	if relayed.Addr().String() != ice.host {
 		t.Errorf("relayed address %v, want the advertised host %s", relayed, ice.host)
 	}
-	mustSucceed(t, "CreatePermission", c.request(stun.MethodCreatePermission, peerAddr(netip.MustParseAddrPort("198.51.100.7:5000"))))
+	mustSucceed(t, "CreatePermission", c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.MustParseAddrPort("198.51.100.7:5000"))))
 	mustSucceed(t, "Refresh 0", c.request(stun.MethodRefresh, lifetime(0)))
 	if _, err := os.Stat(filepath.Join(f.dir, "users.toml")); err == nil {
 		t.Errorf("zero-config start wrote a users file")

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/testkit"
 )
 
 // TestRelaySendAndChannelData relays both ways with Send/Data indications and with
@@ -35,14 +36,14 @@ func TestRelaySendAndChannelData(t *testing.T) {
 			if relayed.Addr() != netip.MustParseAddr("127.0.0.1") || !s.inPool(relayed) {
 				t.Fatalf("relayed address %v is not 127.0.0.1 with a pool port", relayed)
 			}
-			mustSucceed(t, "CreatePermission", c.request(stun.MethodCreatePermission, peerAddrSetter(peerAddr)))
+			mustSucceed(t, "CreatePermission", c.request(stun.MethodCreatePermission, testkit.PeerAddr(peerAddr)))
 
 			c.sendIndication(peerAddr, []byte("via send"))
 			expectAtPeer(t, peer, relayed, "via send")
 			sendFromPeer(t, peer, relayed, "data indication")
 			expectAtClient(t, c, dataMsg{peer: peerAddr, payload: []byte("data indication")})
 
-			mustSucceed(t, "ChannelBind", c.request(stun.MethodChannelBind, channelNumber(0x4001), peerAddrSetter(peerAddr)))
+			mustSucceed(t, "ChannelBind", c.request(stun.MethodChannelBind, channelNumber(0x4001), testkit.PeerAddr(peerAddr)))
 			c.channelData(0x4001, []byte("via channel"))
 			expectAtPeer(t, peer, relayed, "via channel")
 			sendFromPeer(t, peer, relayed, "channel data")
@@ -50,8 +51,6 @@ func TestRelaySendAndChannelData(t *testing.T) {
 		})
 	}
 }
-
-func peerAddrSetter(ap netip.AddrPort) stun.Setter { return peerAddr(ap) }
 
 func expectAtPeer(t *testing.T, peer *net.UDPConn, from netip.AddrPort, want string) {
 	t.Helper()
@@ -168,14 +167,14 @@ func TestErrorCodes(t *testing.T) {
 		mustSucceed(t, "Refresh 0", c.request(stun.MethodRefresh, lifetime(0)))
 		peer := netip.MustParseAddrPort("198.51.100.1:9")
 		for _, method := range []stun.Method{stun.MethodRefresh, stun.MethodCreatePermission} {
-			m := c.request(method, peerAddr(peer))
+			m := c.request(method, testkit.PeerAddr(peer))
 			mustCode(t, method.String()+" after Refresh 0", m, stun.CodeAllocMismatch)
 			mustHaveIntegrity(t, c, m)
 		}
 		c.allocate(lifetime(time.Second))
 		time.Sleep(2500 * time.Millisecond)
 		mustCode(t, "Refresh after expiry", c.request(stun.MethodRefresh), stun.CodeAllocMismatch)
-		mustCode(t, "ChannelBind after expiry", c.request(stun.MethodChannelBind, channelNumber(0x4000), peerAddr(peer)), stun.CodeAllocMismatch)
+		mustCode(t, "ChannelBind after expiry", c.request(stun.MethodChannelBind, channelNumber(0x4000), testkit.PeerAddr(peer)), stun.CodeAllocMismatch)
 	})
 	t.Run("441 for another user's allocation", func(t *testing.T) {
 		c := dialRaw(t, "udp", server, testUser, testPass)
@@ -189,15 +188,15 @@ func TestErrorCodes(t *testing.T) {
 		c := dialRaw(t, "udp", server, testUser, testPass)
 		c.allocate()
 		for _, ip := range []string{"10.1.2.3", "127.0.0.2", "0.0.0.0", "169.254.1.1", "224.0.0.1"} {
-			m := c.request(stun.MethodCreatePermission, peerAddr(netip.AddrPortFrom(netip.MustParseAddr(ip), 9)))
+			m := c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.AddrPortFrom(netip.MustParseAddr(ip), 9)))
 			mustCode(t, "CreatePermission to "+ip, m, stun.CodeForbidden)
 		}
 		// Ferry's own relay IP is permitted, but only its pool ports are reachable.
-		mustSucceed(t, "CreatePermission to the relay IP", c.request(stun.MethodCreatePermission, peerAddr(netip.MustParseAddrPort("127.0.0.1:22"))))
-		m := c.request(stun.MethodChannelBind, channelNumber(0x4000), peerAddr(netip.MustParseAddrPort("127.0.0.1:22")))
+		mustSucceed(t, "CreatePermission to the relay IP", c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.MustParseAddrPort("127.0.0.1:22"))))
+		m := c.request(stun.MethodChannelBind, channelNumber(0x4000), testkit.PeerAddr(netip.MustParseAddrPort("127.0.0.1:22")))
 		mustCode(t, "ChannelBind to 127.0.0.1:22", m, stun.CodeForbidden)
 		mustHaveIntegrity(t, c, m)
-		m = c.request(stun.MethodChannelBind, channelNumber(0x4000), peerAddr(netip.MustParseAddrPort("10.0.0.1:3478")))
+		m = c.request(stun.MethodChannelBind, channelNumber(0x4000), testkit.PeerAddr(netip.MustParseAddrPort("10.0.0.1:3478")))
 		mustCode(t, "ChannelBind to 10.0.0.1", m, stun.CodeForbidden)
 		mustSucceed(t, "Refresh 0", c.request(stun.MethodRefresh, lifetime(0)))
 	})

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/testkit"
 	"github.com/ferry-rtc/ferry/relay"
 )
 
@@ -66,7 +67,7 @@ func TestDeniedSendIndicationsCounted(t *testing.T) {
 	for _, peer := range []string{"10.0.0.1:9", "127.0.0.1:9", "[::ffff:192.168.1.1]:9"} {
 		ap := netip.MustParseAddrPort(peer)
 		send, _ := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
-			peerSetter(ap), rawSetter(stun.AttrData, []byte("x")))
+			testkit.PeerAddr(ap), testkit.Attr(stun.AttrData, []byte("x")))
 		if _, err := conn.Write(send.Raw); err != nil {
 			t.Fatal(err)
 		}
@@ -111,13 +112,13 @@ func TestConnectResponsesSigned(t *testing.T) {
 		return append(setters, stun.NewUsername(user), stun.NewRealm(realm), nonce, key)
 	}
 	resp := control.roundTrip(t, signed(stun.NewType(stun.MethodAllocate, stun.ClassRequest),
-		rawSetter(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))...)
+		testkit.Attr(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))...)
 	if resp.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("TCP Allocate: %v", resp)
 	}
 
 	peerAddr := peer.Addr().(*net.TCPAddr).AddrPort()
-	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), peerSetter(peerAddr))...)
+	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), testkit.PeerAddr(peerAddr))...)
 	cid, err := resp.Get(stun.AttrConnectionID)
 	if resp.Type.Class != stun.ClassSuccessResponse || err != nil {
 		t.Fatalf("Connect: %v", resp)
@@ -125,7 +126,7 @@ func TestConnectResponsesSigned(t *testing.T) {
 
 	data := dialStream(t, server)
 	resp = data.roundTrip(t, signed(stun.NewType(stun.MethodConnectionBind, stun.ClassRequest),
-		rawSetter(stun.AttrConnectionID, cid))...)
+		testkit.Attr(stun.AttrConnectionID, cid))...)
 	if resp.Type.Class != stun.ClassSuccessResponse {
 		t.Fatalf("ConnectionBind: %v", resp)
 	}
@@ -145,7 +146,7 @@ func TestConnectResponsesSigned(t *testing.T) {
 	}
 
 	// Connecting twice to the same peer is 446, signed too.
-	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), peerSetter(peerAddr))...)
+	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), testkit.PeerAddr(peerAddr))...)
 	var code stun.ErrorCodeAttribute
 	if code.GetFrom(resp) != nil || code.Code != stun.CodeConnAlreadyExists {
 		t.Fatalf("second Connect: %v, want 446", resp)
@@ -196,25 +197,10 @@ func (c *streamClient) roundTrip(t *testing.T, setters ...stun.Setter) *stun.Mes
 // unauthorizedNonce sends an unauthenticated Allocate and returns the nonce of the 401.
 func (c *streamClient) unauthorizedNonce(t *testing.T) stun.Nonce {
 	t.Helper()
-	resp := c.roundTrip(t, stun.NewType(stun.MethodAllocate, stun.ClassRequest), rawSetter(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))
+	resp := c.roundTrip(t, stun.NewType(stun.MethodAllocate, stun.ClassRequest), testkit.Attr(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))
 	var nonce stun.Nonce
 	if err := nonce.GetFrom(resp); err != nil {
 		t.Fatalf("401 without a nonce: %v", resp)
 	}
 	return nonce
-}
-
-type setterFunc func(*stun.Message) error
-
-func (f setterFunc) AddTo(m *stun.Message) error { return f(m) }
-
-func rawSetter(typ stun.AttrType, v []byte) stun.Setter {
-	return setterFunc(func(m *stun.Message) error { m.Add(typ, v); return nil })
-}
-
-func peerSetter(ap netip.AddrPort) stun.Setter {
-	return setterFunc(func(m *stun.Message) error {
-		a := stun.XORMappedAddress{IP: ap.Addr().AsSlice(), Port: int(ap.Port())}
-		return a.AddToAs(m, stun.AttrXORPeerAddress)
-	})
 }
