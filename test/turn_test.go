@@ -238,6 +238,21 @@ func TestErrorCodes(t *testing.T) {
 	})
 }
 
+// TestTotalQuota: allocations_total caps the whole server, whoever asks; 486 as coturn.
+func TestTotalQuota(t *testing.T) {
+	s, port := newSetup(t, 4)
+	s.total = 1
+	addUser(t, s.usersFile, "bob", "bob-password")
+	startFerry(t, s.toml())
+	server := addrString("127.0.0.1", port)
+	alice := dialRaw(t, "udp", server, testUser, testPass)
+	alice.allocate()
+	bob := dialRaw(t, "tcp", server, "bob", "bob-password")
+	mustCode(t, "second allocation of the server", bob.request(stun.MethodAllocate, requestedTransportUDP), stun.CodeAllocQuotaReached)
+	mustSucceed(t, "Refresh 0", alice.request(stun.MethodRefresh, lifetime(0)))
+	mustSucceed(t, "Allocate once the first ended", bob.request(stun.MethodAllocate, requestedTransportUDP))
+}
+
 func mustHaveNonceAndRealm(t *testing.T, m *stun.Message) {
 	t.Helper()
 	var nonce stun.Nonce

@@ -145,10 +145,19 @@ func TestConnectResponsesSigned(t *testing.T) {
 		t.Fatalf("peer read %q, %v", buf, err)
 	}
 
+	// A denied peer is 403, signed (the guard answers it).
+	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest),
+		testkit.PeerAddr(netip.MustParseAddrPort("10.0.0.1:80")))...)
+	if code := errorCode(resp); code != stun.CodeForbidden {
+		t.Fatalf("Connect to 10.0.0.1: %v, want 403", resp)
+	}
+	if err := key.Check(resp); err != nil {
+		t.Fatalf("Connect 403 MESSAGE-INTEGRITY: %v", err)
+	}
+
 	// Connecting twice to the same peer is 446, signed too.
 	resp = control.roundTrip(t, signed(stun.NewType(stun.MethodConnect, stun.ClassRequest), testkit.PeerAddr(peerAddr))...)
-	var code stun.ErrorCodeAttribute
-	if code.GetFrom(resp) != nil || code.Code != stun.CodeConnAlreadyExists {
+	if code := errorCode(resp); code != stun.CodeConnAlreadyExists {
 		t.Fatalf("second Connect: %v, want 446", resp)
 	}
 	if err := key.Check(resp); err != nil {
@@ -203,4 +212,12 @@ func (c *streamClient) unauthorizedNonce(t *testing.T) stun.Nonce {
 		t.Fatalf("401 without a nonce: %v", resp)
 	}
 	return nonce
+}
+
+func errorCode(m *stun.Message) stun.ErrorCode {
+	var ec stun.ErrorCodeAttribute
+	if m.Type.Class != stun.ClassErrorResponse || ec.GetFrom(m) != nil {
+		return 0
+	}
+	return ec.Code
 }
