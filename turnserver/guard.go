@@ -1,6 +1,7 @@
 package turnserver
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -155,16 +156,34 @@ func (g *guard) permitSend(m *stun.Message) bool {
 	return true
 }
 
+// peerAddr reads XOR-PEER-ADDRESS (RFC 8489 section 14.2). It runs for every Send
+// indication, so it decodes in place instead of through stun.XORMappedAddress, which
+// allocates the IP.
 func peerAddr(m *stun.Message) (netip.AddrPort, bool) {
-	var a stun.XORMappedAddress
-	if a.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
+	v, err := m.Get(stun.AttrXORPeerAddress)
+	if err != nil || len(v) < 4 {
 		return netip.AddrPort{}, false
 	}
-	ip, ok := netip.AddrFromSlice(a.IP)
-	if !ok || a.Port < 0 || a.Port > 0xFFFF {
-		return netip.AddrPort{}, false
+	// The address is XORed with the magic cookie followed by the transaction ID.
+	var key [16]byte
+	binary.BigEndian.PutUint32(key[:4], magicCookie)
+	copy(key[4:], m.TransactionID[:])
+	port := binary.BigEndian.Uint16(v[2:4]) ^ binary.BigEndian.Uint16(key[:2])
+	switch {
+	case v[1] == 0x01 && len(v) == 8:
+		var ip [4]byte
+		for i := range ip {
+			ip[i] = v[4+i] ^ key[i]
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4(ip), port), true
+	case v[1] == 0x02 && len(v) == 20:
+		var ip [16]byte
+		for i := range ip {
+			ip[i] = v[4+i] ^ key[i]
+		}
+		return netip.AddrPortFrom(netip.AddrFrom16(ip), port), true
 	}
-	return netip.AddrPortFrom(ip, uint16(a.Port)), true
+	return netip.AddrPort{}, false
 }
 
 // answerBinding sends the RFC 8489 Binding success response: XOR-MAPPED-ADDRESS, optional

@@ -12,6 +12,7 @@ const (
 	stunHeaderSize        = 20
 	channelDataHeaderSize = 4
 	attrHeaderSize        = 4
+	magicCookie           = 0x2112A442 // RFC 8489 section 5
 )
 
 var errNotTURNFrame = errors.New("turnserver: stream data is neither STUN nor ChannelData")
