@@ -81,7 +81,9 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	}
 	st.key = key
 	if code, reject := g.check(m, client, server, user); reject {
-		w.respond(errorResponse(m, code, key), client)
+		if resp, err := errorResponse(m, code, key); err == nil {
+			w.respond(resp, client)
+		}
 		return nil, false
 	}
 	return b, true
@@ -203,7 +205,8 @@ func (g *guard) answerBinding(m *stun.Message, client net.Addr, w responder) {
 	}
 }
 
-func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte) []byte {
+// errorResponse is the signed error response to an authenticated request.
+func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte) ([]byte, error) {
 	resp, err := stun.Build(
 		&stun.Message{TransactionID: req.TransactionID},
 		stun.NewType(req.Type.Method, stun.ClassErrorResponse),
@@ -211,9 +214,9 @@ func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte) []byte {
 		stun.MessageIntegrity(key),
 	)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return resp.Raw
+	return resp.Raw, nil
 }
 
 func addrIPPort(a net.Addr) (net.IP, int) {
