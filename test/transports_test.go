@@ -331,9 +331,14 @@ func bytes1500(b byte) []byte {
 // allocation and permission are checked, never relayed traffic.
 func TestZeroConfig(t *testing.T) {
 	f := startFerry(t, "")
-	ice := parseZeroConfig(t, f.stdout.String())
-	stunURL, turnURL := ice.stun, ice.turnUDP
-	if stunURL == "" || turnURL == "" {
+	// stdout and stderr are separate pipes: the banner may reach us after the log line.
+	var ice zeroConfig
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if ice = parseZeroConfig(f.stdout.String()); ice.stun != "" && ice.turnUDP != "" {
+			break
+		}
+	}
+	if ice.stun == "" || ice.turnUDP == "" {
 		t.Fatalf("zero-config output lacks stun: or turn:?transport=udp URLs:\n%s", f.stdout.String())
 	}
 	c := dialRaw(t, "udp", "127.0.0.1:3478", ice.username, ice.credential)
@@ -355,8 +360,7 @@ type zeroConfig struct {
 	username, credential string
 }
 
-func parseZeroConfig(t *testing.T, stdout string) zeroConfig {
-	t.Helper()
+func parseZeroConfig(stdout string) zeroConfig {
 	var out zeroConfig
 	for _, line := range lines(stdout) {
 		var doc struct {

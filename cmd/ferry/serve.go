@@ -82,10 +82,6 @@ func serve(c *cli.Context) error {
 	}
 	defer srv.Close()
 
-	log.Info("ferry serving", "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", srv.Addrs(),
-		"relay_ipv4", relays.v4.Public, "relay_ipv6", relays.v6.Public,
-		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
-		"users", len(users), "secrets", len(secrets))
 	if zeroConfig {
 		stunURIs, turnURIs := auth.URIs(endpoints(cfg, relays.v4, relays.v6))
 		cred := auth.NewRESTResponse(secrets[0], "ferry", cfg.Auth.CredentialTTL.Duration, time.Now(), turnURIs)
@@ -94,6 +90,11 @@ func serve(c *cli.Context) error {
 		}
 	}
 
+	// The last line of start-up: everything is listening and printed.
+	log.Info("ferry serving", "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", srv.Addrs(),
+		"relay_ipv4", relays.v4.Public, "relay_ipv6", relays.v6.Public,
+		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
+		"users", len(users), "secrets", len(secrets))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	<-ctx.Done()
