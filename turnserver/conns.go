@@ -120,13 +120,14 @@ type streamConn struct {
 
 	// readMu serialises Reads: after a ConnectionBind, pion's copy goroutine and its read
 	// loop both read the connection until it closes.
-	readMu    sync.Mutex
-	state     connState
-	handshake sync.Once
-	frame     []byte
-	pending   []byte      // guarded bytes not yet read by pion
-	raw       atomic.Bool // set once a ConnectionBind succeeded
-	closeOnce sync.Once
+	readMu       sync.Mutex
+	state        connState
+	handshake    sync.Once
+	handshakeErr error
+	frame        []byte
+	pending      []byte      // guarded bytes not yet read by pion
+	raw          atomic.Bool // set once a ConnectionBind succeeded
+	closeOnce    sync.Once
 }
 
 func (c *streamConn) Read(p []byte) (int, error) {
@@ -152,9 +153,9 @@ func (c *streamConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// finishHandshake runs the TLS/DTLS handshake under a deadline. pion does this for a
-// *tls.Conn it can see; it cannot see through streamConn.
-func (c *streamConn) finishHandshake() (err error) {
+// finishHandshake runs the TLS/DTLS handshake under a deadline, once. pion does this for
+// a *tls.Conn it can see; it cannot see through streamConn.
+func (c *streamConn) finishHandshake() error {
 	hs, ok := c.Conn.(interface{ HandshakeContext(context.Context) error })
 	if !ok {
 		return nil
@@ -162,11 +163,11 @@ func (c *streamConn) finishHandshake() (err error) {
 	c.handshake.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
 		defer cancel()
-		if err = hs.HandshakeContext(ctx); err != nil {
-			err = fmt.Errorf("turnserver: handshake with %s: %w", c.RemoteAddr(), err)
+		if err := hs.HandshakeContext(ctx); err != nil {
+			c.handshakeErr = fmt.Errorf("turnserver: handshake with %s: %w", c.RemoteAddr(), err)
 		}
 	})
-	return err
+	return c.handshakeErr
 }
 
 // readFrame reads one STUN message or ChannelData frame.

@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"net"
 
@@ -9,6 +10,8 @@ import (
 
 	"github.com/ferry-rtc/ferry/internal/pionlog"
 )
+
+var errUnknownProto = errors.New("turnserver: unknown listener proto")
 
 // open binds one listener: a guarded packet conn for udp, a guarded stream listener for the
 // others. UDP and DTLS sockets are opened for the address's own family only, so "0.0.0.0"

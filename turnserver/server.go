@@ -4,7 +4,6 @@ package turnserver
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -166,5 +165,3 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 		},
 	}
 }
-
-var errUnknownProto = errors.New("turnserver: unknown listener proto")

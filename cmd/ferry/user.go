@@ -156,7 +156,7 @@ func userDel(c *cli.Context) error {
 		return err
 	}
 	if err := auth.DeleteUser(path, name); err != nil {
-		return fmt.Errorf("user del %s: %w", name, err)
+		return err // names the user, the file and the reason
 	}
 	_, err = fmt.Fprintf(c.App.Writer, "user %s deleted from %s\n", name, path)
 	return err
