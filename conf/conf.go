@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 
@@ -24,11 +25,14 @@ const defaultName = "(default)"
 
 // Config is Ferry's whole configuration.
 type Config struct {
-	Server Server     `toml:"server"`
-	Listen []Listener `toml:"listen"`
-	Relay  Relay      `toml:"relay"`
-	Auth   Auth       `toml:"auth"`
-	Limits Limits     `toml:"limits"`
+	Server  Server     `toml:"server"`
+	Listen  []Listener `toml:"listen"`
+	Relay   Relay      `toml:"relay"`
+	Auth    Auth       `toml:"auth"`
+	Limits  Limits     `toml:"limits"`
+	Metrics Metrics    `toml:"metrics"`
+	Admin   Admin      `toml:"admin"`
+	Log     Log        `toml:"log"`
 
 	file  string         // name the config was parsed from, for errors
 	lines map[string]int // dotted key → line in file, for errors
@@ -36,8 +40,10 @@ type Config struct {
 
 // Server is the [server] table.
 type Server struct {
-	Realm    string `toml:"realm"`    // required, non-empty
-	Software string `toml:"software"` // SOFTWARE attribute in Binding responses; "" omits it
+	Realm           string   `toml:"realm"`            // required, non-empty
+	Software        string   `toml:"software"`         // SOFTWARE attribute in Binding responses; "" omits it
+	AlternateServer string   `toml:"alternate_server"` // "" or "IP:port", not unspecified: ALTERNATE-SERVER of 300 answers while draining
+	DrainTimeout    Duration `toml:"drain_timeout"`    // >= 0: how long a drain waits for allocations to end
 }
 
 // Listener is one [[listen]] table.
@@ -64,13 +70,46 @@ type Relay struct {
 type Auth struct {
 	UsersFile     string   `toml:"users_file"`     // "" = no users file
 	Secrets       []string `toml:"secrets"`        // TURN REST API shared secrets; each non-empty
+	SecretsFile   string   `toml:"secrets_file"`   // "" = none; one more secret per line
 	CredentialTTL Duration `toml:"credential_ttl"` // > 0
 }
 
 // Limits is the [limits] table.
 type Limits struct {
-	AllocationsPerUser int `toml:"allocations_per_user"` // >= 0, 0 = unlimited
-	AllocationsTotal   int `toml:"allocations_total"`    // >= 0, 0 = unlimited
+	AllocationsPerUser       int `toml:"allocations_per_user"`        // >= 0, 0 = unlimited
+	AllocationsTotal         int `toml:"allocations_total"`           // >= 0, 0 = unlimited
+	UnauthenticatedPerIPRate int `toml:"unauthenticated_per_ip_rate"` // >= 0, 0 = unlimited: 401 answers per second to one source IP
+}
+
+// Metrics is the [metrics] table.
+type Metrics struct {
+	Listen string `toml:"listen"` // "" (off) or "IP:port" (IPv6 in brackets), port 0 = any free port
+}
+
+// Admin is the [admin] table.
+type Admin struct {
+	Listen string `toml:"listen"` // "" (off) or "IP:port" (IPv6 in brackets), port 0 = any free port
+	Token  string `toml:"token"`  // bearer token; required when Listen is not a loopback address
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`  // "debug" | "info" | "warn" | "error"
+	Format string `toml:"format"` // "text" | "json"
+}
+
+// SlogLevel returns the slog level of l.Level; slog.LevelInfo for any
+// value Validate rejects.
+func (l Log) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }
 
 // DefaultTOML returns the embedded, documented default configuration.

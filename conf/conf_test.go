@@ -27,7 +27,7 @@ func TestDefault(t *testing.T) {
 		t.Errorf("File() = %q, want (default)", c.File())
 	}
 	want := Config{
-		Server: Server{Realm: "ferry.local", Software: "ferry"},
+		Server: Server{Realm: "ferry.local", Software: "ferry", DrainTimeout: Duration{30 * time.Second}},
 		Listen: []Listener{{Proto: "udp", Addr: "0.0.0.0:3478"}, {Proto: "tcp", Addr: "0.0.0.0:3478"}},
 		Relay: Relay{
 			BindIP: "0.0.0.0", MinPort: 49152, MaxPort: 65535,
@@ -38,7 +38,10 @@ func TestDefault(t *testing.T) {
 			Secrets:       []string{},
 			CredentialTTL: Duration{24 * time.Hour},
 		},
-		Limits: Limits{AllocationsPerUser: 10},
+		Limits:  Limits{AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20},
+		Metrics: Metrics{Listen: "127.0.0.1:9641"},
+		Admin:   Admin{Listen: "127.0.0.1:9642"},
+		Log:     Log{Level: "info", Format: "text"},
 	}
 	if got := exported(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)
@@ -142,8 +145,66 @@ func TestParse(t *testing.T) {
 			"[auth]\nusers_file = \"\"\nsecrets = [\"new\", \"old\"]\ncredential_ttl = \"1h30m\"\n[limits]\nallocations_per_user = 0\nallocations_total = 1000\n",
 			func(c *Config) {
 				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}}
-				c.Limits = Limits{AllocationsTotal: 1000}
+				c.Limits = Limits{AllocationsTotal: 1000, UnauthenticatedPerIPRate: 20}
 			},
+		},
+		{
+			"drain and alternate server",
+			"[server]\nalternate_server = \"[2001:db8::7]:3478\"\ndrain_timeout = \"5m\"\n",
+			func(c *Config) {
+				c.Server.AlternateServer = "[2001:db8::7]:3478"
+				c.Server.DrainTimeout = Duration{5 * time.Minute}
+			},
+		},
+		{
+			"drain_timeout 0 exits at once",
+			"[server]\nalternate_server = \"203.0.113.7:3478\"\ndrain_timeout = \"0s\"\n",
+			func(c *Config) { c.Server.AlternateServer = "203.0.113.7:3478"; c.Server.DrainTimeout = Duration{} },
+		},
+		{
+			"no unauthenticated rate limit",
+			"[limits]\nunauthenticated_per_ip_rate = 0\n",
+			func(c *Config) { c.Limits.UnauthenticatedPerIPRate = 0 },
+		},
+		{
+			"metrics and admin off",
+			"[metrics]\nlisten = \"\"\n[admin]\nlisten = \"\"\n",
+			func(c *Config) { c.Metrics.Listen = ""; c.Admin.Listen = "" },
+		},
+		{
+			"metrics and admin on any free port",
+			"[metrics]\nlisten = \"[::]:0\"\n[admin]\nlisten = \"[::1]:0\"\n",
+			func(c *Config) { c.Metrics.Listen = "[::]:0"; c.Admin.Listen = "[::1]:0" },
+		},
+		{
+			"metrics and admin on the same free port",
+			"[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+			func(c *Config) { c.Metrics.Listen = "127.0.0.1:0"; c.Admin.Listen = "127.0.0.1:0" },
+		},
+		{
+			"metrics on the listener port over UDP only",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n[metrics]\nlisten = \"0.0.0.0:3478\"\n",
+			func(c *Config) { c.Listen = c.Listen[:1]; c.Metrics.Listen = "0.0.0.0:3478" },
+		},
+		{
+			"admin on another loopback address without a token",
+			"[admin]\nlisten = \"127.0.0.2:9642\"\n",
+			func(c *Config) { c.Admin.Listen = "127.0.0.2:9642" },
+		},
+		{
+			"admin on all addresses with a token",
+			"[admin]\nlisten = \"0.0.0.0:9642\"\ntoken = \"s3cr3t-Tok.en_~+/=\"\n",
+			func(c *Config) { c.Admin = Admin{Listen: "0.0.0.0:9642", Token: "s3cr3t-Tok.en_~+/="} },
+		},
+		{
+			"a token on loopback",
+			"[admin]\ntoken = \"t\"\n",
+			func(c *Config) { c.Admin.Token = "t" },
+		},
+		{
+			"log",
+			"[log]\nlevel = \"debug\"\nformat = \"json\"\n",
+			func(c *Config) { c.Log = Log{Level: "debug", Format: "json"} },
 		},
 		{
 			"software may be empty",
@@ -284,6 +345,91 @@ func TestParseErrors(t *testing.T) {
 		// limits
 		{"negative per-user limit", "[limits]\nallocations_per_user = -1\n", "bad.toml:2: limits.allocations_per_user: must be 0 (no limit) or more, not -1"},
 		{"negative total limit", "[limits]\nallocations_total = -5\n", "bad.toml:2: limits.allocations_total: must be 0"},
+		{
+			"negative unauthenticated rate",
+			"[limits]\nallocations_total = 5\nunauthenticated_per_ip_rate = -1\n",
+			"bad.toml:3: limits.unauthenticated_per_ip_rate: must be 0 (no limit) or more, not -1",
+		},
+
+		// server.alternate_server and server.drain_timeout
+		{
+			"host name alternate_server",
+			"[server]\nalternate_server = \"turn.example.org:3478\"\n",
+			`bad.toml:2: server.alternate_server: "turn.example.org:3478" is not IP:port with a literal IP`,
+		},
+		{"alternate_server without port", "[server]\nalternate_server = \"203.0.113.7\"\n", `bad.toml:2: server.alternate_server: "203.0.113.7" is not IP:port`},
+		{"alternate_server port 0", "[server]\nalternate_server = \"203.0.113.7:0\"\n", `bad.toml:2: server.alternate_server: "203.0.113.7:0": port must be 1 to 65535`},
+		{"alternate_server port too big", "[server]\nalternate_server = \"203.0.113.7:65536\"\n", `bad.toml:2: server.alternate_server: "203.0.113.7:65536" is not IP:port`},
+		{
+			"unspecified alternate_server",
+			"[server]\n\nalternate_server = \"[::]:3478\"\n",
+			`bad.toml:3: server.alternate_server: "[::]:3478": want a specific address, not the unspecified one`,
+		},
+		{
+			"zone in alternate_server",
+			"[server]\nalternate_server = \"[fe80::1%eth0]:3478\"\n",
+			`bad.toml:2: server.alternate_server: "[fe80::1%eth0]:3478": a zone is not allowed here`,
+		},
+		{"negative drain_timeout", "[server]\ndrain_timeout = \"-1s\"\n", "bad.toml:2: server.drain_timeout: must be 0 (exit at once) or more, not -1s"},
+		{"integer drain_timeout", "[server]\ndrain_timeout = 30\n", "bad.toml:2: server.drain_timeout: expected a duration string"},
+
+		// metrics
+		{"metrics host name", "[metrics]\nlisten = \"localhost:9641\"\n", `bad.toml:2: metrics.listen: "localhost:9641" is not IP:port with a literal IP (IPv6 in brackets), e.g. "127.0.0.1:9641"`},
+		{"metrics without IP", "[metrics]\nlisten = \":9641\"\n", `bad.toml:2: metrics.listen: ":9641" is not IP:port`},
+		{"metrics IPv6 without brackets", "[metrics]\nlisten = \"::1:9641\"\n", `bad.toml:2: metrics.listen: "::1:9641" is not IP:port`},
+		{"metrics port too big", "[metrics]\nlisten = \"127.0.0.1:65536\"\n", `bad.toml:2: metrics.listen: "127.0.0.1:65536" is not IP:port`},
+		{"metrics not a string", "[metrics]\nlisten = 9641\n", "bad.toml:2: metrics.listen: expected a string, found an integer"},
+		{"unknown key in metrics", "[metrics]\nlisten = \"\"\npath = \"/m\"\n", "bad.toml:3: metrics.path: unknown key"},
+		{
+			"metrics in the relay port range",
+			"[metrics]\nlisten = \"127.0.0.1:50000\"\n",
+			"bad.toml:2: metrics.listen: port 50000 is in the relay port range 49152-65535",
+		},
+		{
+			"metrics on a tcp listener",
+			"[metrics]\nlisten = \"0.0.0.0:3478\"\n",
+			"bad.toml:2: metrics.listen: tcp 0.0.0.0:3478 is already used by listen[1] (tcp)",
+		},
+
+		// admin
+		{"admin host name", "[admin]\nlisten = \"localhost:9642\"\n", `bad.toml:2: admin.listen: "localhost:9642" is not IP:port with a literal IP (IPv6 in brackets), e.g. "127.0.0.1:9642"`},
+		{"admin port too big", "[admin]\nlisten = \"[::1]:99999\"\n", `bad.toml:2: admin.listen: "[::1]:99999" is not IP:port`},
+		{
+			"admin in the relay port range",
+			"[relay]\nmin_port = 9000\nmax_port = 9999\n[metrics]\nlisten = \"\"\n",
+			"bad.toml: admin.listen: port 9642 is in the relay port range 9000-9999",
+		},
+		{
+			"admin on the metrics address",
+			"[metrics]\nlisten = \"127.0.0.1:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\"\n",
+			"bad.toml:4: admin.listen: tcp 127.0.0.1:9000 is already used by metrics.listen",
+		},
+		{
+			"admin on all IPv4 addresses without a token",
+			"[admin]\nlisten = \"0.0.0.0:9642\"\n",
+			"bad.toml: admin.token: must be set when admin.listen (0.0.0.0:9642) is not a loopback address",
+		},
+		{
+			"admin on all IPv6 addresses with an empty token",
+			"[admin]\nlisten = \"[::]:0\"\ntoken = \"\"\n",
+			"bad.toml:3: admin.token: must be set when admin.listen ([::]:0) is not a loopback address",
+		},
+		{
+			"admin on a public address without a token",
+			"[admin]\nlisten = \"192.0.2.1:9642\"\n",
+			"bad.toml: admin.token: must be set when admin.listen (192.0.2.1:9642) is not a loopback address",
+		},
+		{"token with a space", "[admin]\ntoken = \"abc def\"\n", "bad.toml:2: admin.token: must not contain whitespace or control characters (one is at byte 3)"},
+		{"token with a newline", "[admin]\ntoken = \"\"\"\nabc\n\"\"\"\n", "bad.toml:2: admin.token: must not contain whitespace or control characters (one is at byte 3)"},
+		{"token with a control character", "[admin]\ntoken = \"a\\u0000\"\n", "bad.toml:2: admin.token: must not contain whitespace"},
+		{"token with a no-break space", "[admin]\ntoken = \"a\u00a0b\"\n", "bad.toml:2: admin.token: must not contain whitespace"},
+
+		// log
+		{"unknown log level", "[log]\nlevel = \"trace\"\n", `bad.toml:2: log.level: unknown level "trace": want debug, info, warn or error`},
+		{"log level in capitals", "[log]\nformat = \"json\"\nlevel = \"INFO\"\n", `bad.toml:3: log.level: unknown level "INFO"`},
+		{"empty log level", "[log]\nlevel = \"\"\n", `bad.toml:2: log.level: unknown level ""`},
+		{"unknown log format", "[log]\nformat = \"logfmt\"\n", `bad.toml:2: log.format: unknown format "logfmt": want text or json`},
+		{"unknown key in log", "[log]\nfile = \"/var/log/ferry.log\"\n", "bad.toml:2: log.file: unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -17,7 +18,8 @@ const maxChars = 127
 
 // Validate checks c and returns the first problem as an *Error positioned
 // at the key at fault. The checks run in a fixed order (server, listen,
-// relay, auth, limits), so the same file always gives the same error.
+// relay, auth, limits, metrics, admin, log), so the same file always gives
+// the same error.
 // Parse and Load call it; call it again after changing a Config by hand.
 // It reads the tls and dtls certificate and key files.
 func (c *Config) Validate() error {
@@ -27,6 +29,9 @@ func (c *Config) Validate() error {
 		c.validateRelay,
 		c.validateAuth,
 		c.validateLimits,
+		c.validateMetrics,
+		c.validateAdmin,
+		c.validateLog,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -46,7 +51,33 @@ func (c *Config) validateServer() error {
 	if n := utf8.RuneCountInString(s.Software); n > maxChars {
 		return c.Errorf("server.software", "is %d characters long, at most %d allowed", n, maxChars)
 	}
+	if s.AlternateServer != "" {
+		ap, err := c.checkAddrPort("server.alternate_server", s.AlternateServer, `"203.0.113.7:3478" or "[2001:db8::7]:3478"`, false)
+		if err != nil {
+			return err
+		}
+		if err := c.checkSpecific("server.alternate_server", s.AlternateServer, ap.Addr(), false); err != nil {
+			return err
+		}
+	}
+	if d := s.DrainTimeout.Duration; d < 0 {
+		return c.Errorf("server.drain_timeout", "must be 0 (exit at once) or more, not %s", d)
+	}
 	return nil
+}
+
+// checkAddrPort checks that s, written at key, is "IP:port" with a literal
+// IP (IPv6 in brackets) and returns it. The port must be 1 to 65535, or
+// may also be 0 if anyPort. eg shows valid values in the error message.
+func (c *Config) checkAddrPort(key, s, eg string, anyPort bool) (netip.AddrPort, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return ap, c.Errorf(key, "%q is not IP:port with a literal IP (IPv6 in brackets), e.g. %s", s, eg)
+	}
+	if ap.Port() == 0 && !anyPort {
+		return ap, c.Errorf(key, "%q: port must be 1 to 65535", s)
+	}
+	return ap, nil
 }
 
 // network returns the socket type a listener proto runs on: tls shares
@@ -75,12 +106,9 @@ func (c *Config) validateListeners() error {
 		if network(l.Proto) == "" {
 			return c.Errorf(key+".proto", "unknown proto %q: want udp, tcp, tls or dtls", l.Proto)
 		}
-		ap, err := netip.ParseAddrPort(l.Addr)
+		ap, err := c.checkAddrPort(key+".addr", l.Addr, `"0.0.0.0:3478" or "[::]:3478"`, false)
 		if err != nil {
-			return c.Errorf(key+".addr", "%q is not IP:port with a literal IP (IPv6 in brackets), e.g. \"0.0.0.0:3478\" or \"[::]:3478\"", l.Addr)
-		}
-		if ap.Port() == 0 {
-			return c.Errorf(key+".addr", "%q: port must be 1 to 65535", l.Addr)
+			return err
 		}
 		if err := c.validateCert(key, l); err != nil {
 			return err
@@ -211,9 +239,16 @@ func (c *Config) checkIP(key, s string, v6, unspecified bool) error {
 		want, family = "an IPv6 address", func(ip netip.Addr) bool { return ip.Is6() && !ip.Is4In6() }
 	}
 	ip, err := netip.ParseAddr(s)
-	switch {
-	case err != nil || !family(ip):
+	if err != nil || !family(ip) {
 		return c.Errorf(key, "%q is not %s", s, want)
+	}
+	return c.checkSpecific(key, s, ip, unspecified)
+}
+
+// checkSpecific checks that ip, written as s at key, has no zone, and is
+// not the unspecified address (0.0.0.0, ::) unless unspecified is true.
+func (c *Config) checkSpecific(key, s string, ip netip.Addr, unspecified bool) error {
+	switch {
 	case ip.Zone() != "":
 		return c.Errorf(key, "%q: a zone is not allowed here", s)
 	case !unspecified && ip.IsUnspecified():
@@ -245,11 +280,110 @@ func (c *Config) validateAuth() error {
 }
 
 func (c *Config) validateLimits() error {
-	if n := c.Limits.AllocationsPerUser; n < 0 {
-		return c.Errorf("limits.allocations_per_user", "must be 0 (no limit) or more, not %d", n)
+	l := c.Limits
+	for _, v := range []struct {
+		key string
+		n   int
+	}{
+		{"limits.allocations_per_user", l.AllocationsPerUser},
+		{"limits.allocations_total", l.AllocationsTotal},
+		{"limits.unauthenticated_per_ip_rate", l.UnauthenticatedPerIPRate},
+	} {
+		if v.n < 0 {
+			return c.Errorf(v.key, "must be 0 (no limit) or more, not %d", v.n)
+		}
 	}
-	if n := c.Limits.AllocationsTotal; n < 0 {
-		return c.Errorf("limits.allocations_total", "must be 0 (no limit) or more, not %d", n)
+	return nil
+}
+
+func (c *Config) validateMetrics() error {
+	return c.checkHTTPListen("metrics.listen", c.Metrics.Listen, `"127.0.0.1:9641" or "[::1]:9641"`)
+}
+
+func (c *Config) validateAdmin() error {
+	a := c.Admin
+	if err := c.checkHTTPListen("admin.listen", a.Listen, `"127.0.0.1:9642" or "[::1]:9642"`); err != nil {
+		return err
+	}
+	// Do not quote the token: error messages end up in logs.
+	if i := strings.IndexFunc(a.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }); i >= 0 {
+		return c.Errorf("admin.token", "must not contain whitespace or control characters (one is at byte %d)", i)
+	}
+	if a.Token == "" && a.Listen != "" {
+		// Valid: checkHTTPListen accepted it.
+		if ap, _ := netip.ParseAddrPort(a.Listen); !ap.Addr().IsLoopback() {
+			return c.Errorf("admin.token", "must be set when admin.listen (%s) is not a loopback address", a.Listen)
+		}
+	}
+	return nil
+}
+
+// checkHTTPListen checks the listen address s, written at key, of one of
+// Ferry's HTTP servers (metrics, admin): "" (off) or IP:port as for a
+// listener, except that port 0 (any free port) is allowed. A fixed port
+// must lie outside the relay port range, like a listener's, and not be a
+// TCP address that a listener, or an HTTP server checked before, uses.
+func (c *Config) checkHTTPListen(key, s, eg string) error {
+	if s == "" {
+		return nil
+	}
+	ap, err := c.checkAddrPort(key, s, eg, true)
+	if err != nil || ap.Port() == 0 {
+		return err
+	}
+	if port, r := int(ap.Port()), c.Relay; port >= r.MinPort && port <= r.MaxPort {
+		return c.Errorf(key, "port %d is in the relay port range %d-%d", port, r.MinPort, r.MaxPort)
+	}
+	for _, u := range c.tcpSockets() {
+		if u.key == key {
+			break
+		}
+		if u.addr == ap {
+			return c.Errorf(key, "tcp %s is already used by %s", ap, u.user)
+		}
+	}
+	return nil
+}
+
+// tcpSocket is a TCP address Ferry listens on, with the key that sets it
+// and how to name its user in an error.
+type tcpSocket struct {
+	key  string
+	user string
+	addr netip.AddrPort
+}
+
+// tcpSockets returns the TCP addresses Ferry listens on in Validate order:
+// tcp and tls listeners, then metrics.listen and admin.listen. Addresses
+// that are empty or do not parse are left out.
+func (c *Config) tcpSockets() []tcpSocket {
+	var socks []tcpSocket
+	add := func(key, user, s string) {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			socks = append(socks, tcpSocket{key, user, ap})
+		}
+	}
+	for i, l := range c.Listen {
+		if network(l.Proto) == "tcp" {
+			key := fmt.Sprintf("listen[%d]", i)
+			add(key+".addr", fmt.Sprintf("%s (%s)", key, l.Proto), l.Addr)
+		}
+	}
+	add("metrics.listen", "metrics.listen", c.Metrics.Listen)
+	add("admin.listen", "admin.listen", c.Admin.Listen)
+	return socks
+}
+
+func (c *Config) validateLog() error {
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return c.Errorf("log.level", "unknown level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return c.Errorf("log.format", "unknown format %q: want text or json", c.Log.Format)
 	}
 	return nil
 }

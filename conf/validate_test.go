@@ -2,6 +2,7 @@ package conf
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -56,6 +57,12 @@ func TestCertificates(t *testing.T) {
 			"[[listen]]\nproto = \"tcp\"\naddr = \"[::]:443\"\n" + withCert("tls", "[::]:443", cert, key),
 			"bad.toml:6: listen[1].addr: tcp [::]:443 is already used by listen[0] (tcp)",
 		},
+		{
+			"admin on a tls listener",
+			listener("tls", "[::1]:443", cert, key) + "[admin]\nlisten = \"[::1]:443\"\ntoken = \"t\"\n",
+			"bad.toml:10: admin.listen: tcp [::1]:443 is already used by listen[1] (tls)",
+		},
+		{"metrics beside a dtls listener", listener("dtls", "[::1]:443", cert, key) + "[metrics]\nlisten = \"[::1]:443\"\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,8 +98,45 @@ func TestValidateHandBuilt(t *testing.T) {
 		t.Errorf("Validate() = %v, want %q", err, want)
 	}
 
+	c = Default()
+	c.Admin.Listen = "[::]:9642"
+	want = fmt.Sprintf("(default):%d: admin.token: must be set when admin.listen ([::]:9642) is not a loopback address", defaultLine(t, "token ="))
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %q", err, want)
+	}
+	c.Admin.Token = "t"
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() with a token = %v", err)
+	}
+
 	bare := &Config{}
 	if err := bare.Validate(); err == nil || err.Error() != "server.realm: must not be empty" {
 		t.Errorf("(&Config{}).Validate() = %v, want server.realm: must not be empty", err)
+	}
+}
+
+func TestSlogLevel(t *testing.T) {
+	tests := []struct {
+		level string
+		want  slog.Level
+	}{
+		{"debug", slog.LevelDebug},
+		{"info", slog.LevelInfo},
+		{"warn", slog.LevelWarn},
+		{"error", slog.LevelError},
+		{"", slog.LevelInfo}, // rejected by Validate
+	}
+	for _, tt := range tests {
+		if got := (Log{Level: tt.level}).SlogLevel(); got != tt.want {
+			t.Errorf("Log{Level: %q}.SlogLevel() = %v, want %v", tt.level, got, tt.want)
+		}
+	}
+	// Validate accepts each of them.
+	c := Default()
+	for _, level := range []string{"debug", "info", "warn", "error"} {
+		c.Log.Level = level
+		if err := c.Validate(); err != nil {
+			t.Errorf("level %q: %v", level, err)
+		}
 	}
 }
