@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/transport/v4/reuseport"
@@ -35,10 +37,25 @@ func (a Addrs) Enabled() bool { return a.Public.IsValid() }
 // Allocator is the pion/turn RelayAddressGenerator backed by the shared Pool: every UDP
 // relay socket, TCP relay listener and RFC 6062 peer connection takes its port there, and
 // gives it back when closed.
+//
+// It also keeps a registry of the live relays by port, with what each has carried. Ports
+// identify relays: the pool serves IPv4 and IPv6, UDP and TCP alike, so no two live sockets
+// or listeners share one.
 type Allocator struct {
 	pool   *Pool
 	policy *Policy
 	v4, v6 Addrs
+
+	// denied is bumped by the read loops of all relays: a cache line of its own keeps it
+	// from slowing down the fields around it.
+	_      [cacheLine]byte
+	denied atomic.Uint64
+	_      [cacheLine - 8]byte
+
+	mu        sync.Mutex
+	relays    map[uint16]*relayEntry   // live relays by relay port
+	displaced map[*relayEntry]struct{} // live relays whose port a newer relay has taken
+	ended     Usage                    // what relays that ended carried
 }
 
 var _ turn.RelayAddressGenerator = (*Allocator)(nil)
@@ -46,7 +63,10 @@ var _ turn.RelayAddressGenerator = (*Allocator)(nil)
 // NewAllocator returns an allocator over pool. A family whose Addrs are not Enabled cannot
 // allocate (ErrFamilyDisabled).
 func NewAllocator(pool *Pool, policy *Policy, v4, v6 Addrs) *Allocator {
-	return &Allocator{pool: pool, policy: policy, v4: v4, v6: v6}
+	return &Allocator{
+		pool: pool, policy: policy, v4: v4, v6: v6,
+		relays: map[uint16]*relayEntry{}, displaced: map[*relayEntry]struct{}{},
+	}
 }
 
 // Pool returns the port pool the allocator takes from.
@@ -85,7 +105,12 @@ func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pa
 	if err != nil {
 		return nil, nil, err
 	}
-	pc := &packetConn{UDPConn: conn, policy: a.policy, release: a.releaser(port)}
+	e := newEntry()
+	pc := &packetConn{
+		UDPConn: conn, policy: a.policy, traffic: e.traffic, denied: &a.denied,
+		release: a.releaser(port, e),
+	}
+	a.register(uint16(port), e, pc.Close)
 	return pc, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.Public, uint16(port))), nil
 }
 
@@ -106,13 +131,19 @@ func (a *Allocator) AllocateListener(conf turn.AllocateListenerConfig) (net.List
 	if err != nil {
 		return nil, nil, err
 	}
-	tl := &listener{Listener: ln, policy: a.policy, release: a.releaser(port)}
+	e := newEntry()
+	tl := &listener{
+		Listener: ln, policy: a.policy, denied: &a.denied, release: a.releaser(port, e),
+		count: a.counter(uint16(port), e),
+	}
+	a.register(uint16(port), e, tl.Close)
 	return tl, net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.Public, uint16(port))), nil
 }
 
 // AllocateConn dials an RFC 6062 peer from the allocation's relay port. pion passes the
 // advertised relay address, which behind 1:1 NAT is not on this host: bind the local side of
-// the family instead.
+// the family instead. The connection counts as traffic of the relay listener on that port,
+// and is refused when there is no open one (the allocation is ending).
 func (a *Allocator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
 	fam, err := a.family(conf.Network)
 	if err != nil {
@@ -129,14 +160,25 @@ func (a *Allocator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error)
 	if !a.policy.PermitAddr(remote.AddrPort()) {
 		return nil, fmt.Errorf("%w: %s", ErrPeerDenied, remote)
 	}
-	d := net.Dialer{
-		LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(fam.Bind, uint16(local.Port))),
-		Control:   reuseport.Control,
-		Timeout:   connectTimeout,
+	e, ok := a.refPort(local.Port)
+	if !ok {
+		return nil, fmt.Errorf("relay: connect %s from port %d: no open relay there", remote, local.Port)
 	}
-	conn, err := d.Dial(conf.Network, remote.String())
+	port := uint16(local.Port) // within the pool's range: refPort checked
+	conn, err := dial(conf.Network, netip.AddrPortFrom(fam.Bind, port), remote)
 	if err != nil {
-		return nil, fmt.Errorf("relay: connect %s from port %d: %w", remote, local.Port, err)
+		a.unref(port, e)
+		return nil, err
+	}
+	return a.countConn(conn, port, e), nil
+}
+
+// dial connects to remote from local, whose port the relay listener shares (SO_REUSEPORT).
+func dial(network string, local netip.AddrPort, remote *net.TCPAddr) (net.Conn, error) {
+	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: reuseport.Control, Timeout: connectTimeout}
+	conn, err := d.Dial(network, remote.String())
+	if err != nil {
+		return nil, fmt.Errorf("relay: connect %s from port %d: %w", remote, local.Port(), err)
 	}
 	return conn, nil
 }
@@ -174,8 +216,14 @@ func (a *Allocator) bind(requested int, listen func(port int) error) (int, error
 	return 0, ErrPoolExhausted
 }
 
-func (a *Allocator) releaser(port int) func() {
-	return func() { a.pool.Put(port) }
+// releaser is what closing the socket or listener of e does: e takes no more connections,
+// and then the port goes back to the pool, so a relay that takes the port next finds e
+// closed.
+func (a *Allocator) releaser(port int, e *relayEntry) func() {
+	return func() {
+		a.socketClosed(uint16(port), e)
+		a.pool.Put(port)
+	}
 }
 
 // Enabled reports whether relays of the IPv6 (true) or IPv4 (false) family can be made.

@@ -37,7 +37,7 @@ type allocatorSetup struct {
 
 // newAllocator returns an allocator over [min, max] whose policy knows 127.0.0.1 and ::1 as
 // own relay addresses.
-func newAllocator(t *testing.T, s allocatorSetup) *Allocator {
+func newAllocator(t testing.TB, s allocatorSetup) *Allocator {
 	t.Helper()
 	pool := mustPool(t, s.min, s.max)
 	policy, err := NewPolicy(s.deny, s.allow, []netip.Addr{loopback4, loopback6}, pool.Held)
@@ -54,7 +54,7 @@ func v4Only(min, max int) allocatorSetup {
 	}
 }
 
-func allocUDP(t *testing.T, a *Allocator, requested int) (net.PacketConn, netip.AddrPort) {
+func allocUDP(t testing.TB, a *Allocator, requested int) (net.PacketConn, netip.AddrPort) {
 	t.Helper()
 	conn, relayed, err := a.AllocatePacketConn(turn.AllocateListenerConfig{Network: "udp4", RequestedPort: requested})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 )
 
 // Recommended is the keyword in deny_peers that expands to RecommendedDeny.
@@ -39,10 +40,19 @@ func mustPrefixes(cidrs ...string) []netip.Prefix {
 // SFU, while no other service on the host does, even when the relay IP lies in a denied
 // range. A port merely inside the pool's range is not enough: the range usually overlaps
 // the kernel's ephemeral ports, which other programs' sockets get.
+//
+// The deny and allow rules can be replaced while relays run (SetPeers). Every check loads
+// them once, so it sees either the old rules or the new ones, never a mix.
 type Policy struct {
+	rules atomic.Pointer[peerRules]
+	own   []netip.Addr // relay IPs, in canonical form
+	held  func(port uint16) bool
+}
+
+// peerRules are the parsed deny_peers and allow_peers. They are never modified: SetPeers
+// swaps in new ones.
+type peerRules struct {
 	deny, allow []netip.Prefix
-	own         []netip.Addr // relay IPs, in canonical form
-	held        func(port uint16) bool
 }
 
 // NewPolicy parses deny and allow entries (the keyword "recommended", CIDRs or single IPs;
@@ -50,12 +60,8 @@ type Policy struct {
 // are Ferry's (Pool.Held).
 func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16) bool) (*Policy, error) {
 	p := &Policy{held: held}
-	var err error
-	if p.deny, err = parsePeers(deny, true); err != nil {
-		return nil, fmt.Errorf("relay: deny_peers: %w", err)
-	}
-	if p.allow, err = parsePeers(allow, false); err != nil {
-		return nil, fmt.Errorf("relay: allow_peers: %w", err)
+	if err := p.SetPeers(deny, allow); err != nil {
+		return nil, err
 	}
 	for _, ip := range own {
 		if ip.IsValid() && !ip.IsUnspecified() {
@@ -63,6 +69,29 @@ func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16) bo
 		}
 	}
 	return p, nil
+}
+
+// SetPeers replaces the deny and allow entries, parsed as NewPolicy does; checks running
+// meanwhile finish with the old rules. On an error the old rules stay.
+func (p *Policy) SetPeers(deny, allow []string) error {
+	r, err := parseRules(deny, allow)
+	if err != nil {
+		return err
+	}
+	p.rules.Store(r)
+	return nil
+}
+
+func parseRules(deny, allow []string) (*peerRules, error) {
+	r := &peerRules{}
+	var err error
+	if r.deny, err = parsePeers(deny, true); err != nil {
+		return nil, fmt.Errorf("relay: deny_peers: %w", err)
+	}
+	if r.allow, err = parsePeers(allow, false); err != nil {
+		return nil, fmt.Errorf("relay: allow_peers: %w", err)
+	}
+	return r, nil
 }
 
 func parsePeers(entries []string, recommendedOK bool) ([]netip.Prefix, error) {
@@ -120,25 +149,27 @@ func matches(prefixes []netip.Prefix, ip, canon netip.Addr) bool {
 
 // PermitIP is the check for CreatePermission, which names an IP only.
 func (p *Policy) PermitIP(ip netip.Addr) bool {
+	r := p.rules.Load()
 	canon := canonical(ip)
-	if matches(p.allow, ip, canon) || p.isOwn(canon) {
+	if matches(r.allow, ip, canon) || p.isOwn(canon) {
 		return true
 	}
-	return !matches(p.deny, ip, canon)
+	return !matches(r.deny, ip, canon)
 }
 
 // PermitAddr is the check for a concrete peer transport address: ChannelBind, Connect and
 // Send indications.
 func (p *Policy) PermitAddr(peer netip.AddrPort) bool {
+	r := p.rules.Load()
 	ip := peer.Addr()
 	canon := canonical(ip)
-	if matches(p.allow, ip, canon) {
+	if matches(r.allow, ip, canon) {
 		return true
 	}
 	if p.isOwn(canon) {
 		return p.held(peer.Port())
 	}
-	return !matches(p.deny, ip, canon)
+	return !matches(r.deny, ip, canon)
 }
 
 // PermitSource filters datagrams and connections arriving at a relay: an own relay IP is a
@@ -154,7 +185,7 @@ func (p *Policy) PermitSource(src netip.AddrPort) bool {
 	if !p.isOwn(canon) || p.held(src.Port()) {
 		return true
 	}
-	return matches(p.allow, ip, canon)
+	return matches(p.rules.Load().allow, ip, canon)
 }
 
 func (p *Policy) isOwn(canon netip.Addr) bool { return slices.Contains(p.own, canon) }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -19,7 +20,7 @@ func heldRange(min, max int) func(uint16) bool {
 	return func(port uint16) bool { return int(port) >= min && int(port) <= max }
 }
 
-func mustPolicy(t *testing.T, deny, allow []string, own ...string) *Policy {
+func mustPolicy(t testing.TB, deny, allow []string, own ...string) *Policy {
 	t.Helper()
 	var ips []netip.Addr
 	for _, s := range own {
@@ -511,5 +512,137 @@ func TestOwnAddressNeedsHeldPort(t *testing.T) {
 	pool.Put(40000)
 	if p.PermitAddr(addr) || p.PermitSource(addr) {
 		t.Fatalf("%v permitted after the port went back to the pool", addr)
+	}
+}
+
+func TestPolicySetPeers(t *testing.T) {
+	p := mustPolicy(t, []string{Recommended}, nil, "127.0.0.1")
+	type check struct {
+		peer string
+		want bool
+	}
+	steps := []struct {
+		name        string
+		deny, allow []string
+		wantErr     string // substring; "" = the rules are swapped
+		checks      []check
+	}{
+		{
+			name: "swap", deny: []string{"8.8.8.0/24"}, allow: []string{"127.0.0.0/8"},
+			checks: []check{
+				{"10.0.0.1:80", true},   // denied by the old rules only
+				{"8.8.8.8:53", false},   // denied by the new rules only
+				{"127.0.0.2:22", true},  // allowed by the new rules
+				{"127.0.0.1:22", true},  // own, and now in allow_peers
+				{"203.0.113.9:1", true}, // in neither
+			},
+		},
+		{
+			name: "invalid deny entry", deny: []string{"10.0.0.0/8", "not-an-ip"}, wantErr: "relay: deny_peers",
+			checks: []check{{"10.0.0.1:80", true}, {"8.8.8.8:53", false}}, // the rules of "swap"
+		},
+		{
+			name: "invalid allow entry", deny: []string{"10.0.0.0/8"}, allow: []string{Recommended}, wantErr: "relay: allow_peers",
+			checks: []check{{"10.0.0.1:80", true}, {"8.8.8.8:53", false}},
+		},
+		{
+			name: "back to recommended", deny: []string{Recommended},
+			checks: []check{
+				{"10.0.0.1:80", false},
+				{"8.8.8.8:53", true},
+				{"127.0.0.2:22", false},
+				{"127.0.0.1:22", false},   // own, not held
+				{"127.0.0.1:40050", true}, // own, held: the own rule outlives any swap
+				{"203.0.113.9:1", true},
+			},
+		},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			err := p.SetPeers(st.deny, st.allow)
+			switch {
+			case st.wantErr == "" && err != nil:
+				t.Fatalf("SetPeers(%q, %q): %v", st.deny, st.allow, err)
+			case st.wantErr != "" && (err == nil || !strings.Contains(err.Error(), st.wantErr)):
+				t.Fatalf("SetPeers(%q, %q) = %v, want an error mentioning %q", st.deny, st.allow, err, st.wantErr)
+			case st.wantErr != "":
+				// The same mistake reads the same at start and at reload.
+				_, newErr := NewPolicy(st.deny, st.allow, nil, heldRange(testMinPort, testMaxPort))
+				if newErr == nil || newErr.Error() != err.Error() {
+					t.Fatalf("SetPeers error %q, NewPolicy error %v", err, newErr)
+				}
+			}
+			for _, c := range st.checks {
+				ap := netip.MustParseAddrPort(c.peer)
+				if got := p.PermitAddr(ap); got != c.want {
+					t.Errorf("PermitAddr(%s) = %v, want %v", ap, got, c.want)
+				}
+			}
+		})
+	}
+}
+
+// TestPolicySetPeersConcurrent runs checks while the rules are swapped back and forth (go
+// test -race). Each check sees one rule set whole: an address both sets decide alike is
+// decided so throughout.
+func TestPolicySetPeersConcurrent(t *testing.T) {
+	rules := [][2][]string{
+		{{Recommended}, nil},
+		{{"8.8.8.0/24", "10.0.0.0/8"}, {"10.1.0.0/16"}},
+	}
+	p := mustPolicy(t, rules[0][0], rules[0][1], "127.0.0.1")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_ = p.PermitAddr(netip.MustParseAddrPort("8.8.8.8:53")) // decided differently
+				if !p.PermitAddr(netip.MustParseAddrPort("1.1.1.1:53")) || p.PermitIP(netip.MustParseAddr("10.0.0.1")) {
+					t.Error("a check saw neither rule set")
+					return
+				}
+				if p.PermitSource(netip.MustParseAddrPort("127.0.0.1:22")) {
+					t.Error("PermitSource let an unheld own port through")
+					return
+				}
+			}
+		})
+	}
+	for i := range 1000 {
+		r := rules[i%len(rules)]
+		if err := p.SetPeers(r[0], r[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+}
+
+func BenchmarkPolicyPermitAddr(b *testing.B) {
+	p := mustPolicy(b, []string{Recommended}, []string{"10.1.0.0/16"}, "127.0.0.1", "::1")
+	peers := []struct {
+		name string
+		peer string
+	}{
+		{"public v4", "8.8.8.8:3478"},
+		{"denied v4", "192.168.1.1:80"},
+		{"allowed", "10.1.2.3:80"},
+		{"own held port", "127.0.0.1:40050"},
+		{"mapped own", "[::ffff:127.0.0.1]:22"},
+		{"public v6", "[2001:4860:4860::8888]:443"},
+	}
+	for _, pp := range peers {
+		b.Run(pp.name, func(b *testing.B) {
+			ap := netip.MustParseAddrPort(pp.peer)
+			b.ReportAllocs()
+			for b.Loop() {
+				p.PermitAddr(ap)
+			}
+		})
 	}
 }

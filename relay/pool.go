@@ -1,5 +1,6 @@
 // Package relay owns what TURN relays and the SFU share: the UDP/TCP port pool, the relay
-// address generator handed to pion/turn, the peer address policy and the allocation quotas.
+// address generator handed to pion/turn with its per-relay traffic accounting, the peer
+// address policy and the allocation quotas.
 package relay
 
 import (

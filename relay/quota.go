@@ -13,17 +13,32 @@ import (
 // reservation is keyed by the client's transport address, which is what pion's failure
 // report carries.
 type Quota struct {
-	perUser, total int
-
-	mu      sync.Mutex
-	users   map[string]int    // allocations (made or reserved) per user ID
-	count   int               // all allocations, made or reserved
-	pending map[string]string // client address → user ID of a reservation not yet settled
+	mu             sync.Mutex
+	perUser, total int               // SetLimits changes them
+	users          map[string]int    // allocations (made or reserved) per user ID
+	count          int               // all allocations, made or reserved
+	pending        map[string]string // client address → user ID of a reservation not yet settled
 }
 
 // NewQuota returns a quota; a limit of 0 means no limit.
 func NewQuota(perUser, total int) *Quota {
 	return &Quota{perUser: perUser, total: total, users: map[string]int{}, pending: map[string]string{}}
+}
+
+// SetLimits changes the limits (0 = no limit) for the next Admit. Allocations made or
+// reserved already are never revoked: a user above a lowered limit cannot allocate until
+// enough of theirs have ended.
+func (q *Quota) SetLimits(perUser, total int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.perUser, q.total = perUser, total
+}
+
+// Limits returns the limits in force (0 = no limit).
+func (q *Quota) Limits() (perUser, total int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.perUser, q.total
 }
 
 func clientKey(addr net.Addr) string { return addr.Network() + "/" + addr.String() }

@@ -272,3 +272,62 @@ func TestQuotaConcurrentLifecycle(t *testing.T) {
 		}
 	}
 }
+
+func TestQuotaSetLimits(t *testing.T) {
+	tests := []struct {
+		name                 string
+		perUser, total       int      // before
+		made                 []string // allocations that exist, one user each
+		newPerUser, newTotal int
+		admit                string
+		want                 bool
+	}{
+		{"per-user lowered below the count", 3, 0, []string{"alice", "alice", "alice"}, 1, 0, "alice", false},
+		{"per-user lowered to the count", 3, 0, []string{"alice", "alice"}, 2, 0, "alice", false},
+		{"per-user lowered, other user", 3, 0, []string{"alice", "alice"}, 1, 0, "bob", true},
+		{"per-user raised", 1, 0, []string{"alice"}, 2, 0, "alice", true},
+		{"per-user lifted", 1, 0, []string{"alice"}, 0, 0, "alice", true},
+		{"total lowered below the count", 0, 5, []string{"alice", "bob", "carol"}, 0, 2, "dave", false},
+		{"total raised", 0, 2, []string{"alice", "bob"}, 0, 3, "carol", true},
+		{"total lifted", 0, 2, []string{"alice", "bob"}, 0, 0, "carol", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQuota(tt.perUser, tt.total)
+			for i, user := range tt.made {
+				if !q.Admit(user, client(i)) {
+					t.Fatalf("Admit #%d (%q) refused before the change", i, user)
+				}
+				q.Created(client(i))
+			}
+			q.SetLimits(tt.newPerUser, tt.newTotal)
+			if u, tot := q.Limits(); u != tt.newPerUser || tot != tt.newTotal {
+				t.Fatalf("Limits() = %d, %d; want %d, %d", u, tot, tt.newPerUser, tt.newTotal)
+			}
+			if got := q.Count(); got != len(tt.made) {
+				t.Fatalf("Count() = %d after SetLimits, want %d: nothing is revoked", got, len(tt.made))
+			}
+			if got := q.Admit(tt.admit, client(len(tt.made))); got != tt.want {
+				t.Fatalf("Admit(%q) = %v, want %v", tt.admit, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestQuotaLoweredLimitDrains: a user above a lowered limit allocates again only once enough
+// of their allocations have ended.
+func TestQuotaLoweredLimitDrains(t *testing.T) {
+	q := NewQuota(3, 0)
+	for i := range 3 {
+		q.Admit("alice", client(i))
+		q.Created(client(i))
+	}
+	q.SetLimits(1, 0)
+	for released := 1; released <= 3; released++ {
+		q.Released("alice")
+		want := released == 3 // 2 left, then 1: still at or above the limit of 1
+		if got := q.Admit("alice", client(10+released)); got != want {
+			t.Fatalf("Admit after %d of 3 ended = %v, want %v", released, got, want)
+		}
+	}
+}
