@@ -39,7 +39,13 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.PacketConn.WriteTo(msg, to) }
+// WriteTo sends what pion writes to clients, counting error responses on the way.
+func (c *packetConn) WriteTo(p []byte, to net.Addr) (int, error) {
+	c.guard.sent(p)
+	return c.PacketConn.WriteTo(p, to)
+}
+
+func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.WriteTo(msg, to) }
 
 // streamListener hands pion/turn guarded streamConns, tracks them so Close ends them all,
 // and keeps accepting after transient errors: pion's accept loop ends for good on the first
@@ -190,7 +196,10 @@ func (c *streamConn) readFrame() ([]byte, error) {
 	return c.frame, nil
 }
 
-func (c *streamConn) respond(msg []byte, _ net.Addr) { _, _ = c.Conn.Write(msg) }
+func (c *streamConn) respond(msg []byte, _ net.Addr) {
+	c.guard.sent(msg)
+	_, _ = c.Conn.Write(msg)
+}
 
 // Write adds MESSAGE-INTEGRITY to the ConnectionBind responses and Connect error responses
 // that pion/turn v5.1.0 sends without it (coturn's client rejects them: "Wrong integrity").
@@ -200,6 +209,7 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	if c.raw.Load() {
 		return c.Conn.Write(p)
 	}
+	c.guard.sent(p)
 	t, isSTUN := messageType(p)
 	out := p
 	if isSTUN && (t == connectionBindSuccess || t == connectionBindError || t == connectError) {

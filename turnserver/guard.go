@@ -25,17 +25,25 @@ import (
 //     sends nothing), and with another user's allocation 441;
 //   - ChannelBind and Connect to a denied peer get 403 (pion answers ChannelBind with 401),
 //     and Send indications to a denied peer are dropped and counted;
-//   - Allocate for an address family without relay addresses gets 440.
+//   - Allocate for an address family without relay addresses gets 440, and any Allocate
+//     while draining 508 (or 300 Try Alternate);
+//   - answers to requests without valid credentials are capped per source IP.
+//
+// It also counts what it sees for the metrics: requests by method, auth failures by reason,
+// peer denials.
 type guard struct {
 	software stun.Setter // nil: no SOFTWARE attribute
-	auth     *auth.Authenticator
+	auth     atomic.Pointer[auth.Authenticator]
 	policy   *relay.Policy
 	families func(ipv6 bool) bool
 	sessions *sessions
+	meters   *meters
+	unauth   *ipLimiter
 	log      *slog.Logger
 	logLimit *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
 
-	deniedSends atomic.Uint64 // Send indications dropped by the peer policy
+	draining  atomic.Bool
+	alternate atomic.Pointer[stun.AlternateServer] // while draining: answer Allocate 300 with it
 }
 
 // responder sends a message back to the client a request came from.
@@ -65,28 +73,73 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	}
 	switch {
 	case m.Type == stun.BindingRequest:
+		g.meters.bindings.Inc()
 		g.answerBinding(m, client, w)
 		return nil, false
 	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
 		return b, g.permitSend(m)
-	case m.Type.Class != stun.ClassRequest || !m.Contains(stun.AttrMessageIntegrity):
-		return b, true // pion answers a request without credentials with 401 and a nonce
+	case m.Type.Class != stun.ClassRequest:
+		return b, true
+	}
+	g.meters.request(m.Type.Method)
+	if !m.Contains(stun.AttrMessageIntegrity) {
+		return g.unauthenticated(m, client, w)
 	}
 	user, key, err := g.authenticate(m, client)
 	switch {
 	case errors.Is(err, errIncompleteCredentials):
 		return b, true // pion answers 400
 	case err != nil:
-		return b[:stripIntegrity(b)], true
+		g.meters.authFailure(err)
+		if !g.mayAnswer(client) {
+			return nil, false
+		}
+		return b[:stripIntegrity(b)], true // pion answers 401 with a fresh nonce
 	}
 	st.key = key
-	if code, reject := g.check(m, client, server, user); reject {
-		if resp, err := errorResponse(m, code, key); err == nil {
-			w.respond(resp, client)
-		}
+	if code, extra, reject := g.check(m, client, server, user); reject {
+		g.reject(m, code, key, client, w, extra...)
 		return nil, false
 	}
 	return b, true
+}
+
+// sent counts an error response on its way to a client, whoever built it.
+func (g *guard) sent(b []byte) {
+	if code, ok := rawErrorCode(b); ok {
+		g.meters.errorResponse(code)
+	}
+}
+
+// unauthenticated handles a request without credentials: pion answers it 401 with a nonce,
+// unless the source is over its rate or the server is draining.
+func (g *guard) unauthenticated(m *stun.Message, client net.Addr, w responder) ([]byte, bool) {
+	if !g.mayAnswer(client) {
+		return nil, false
+	}
+	if m.Type.Method == stun.MethodAllocate && g.draining.Load() {
+		code, extra := g.drainAnswer()
+		g.reject(m, code, nil, client, w, extra...)
+		return nil, false
+	}
+	return m.Raw, true
+}
+
+// mayAnswer applies unauthenticated_per_ip_rate to an answer for a request without valid
+// credentials; over the rate, the request is dropped and counted.
+func (g *guard) mayAnswer(client net.Addr) bool {
+	ap, _ := addrPort(client)
+	if g.unauth.allow(ap.Addr(), time.Now()) {
+		return true
+	}
+	g.meters.unauthDropped.Inc()
+	return false
+}
+
+func (g *guard) reject(m *stun.Message, code stun.ErrorCode, key []byte, client net.Addr, w responder, extra ...stun.Setter) {
+	if resp, err := errorResponse(m, code, key, extra...); err == nil {
+		w.respond(resp, client)
+	}
 }
 
 var errIncompleteCredentials = errors.New("request lacks USERNAME, REALM or NONCE")
@@ -101,7 +154,7 @@ func (g *guard) authenticate(m *stun.Message, client net.Addr) (user string, key
 	if username.GetFrom(m) != nil || realm.GetFrom(m) != nil || nonce.GetFrom(m) != nil {
 		return "", nil, errIncompleteCredentials
 	}
-	user, key, err = g.auth.Verify(username.String(), realm.String(), time.Now(), func(key []byte) bool {
+	user, key, err = g.auth.Load().Verify(username.String(), realm.String(), time.Now(), func(key []byte) bool {
 		return stun.MessageIntegrity(key).Check(m) == nil
 	})
 	if err != nil && g.logLimit.Allow() {
@@ -111,27 +164,49 @@ func (g *guard) authenticate(m *stun.Message, client net.Addr) (user string, key
 	return user, key, err
 }
 
-// check applies the allocation and peer rules to an authenticated request: the error code
-// to answer with, if any.
-func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (stun.ErrorCode, bool) {
+// check applies the drain, allocation and peer rules to an authenticated request: the
+// error code to answer with, and its extra attributes, if any.
+func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (stun.ErrorCode, []stun.Setter, bool) {
 	switch m.Type.Method {
 	case stun.MethodAllocate:
-		return g.checkFamily(m)
+		if g.draining.Load() {
+			code, extra := g.drainAnswer()
+			return code, extra, true
+		}
+		code, reject := g.checkFamily(m)
+		return code, nil, reject
 	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind, stun.MethodConnect:
-		sess, ok := g.sessions.get(client, server)
+		owner, ok := g.sessions.owner(client, server)
 		if !ok {
-			return stun.CodeAllocMismatch, true
+			return stun.CodeAllocMismatch, nil, true
 		}
-		if sess.user != user {
-			return stun.CodeWrongCredentials, true
-		}
-	}
-	if m.Type.Method == stun.MethodChannelBind || m.Type.Method == stun.MethodConnect {
-		if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
-			return stun.CodeForbidden, true
+		if owner != user {
+			return stun.CodeWrongCredentials, nil, true
 		}
 	}
-	return 0, false
+	var op int
+	switch m.Type.Method {
+	case stun.MethodChannelBind:
+		op = deniedChannelBind
+	case stun.MethodConnect:
+		op = deniedConnect
+	default:
+		return 0, nil, false
+	}
+	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
+		g.meters.peerDenied[op].Add(1)
+		return stun.CodeForbidden, nil, true
+	}
+	return 0, nil, false
+}
+
+// drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the
+// alternate server if one is configured, else 508 Insufficient Capacity.
+func (g *guard) drainAnswer() (stun.ErrorCode, []stun.Setter) {
+	if alt := g.alternate.Load(); alt != nil {
+		return stun.CodeTryAlternate, []stun.Setter{alt}
+	}
+	return stun.CodeInsufficientCapacity, nil
 }
 
 // checkFamily refuses an explicit REQUESTED-ADDRESS-FAMILY Ferry has no relay address for
@@ -152,7 +227,7 @@ func (g *guard) checkFamily(m *stun.Message) (stun.ErrorCode, bool) {
 // a permission, but silently.
 func (g *guard) permitSend(m *stun.Message) bool {
 	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
-		g.deniedSends.Add(1)
+		g.meters.peerDenied[deniedSend].Add(1)
 		return false
 	}
 	return true
@@ -205,14 +280,17 @@ func (g *guard) answerBinding(m *stun.Message, client net.Addr, w responder) {
 	}
 }
 
-// errorResponse is the signed error response to an authenticated request.
-func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte) ([]byte, error) {
-	resp, err := stun.Build(
+// errorResponse is the error response to req, signed with key unless key is nil.
+func errorResponse(req *stun.Message, code stun.ErrorCode, key []byte, extra ...stun.Setter) ([]byte, error) {
+	setters := append([]stun.Setter{
 		&stun.Message{TransactionID: req.TransactionID},
 		stun.NewType(req.Type.Method, stun.ClassErrorResponse),
 		code,
-		stun.MessageIntegrity(key),
-	)
+	}, extra...)
+	if key != nil {
+		setters = append(setters, stun.MessageIntegrity(key))
+	}
+	resp, err := stun.Build(setters...)
 	if err != nil {
 		return nil, err
 	}

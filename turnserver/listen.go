@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync/atomic"
 
 	"github.com/pion/dtls/v3"
 
@@ -17,6 +18,13 @@ var errUnknownProto = errors.New("turnserver: unknown listener proto")
 // others. UDP and DTLS sockets are opened for the address's own family only, so "0.0.0.0"
 // and "[::]" listeners on one port can coexist.
 func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
+	var cert *atomic.Pointer[tls.Certificate]
+	if l.Cert != nil {
+		cert = &atomic.Pointer[tls.Certificate]{}
+		cert.Store(l.Cert)
+	}
+	s.certs = append(s.certs, cert) // Apply replaces certificates in place
+	getCert := func() (*tls.Certificate, error) { return cert.Load(), nil }
 	family := "4"
 	if l.Addr.Addr().Is6() {
 		family = "6"
@@ -40,13 +48,13 @@ func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
 			return nil, nil, err
 		}
 		tlsLn := tls.NewListener(ln, &tls.Config{
-			Certificates: []tls.Certificate{*l.Cert},
-			MinVersion:   tls.VersionTLS12,
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() },
+			MinVersion:     tls.VersionTLS12,
 		})
 		return nil, newStreamListener(tlsLn, s.guard, s.log), nil
 	case "dtls":
 		ln, err := dtls.ListenWithOptions("udp"+family, net.UDPAddrFromAddrPort(l.Addr),
-			dtls.WithCertificates(*l.Cert),
+			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() }),
 			dtls.WithLoggerFactory(pionlog.Factory{Log: s.log}))
 		if err != nil {
 			return nil, nil, err

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
@@ -36,6 +38,19 @@ type Config struct {
 	Policy    *relay.Policy
 	Quota     *relay.Quota
 	Log       *slog.Logger
+	// UnauthenticatedRate caps answers per second to one source IP for requests without
+	// valid credentials; 0 = no cap.
+	UnauthenticatedRate int
+	// Metrics receives the server's metrics; nil keeps them private.
+	Metrics *metrics.Set
+}
+
+// Settings are what a reload changes on a running server.
+type Settings struct {
+	Auth  *auth.Authenticator
+	Certs []*tls.Certificate // one per Config.Listeners entry; nil for udp and tcp
+	// UnauthenticatedRate is Config.UnauthenticatedRate.
+	UnauthenticatedRate int
 }
 
 // ListenError says which listener could not be opened.
@@ -49,38 +64,53 @@ func (e *ListenError) Unwrap() error { return e.Err }
 
 // Server is a running STUN/TURN server.
 type Server struct {
-	pion     *turn.Server
-	guard    *guard
-	sessions *sessions
-	log      *slog.Logger
-	addrs    []net.Addr
+	pion      *turn.Server
+	guard     *guard
+	sessions  *sessions
+	meters    *meters
+	allocator *relay.Allocator
+	log       *slog.Logger
+	addrs     []net.Addr
+	bound     []boundListener
+	certs     []*atomic.Pointer[tls.Certificate] // per listener; nil for udp and tcp
 }
 
 // New opens every listener and starts serving. On error nothing is left open.
 func New(cfg Config) (*Server, error) {
-	s := &Server{sessions: newSessions(), log: cfg.Log}
+	set := cfg.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	s := &Server{sessions: newSessions(), allocator: cfg.Allocator, log: cfg.Log,
+		meters: newMeters(set, cfg.Allocator)}
 	s.guard = &guard{
-		auth:     cfg.Auth,
 		policy:   cfg.Policy,
 		families: cfg.Allocator.Enabled,
 		sessions: s.sessions,
+		meters:   s.meters,
+		unauth:   newIPLimiter(cfg.UnauthenticatedRate),
 		log:      cfg.Log,
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
 	}
+	s.guard.auth.Store(cfg.Auth)
 	if cfg.Software != "" {
 		s.guard.software = stun.NewSoftware(cfg.Software)
 	}
 
 	pionCfg := turn.ServerConfig{
 		Realm:         cfg.Realm,
-		AuthHandler:   s.authHandler(cfg.Auth),
+		AuthHandler:   s.authHandler,
 		QuotaHandler:  s.quotaHandler(cfg.Quota),
 		EventHandler:  s.events(cfg.Quota),
 		LoggerFactory: pionlog.Factory{Log: cfg.Log},
 	}
 	permit := func(_ net.Addr, peer net.IP) bool {
 		ip, ok := netip.AddrFromSlice(peer)
-		return ok && cfg.Policy.PermitIP(ip)
+		if ok && cfg.Policy.PermitIP(ip) {
+			return true
+		}
+		s.meters.peerDenied[deniedCreatePermission].Add(1)
+		return false
 	}
 	var closers []interface{ Close() error }
 	closeAll := func() {
@@ -96,14 +126,14 @@ func New(cfg Config) (*Server, error) {
 		}
 		if pc != nil {
 			closers = append(closers, pc)
-			s.addrs = append(s.addrs, pc.LocalAddr())
+			s.bind(l.Proto, pc.LocalAddr())
 			pionCfg.PacketConnConfigs = append(pionCfg.PacketConnConfigs, turn.PacketConnConfig{
 				PacketConn: pc, RelayAddressGenerator: cfg.Allocator, PermissionHandler: permit,
 			})
 			continue
 		}
 		closers = append(closers, ln)
-		s.addrs = append(s.addrs, ln.Addr())
+		s.bind(l.Proto, ln.Addr())
 		pionCfg.ListenerConfigs = append(pionCfg.ListenerConfigs, turn.ListenerConfig{
 			Listener: ln, RelayAddressGenerator: cfg.Allocator, PermissionHandler: permit,
 		})
@@ -117,6 +147,12 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+func (s *Server) bind(proto string, addr net.Addr) {
+	s.addrs = append(s.addrs, addr)
+	ap, _ := addrPort(addr)
+	s.bound = append(s.bound, boundListener{proto: proto, addr: ap})
+}
+
 // Addrs returns the bound address of each listener, in Config.Listeners order.
 func (s *Server) Addrs() []net.Addr { return s.addrs }
 
@@ -124,16 +160,51 @@ func (s *Server) Addrs() []net.Addr { return s.addrs }
 func (s *Server) Allocations() int { return s.sessions.count() }
 
 // DeniedSends returns how many Send indications the peer policy dropped.
-func (s *Server) DeniedSends() uint64 { return s.guard.deniedSends.Load() }
+func (s *Server) DeniedSends() uint64 { return s.meters.peerDenied[deniedSend].Load() }
+
+// Apply puts reloaded settings into effect. Allocations keep running; the new credentials
+// apply from the next request, the new certificates from the next handshake.
+func (s *Server) Apply(st Settings) {
+	s.guard.auth.Store(st.Auth)
+	for i, cert := range st.Certs {
+		if cert != nil && i < len(s.certs) && s.certs[i] != nil {
+			s.certs[i].Store(cert)
+		}
+	}
+	s.guard.unauth.set(st.UnauthenticatedRate)
+}
+
+// Drain stops new allocations: every Allocate is answered 508 Insufficient Capacity, or
+// 300 Try Alternate with alternate when it is valid. Existing allocations go on.
+func (s *Server) Drain(alternate netip.AddrPort) {
+	if alternate.IsValid() {
+		ip := alternate.Addr().Unmap()
+		s.guard.alternate.Store(&stun.AlternateServer{IP: ip.AsSlice(), Port: int(alternate.Port())})
+	}
+	s.guard.draining.Store(true)
+}
+
+// Sessions describes every live allocation.
+func (s *Server) Sessions() []Session { return s.sessions.list(time.Now()) }
+
+// Kill ends the session with id: its relay closes, pion deletes the allocation, and the
+// client's next request about it is answered 437. false if there is no such session.
+func (s *Server) Kill(id string) bool {
+	relayAddr, ok := s.sessions.kill(id)
+	if !ok {
+		return false
+	}
+	ap, _ := addrPort(relayAddr)
+	s.allocator.End(ap.Port())
+	return true
+}
 
 // Close stops every listener and ends every allocation.
 func (s *Server) Close() error { return s.pion.Close() }
 
-func (s *Server) authHandler(a *auth.Authenticator) turn.AuthHandler {
-	return func(ra *turn.RequestAttributes) (string, []byte, bool) {
-		user, key, err := a.Key(ra.Username, ra.Realm, time.Now())
-		return user, key, err == nil
-	}
+func (s *Server) authHandler(ra *turn.RequestAttributes) (string, []byte, bool) {
+	user, key, err := s.guard.auth.Load().Key(ra.Username, ra.Realm, time.Now())
+	return user, key, err == nil
 }
 
 func (s *Server) quotaHandler(q *relay.Quota) turn.QuotaHandler {
@@ -141,6 +212,7 @@ func (s *Server) quotaHandler(q *relay.Quota) turn.QuotaHandler {
 		if q.Admit(user, client) {
 			return true
 		}
+		s.meters.quota.Inc()
 		s.log.Info("allocation quota reached", "user", user, "client", client)
 		return false
 	}
@@ -148,20 +220,61 @@ func (s *Server) quotaHandler(q *relay.Quota) turn.QuotaHandler {
 
 func (s *Server) events(q *relay.Quota) turn.EventHandler {
 	return turn.EventHandler{
-		OnAllocationCreated: func(client, server net.Addr, _, user, _ string, relayAddr net.Addr, _ int) {
+		OnAllocationCreated: func(client, server net.Addr, _, user, realm string, relayAddr net.Addr, _ int) {
 			q.Created(client)
-			s.sessions.add(client, server, session{user: user, relay: relayAddr, created: time.Now()})
-			s.log.Info("allocation created", "user", user, "client", client, "server", server, "relay", relayAddr)
+			sess := &session{
+				user: user, realm: realm, client: client, relay: relayAddr, created: time.Now(),
+				transport: transportOf(s.bound, client, server),
+				perms:     map[netip.Addr]struct{}{}, channels: map[uint16]string{},
+			}
+			ap, _ := addrPort(relayAddr)
+			sess.traffic, _ = s.allocator.Traffic(ap.Port())
+			s.sessions.add(server, sess)
+			k := sess.key()
+			s.meters.created[k].Inc()
+			s.meters.active[k].Inc()
+			s.log.Info("allocation created", "id", sess.id, "user", user, "client", client,
+				"transport", sess.transport, "relay", relayAddr)
 		},
 		OnAllocationDeleted: func(client, server net.Addr, _, user, _ string) {
 			q.Released(user)
-			sess, _ := s.sessions.remove(client, server)
-			s.log.Info("allocation ended", "user", user, "client", client, "relay", sess.relay,
-				"duration", time.Since(sess.created).Round(time.Millisecond))
+			sess, ok := s.sessions.remove(client, server)
+			if !ok {
+				return
+			}
+			s.ended(sess)
 		},
 		OnAllocationError: func(client, _ net.Addr, _, message string) {
 			q.Failed(client)
 			s.log.Debug("request failed", "client", client, "err", message)
 		},
+		OnPermissionCreated: func(client, server net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			if ip, ok := netip.AddrFromSlice(peer); ok {
+				s.sessions.update(client, server, func(sess *session) { sess.perms[ip.Unmap()] = struct{}{} })
+			}
+		},
+		OnPermissionDeleted: func(client, server net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
+			if ip, ok := netip.AddrFromSlice(peer); ok {
+				s.sessions.update(client, server, func(sess *session) { delete(sess.perms, ip.Unmap()) })
+			}
+		},
+		OnChannelCreated: func(client, server net.Addr, _, _, _ string, _, peer net.Addr, number uint16) {
+			s.sessions.update(client, server, func(sess *session) { sess.channels[number] = peer.String() })
+		},
+		OnChannelDeleted: func(client, server net.Addr, _, _, _ string, _, _ net.Addr, number uint16) {
+			s.sessions.update(client, server, func(sess *session) { delete(sess.channels, number) })
+		},
 	}
+}
+
+// ended accounts for an allocation pion deleted: metrics and the log line with its traffic.
+func (s *Server) ended(sess *session) {
+	k := sess.key()
+	s.meters.active[k].Dec()
+	lifetime := time.Since(sess.created)
+	s.meters.lifetime.Observe(lifetime.Seconds())
+	u := sess.usage()
+	s.log.Info("allocation ended", "id", sess.id, "user", sess.user, "client", sess.client,
+		"transport", sess.transport, "relay", sess.relay, "duration", lifetime.Round(time.Millisecond),
+		"killed", sess.killed, "to_peer_bytes", u.ToPeerBytes, "from_peer_bytes", u.FromPeerBytes)
 }

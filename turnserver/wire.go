@@ -67,3 +67,24 @@ func messageType(b []byte) (stun.MessageType, bool) {
 	t.ReadValue(binary.BigEndian.Uint16(b))
 	return t, true
 }
+
+// rawErrorCode returns the ERROR-CODE of b if b is a STUN error response (RFC 8489 section
+// 14.8: two reserved bytes, the class in the low 3 bits of the third, the number in the
+// fourth). It reads in place: every message Ferry sends passes here.
+func rawErrorCode(b []byte) (int, bool) {
+	t, ok := messageType(b)
+	if !ok || t.Class != stun.ClassErrorResponse {
+		return 0, false
+	}
+	off := stunHeaderSize
+	for off+attrHeaderSize <= len(b) {
+		typ := stun.AttrType(binary.BigEndian.Uint16(b[off:]))
+		length := int(binary.BigEndian.Uint16(b[off+2:]))
+		value := off + attrHeaderSize
+		if typ == stun.AttrErrorCode && length >= 4 && value+4 <= len(b) {
+			return int(b[value+2]&0x07)*100 + int(b[value+3]), true
+		}
+		off = value + (length+3)&^3
+	}
+	return 0, false
+}

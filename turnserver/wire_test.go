@@ -79,3 +79,35 @@ func TestMessageType(t *testing.T) {
 		}
 	}
 }
+
+func TestRawErrorCode(t *testing.T) {
+	build := func(setters ...stun.Setter) []byte {
+		m, err := stun.Build(append([]stun.Setter{stun.TransactionID}, setters...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m.Raw
+	}
+	allocErr := stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse)
+	tests := []struct {
+		name   string
+		msg    []byte
+		want   int
+		wantOK bool
+	}{
+		{"401 first", build(allocErr, stun.CodeUnauthorized, stun.NewNonce("n")), 401, true},
+		{"438 after another attribute", build(allocErr, stun.NewRealm("r"), stun.CodeStaleNonce), 438, true},
+		{"508", build(allocErr, stun.CodeInsufficientCapacity), 508, true},
+		{"300", build(allocErr, stun.CodeTryAlternate), 300, true},
+		{"error without ERROR-CODE", build(allocErr, stun.NewRealm("r")), 0, false},
+		{"success response", build(stun.NewType(stun.MethodAllocate, stun.ClassSuccessResponse)), 0, false},
+		{"ChannelData", []byte{0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4}, 0, false},
+		{"truncated ERROR-CODE", build(allocErr, stun.CodeUnauthorized)[:stunHeaderSize+attrHeaderSize+2], 0, false},
+	}
+	for _, tt := range tests {
+		got, ok := rawErrorCode(tt.msg)
+		if got != tt.want || ok != tt.wantOK {
+			t.Errorf("%s: rawErrorCode = %d, %v; want %d, %v", tt.name, got, ok, tt.want, tt.wantOK)
+		}
+	}
+}

@@ -1,0 +1,174 @@
+package turnserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/promhist"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// Transports are the listener protos, as the transport label gives them.
+var transports = []string{"udp", "tcp", "tls", "dtls"}
+
+// labelledMethods are the TURN request methods with their own label value; any other
+// method counts as "other".
+var labelledMethods = map[stun.Method]string{
+	stun.MethodAllocate:         "allocate",
+	stun.MethodRefresh:          "refresh",
+	stun.MethodCreatePermission: "create_permission",
+	stun.MethodChannelBind:      "channel_bind",
+	stun.MethodConnect:          "connect",
+	stun.MethodConnectionBind:   "connection_bind",
+}
+
+// labelledCodes are the error codes with their own label value; any other code counts as
+// "other".
+var labelledCodes = []int{300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508}
+
+// Peer-policy denials, by the operation that was refused.
+const (
+	deniedCreatePermission = iota
+	deniedChannelBind
+	deniedConnect
+	deniedSend
+	deniedOps
+)
+
+// authReasons label auth failures by the Authenticator's errors.
+var authReasons = []struct {
+	err    error
+	reason string
+}{
+	{auth.ErrUnknownUser, "unknown_user"},
+	{auth.ErrBadIntegrity, "bad_integrity"},
+	{auth.ErrExpired, "expired"},
+	{auth.ErrWrongRealm, "wrong_realm"},
+}
+
+// allocKey labels allocations by client transport and relay address family.
+type allocKey struct {
+	transport string
+	ipv6      bool
+}
+
+// meters are the server's metrics. Every counter exists from the start (a scrape shows 0,
+// not a missing series) and the maps are read-only after newMeters, so the data path reads
+// them without locks.
+type meters struct {
+	bindings      *metrics.Counter
+	requests      map[stun.Method]*metrics.Counter
+	otherRequests *metrics.Counter
+	errors        map[int]*metrics.Counter
+	otherErrors   *metrics.Counter
+	authFailures  []*metrics.Counter // indexed like authReasons
+	staleNonces   *metrics.Counter
+	peerDenied    [deniedOps]atomic.Uint64 // written with the relay's inbound denials, as one family
+	quota         *metrics.Counter
+	unauthDropped *metrics.Counter
+	created       map[allocKey]*metrics.Counter
+	active        map[allocKey]*metrics.Gauge
+	lifetime      *promhist.Histogram
+}
+
+func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
+	m := &meters{
+		bindings:      set.NewCounter("ferry_stun_binding_requests_total"),
+		requests:      map[stun.Method]*metrics.Counter{},
+		otherRequests: set.NewCounter(`ferry_turn_requests_total{method="other"}`),
+		errors:        map[int]*metrics.Counter{},
+		otherErrors:   set.NewCounter(`ferry_error_responses_total{code="other"}`),
+		staleNonces:   set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
+		quota:         set.NewCounter("ferry_quota_rejections_total"),
+		unauthDropped: set.NewCounter("ferry_unauthenticated_dropped_total"),
+		created:       map[allocKey]*metrics.Counter{},
+		active:        map[allocKey]*metrics.Gauge{},
+		// Allocation lifetimes, from a failed call to a day-long one.
+		lifetime: promhist.New("ferry_allocation_lifetime_seconds",
+			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
+	}
+	for method, label := range labelledMethods {
+		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", label))
+	}
+	for _, code := range labelledCodes {
+		m.errors[code] = set.NewCounter(fmt.Sprintf(`ferry_error_responses_total{code="%d"}`, code))
+	}
+	for _, r := range authReasons {
+		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
+	}
+	for _, t := range transports {
+		for _, family := range []string{"ipv4", "ipv6"} {
+			k := allocKey{transport: t, ipv6: family == "ipv6"}
+			labels := fmt.Sprintf("{transport=%q,family=%q}", t, family)
+			m.created[k] = set.NewCounter("ferry_allocations_created_total" + labels)
+			m.active[k] = set.NewGauge("ferry_allocations_active"+labels, nil)
+		}
+	}
+	set.RegisterMetricsWriter(func(w io.Writer) {
+		m.lifetime.WritePrometheus(w)
+		writeRelayTotals(w, alloc)
+		m.writePeerDenied(w, alloc.DeniedSources())
+	})
+	return m
+}
+
+var deniedLabels = [deniedOps]string{"create_permission", "channel_bind", "connect", "send"}
+
+// writePeerDenied writes the peer-policy denials: those of requests, counted here, and
+// those of datagrams and connections arriving at relays from denied sources, counted by
+// the relay sockets.
+func (m *meters) writePeerDenied(w io.Writer, inbound uint64) {
+	metrics.WriteMetadataIfNeeded(w, "ferry_peer_denied_total", "counter")
+	for op, label := range deniedLabels {
+		fmt.Fprintf(w, "ferry_peer_denied_total{op=%q} %d\n", label, m.peerDenied[op].Load())
+	}
+	fmt.Fprintf(w, "ferry_peer_denied_total{op=\"inbound\"} %d\n", inbound)
+}
+
+// writeRelayTotals writes the counters the relay sockets keep themselves: each socket
+// counts its own traffic (no cache line shared between cores on the data path), and the
+// totals are summed only when scraped.
+func writeRelayTotals(w io.Writer, alloc *relay.Allocator) {
+	u := alloc.Totals()
+	metrics.WriteMetadataIfNeeded(w, "ferry_relay_packets_total", "counter")
+	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"client_to_peer\"} %d\n", u.ToPeerPackets)
+	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"peer_to_client\"} %d\n", u.FromPeerPackets)
+	metrics.WriteMetadataIfNeeded(w, "ferry_relay_bytes_total", "counter")
+	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"client_to_peer\"} %d\n", u.ToPeerBytes)
+	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"peer_to_client\"} %d\n", u.FromPeerBytes)
+}
+
+func (m *meters) request(method stun.Method) {
+	if c, ok := m.requests[method]; ok {
+		c.Inc()
+		return
+	}
+	m.otherRequests.Inc()
+}
+
+// errorResponse counts an error response on its way to a client, whoever built it.
+func (m *meters) errorResponse(code int) {
+	if c, ok := m.errors[code]; ok {
+		c.Inc()
+	} else {
+		m.otherErrors.Inc()
+	}
+	if code == int(stun.CodeStaleNonce) {
+		m.staleNonces.Inc()
+	}
+}
+
+func (m *meters) authFailure(err error) {
+	for i, r := range authReasons {
+		if errors.Is(err, r.err) {
+			m.authFailures[i].Inc()
+			return
+		}
+	}
+}
