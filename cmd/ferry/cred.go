@@ -3,13 +3,13 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
+	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/server"
 )
 
 func credCommand() *cli.Command {
@@ -38,10 +38,9 @@ func cred(c *cli.Context) error {
 	}
 	secret, ttl, uris := c.String("secret"), cfg.Auth.CredentialTTL.Duration, c.StringSlice("uri")
 	if secret == "" {
-		if len(cfg.Auth.Secrets) == 0 {
-			return cfg.Errorf("auth.secrets", "no secret to sign with: set [auth] secrets or pass --secret")
+		if secret, err = server.SigningSecret(cfg); err != nil {
+			return fmt.Errorf("%w (or pass --secret)", err)
 		}
-		secret = cfg.Auth.Secrets[0]
 	}
 	if c.IsSet("ttl") {
 		ttl = c.Duration("ttl")
@@ -50,11 +49,9 @@ func cred(c *cli.Context) error {
 		return errors.New("cred: --ttl must be positive")
 	}
 	if len(uris) == 0 {
-		v4, v6, err := relayAddrs(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		if err != nil {
+		if uris, err = server.TURNURIs(cfg); err != nil {
 			return err
 		}
-		_, uris = auth.URIs(endpoints(cfg, v4, v6))
 	}
 	enc := json.NewEncoder(c.App.Writer)
 	enc.SetIndent("", "  ")

@@ -30,6 +30,8 @@ func newApp() *cli.App {
 			configCommand(),
 			userCommand(),
 			credCommand(),
+			sessionsCommand(),
+			reloadCommand(),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -76,13 +76,13 @@ func usersFileAndRealm(c *cli.Context) (path, realm string, err error) {
 	return path, realm, nil
 }
 
-// oneName returns the NAME argument. urfave/cli stops parsing flags at the first argument,
-// so flags written after NAME ("ferry user add alice --realm r") are parsed here, with the
-// command's own flag definitions, and set on c.
-func oneName(c *cli.Context) (string, error) {
+// oneArg returns the single argument (what names it in errors: NAME, ID). urfave/cli stops
+// parsing flags at the first argument, so flags written after it ("ferry user add alice
+// --realm r") are parsed here, with the command's own flag definitions, and set on c.
+func oneArg(c *cli.Context, what string) (string, error) {
 	name := c.Args().First()
 	if name == "" || strings.HasPrefix(name, "-") {
-		return "", fmt.Errorf("%s: want one NAME argument", c.Command.FullName())
+		return "", fmt.Errorf("%s: want one %s argument", c.Command.FullName(), what)
 	}
 	fs := flag.NewFlagSet(c.Command.FullName(), flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -95,7 +95,7 @@ func oneName(c *cli.Context) (string, error) {
 		return "", fmt.Errorf("%s: %w", c.Command.FullName(), err)
 	}
 	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%s: want one NAME argument, got also %q", c.Command.FullName(), fs.Args())
+		return "", fmt.Errorf("%s: want one %s argument, got also %q", c.Command.FullName(), what, fs.Args())
 	}
 	var err error
 	fs.Visit(func(f *flag.Flag) {
@@ -107,7 +107,7 @@ func oneName(c *cli.Context) (string, error) {
 }
 
 func userAdd(c *cli.Context) error {
-	name, err := oneName(c)
+	name, err := oneArg(c, "NAME")
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,7 @@ func readPassword(c *cli.Context) (password string, generated bool, err error) {
 }
 
 func userDel(c *cli.Context) error {
-	name, err := oneName(c)
+	name, err := oneArg(c, "NAME")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,94 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+
+	"github.com/ferry-rtc/ferry/turnserver"
+)
+
+// AdminClient talks to a running Ferry's admin API (`ferry sessions`, `ferry reload`).
+type AdminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// NewAdminClient reaches the admin API listening at addr ("IP:port"; a wildcard address is
+// reached over loopback).
+func NewAdminClient(addr, token string) *AdminClient {
+	return &AdminClient{base: "http://" + dialable(addr), token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Sessions lists the live sessions.
+func (c *AdminClient) Sessions(ctx context.Context) ([]turnserver.Session, error) {
+	var out []turnserver.Session
+	return out, c.do(ctx, http.MethodGet, "/v1/sessions", http.StatusOK, &out)
+}
+
+// Kill ends the session id.
+func (c *AdminClient) Kill(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), http.StatusNoContent, nil)
+}
+
+// Reload makes the server reload its config.
+func (c *AdminClient) Reload(ctx context.Context) (ReloadResult, error) {
+	var out ReloadResult
+	return out, c.do(ctx, http.MethodPost, "/v1/reload", http.StatusOK, &out)
+}
+
+func (c *AdminClient) do(ctx context.Context, method, path string, want int, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return fmt.Errorf("admin: %w", err)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w", c.base, err)
+	}
+	if resp.StatusCode != want {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			e.Error = string(body)
+		}
+		return fmt.Errorf("admin API: %s %s: %s: %s", method, path, resp.Status, e.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("admin API: %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// dialable turns a listen address into one a client on this host can dial: the wildcard
+// becomes loopback.
+func dialable(addr string) string {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil || !ap.Addr().IsUnspecified() {
+		return addr
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	if ap.Addr().Is6() {
+		lo = netip.IPv6Loopback()
+	}
+	return net.JoinHostPort(lo.String(), fmt.Sprint(ap.Port()))
+}

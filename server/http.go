@@ -1,0 +1,147 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ferry-rtc/ferry/conf"
+)
+
+// httpServer is one of the server's HTTP endpoints.
+type httpServer struct {
+	name string
+	srv  *http.Server
+	addr net.Addr
+}
+
+func (h *httpServer) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = h.srv.Shutdown(ctx)
+}
+
+// startHTTP opens the metrics and admin endpoints that cfg enables.
+func (s *Server) startHTTP(cfg *conf.Config) error {
+	endpoints := []struct {
+		name, key, addr string
+		handler         http.Handler
+	}{
+		{"metrics", "metrics.listen", cfg.Metrics.Listen, s.metricsHandler()},
+		{"admin", "admin.listen", cfg.Admin.Listen, s.adminHandler()},
+	}
+	for _, e := range endpoints {
+		if e.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", e.addr)
+		if err != nil {
+			return cfg.Errorf(e.key, "%v", err)
+		}
+		h := &httpServer{name: e.name, addr: ln.Addr(), srv: &http.Server{
+			Handler:           e.handler,
+			ReadHeaderTimeout: 5 * time.Second,
+		}}
+		s.http = append(s.http, h)
+		go func() {
+			if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("http endpoint failed", "endpoint", h.name, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// httpAddr is the bound address of the named endpoint, or "off".
+func (s *Server) httpAddr(name string) string {
+	for _, h := range s.http {
+		if h.name == name {
+			return h.addr.String()
+		}
+	}
+	return "off"
+}
+
+// metricsHandler serves /metrics (Prometheus text), /healthz (200 while the listeners
+// are up, which they are as long as this answers) and /readyz (503 while draining, so a
+// load balancer stops sending new clients).
+func (s *Server) metricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+		s.metrics.WritePrometheus(w)
+		metrics.WriteProcessMetrics(w)
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if s.draining.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+// ReloadResult is the admin API's answer to a reload.
+type ReloadResult struct {
+	Changed []string `json:"changed"`          // keys applied
+	Restart []string `json:"restart_required"` // keys that changed but need a restart
+	Error   string   `json:"error,omitempty"`
+}
+
+// adminHandler is the admin API: sessions, ending one, reload.
+func (s *Server) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.turn.Sessions())
+	})
+	mux.HandleFunc("DELETE /v1/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if !s.turn.Kill(id) {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no session " + id})
+			return
+		}
+		s.log.Info("session ended by the admin API", "id", id, "from", r.RemoteAddr)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
+		res, err := s.Reload()
+		if err != nil {
+			res.Error = err.Error()
+			writeJSON(w, http.StatusUnprocessableEntity, res)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	return s.requireToken(mux)
+}
+
+// requireToken checks the bearer token, read at each request so a reload can change it.
+func (s *Server) requireToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token := s.cfg.Load().Admin.Token
+		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry admin"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

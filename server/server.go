@@ -1,0 +1,154 @@
+// Package server runs Ferry: it wires conf, auth, relay and turnserver into one process,
+// serves the metrics and admin endpoints, and owns reload and drain. cmd/ferry only parses
+// flags and turns signals into calls here.
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/relay"
+	"github.com/ferry-rtc/ferry/turnserver"
+)
+
+// Options are what the process gives the server.
+type Options struct {
+	Config  *conf.Config
+	Log     *slog.Logger
+	Level   *slog.LevelVar // the level of Log, which a reload changes
+	Version string
+	Out     io.Writer // the zero-config banner goes here
+}
+
+// Server is a running Ferry.
+type Server struct {
+	log      *slog.Logger
+	level    *slog.LevelVar
+	cfg      atomic.Pointer[conf.Config] // what is in effect
+	reload   sync.Mutex                  // one reload at a time
+	relays   *relays
+	quota    *relay.Quota
+	turn     *turnserver.Server
+	metrics  *metrics.Set
+	creds    credentials
+	certSums [][sha256.Size]byte // of each listener's certificate, to log replaced ones
+	http     []*httpServer
+
+	draining               atomic.Bool
+	reloadOK, reloadFailed *metrics.Counter
+}
+
+// Start opens every listener and starts serving cfg. On error nothing is left open; a
+// listener that cannot be opened is reported at its config line.
+func Start(opts Options) (*Server, error) {
+	cfg := opts.Config
+	s := &Server{log: opts.Log, level: opts.Level, metrics: metrics.NewSet()}
+	s.cfg.Store(cfg)
+	var err error
+	if s.relays, err = newRelays(cfg, s.log); err != nil {
+		return nil, err
+	}
+	creds, err := loadCredentials(cfg, "")
+	if err != nil {
+		return nil, err
+	}
+	if creds.zeroConfig() {
+		creds.generated = randomSecret()
+	}
+	s.creds = creds
+	if creds.missingFile {
+		s.log.Info("users file does not exist yet: no users ('ferry user add' creates it)", "path", cfg.Auth.UsersFile)
+	}
+	certs, err := loadCerts(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.certSums = fingerprints(certs)
+	s.quota = relay.NewQuota(cfg.Limits.AllocationsPerUser, cfg.Limits.AllocationsTotal)
+	s.turn, err = turnserver.New(turnserver.Config{
+		Realm:               cfg.Server.Realm,
+		Software:            cfg.Server.Software,
+		Listeners:           turnListeners(cfg, certs),
+		Auth:                creds.authenticator(cfg.Server.Realm),
+		Allocator:           s.relays.allocator,
+		Policy:              s.relays.policy,
+		Quota:               s.quota,
+		Log:                 s.log,
+		UnauthenticatedRate: cfg.Limits.UnauthenticatedPerIPRate,
+		Metrics:             s.metrics,
+	})
+	if err != nil {
+		var le *turnserver.ListenError
+		if errors.As(err, &le) {
+			return nil, cfg.Errorf(fmt.Sprintf("listen[%d].addr", le.Index), "%v", le.Err)
+		}
+		return nil, err
+	}
+	s.registerMetrics(opts.Version)
+	if err := s.startHTTP(cfg); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	if creds.generated != "" {
+		if err := printZeroConfig(opts.Out, cfg, s.relays, creds.generated); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
+	s.log.Info("ferry serving", "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", s.turn.Addrs(),
+		"relay_ipv4", s.relays.v4.Public, "relay_ipv6", s.relays.v6.Public,
+		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
+		"users", len(creds.users), "secrets", len(creds.secrets()),
+		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"))
+	return s, nil
+}
+
+// Close stops everything at once: listeners, allocations, HTTP endpoints.
+func (s *Server) Close() error {
+	for _, h := range s.http {
+		h.close()
+	}
+	return s.turn.Close()
+}
+
+// TURN returns the STUN/TURN server.
+func (s *Server) TURN() *turnserver.Server { return s.turn }
+
+func (s *Server) registerMetrics(version string) {
+	metrics.ExposeMetadata(true)
+	s.metrics.NewGauge(fmt.Sprintf("ferry_build_info{version=%q}", version), func() float64 { return 1 })
+	pool := s.relays.allocator.Pool()
+	s.metrics.NewGauge("ferry_relay_ports_in_use", func() float64 { return float64(pool.InUse()) })
+	s.metrics.NewGauge("ferry_relay_ports_free", func() float64 { return float64(pool.Free()) })
+	s.metrics.NewGauge("ferry_draining", func() float64 {
+		if s.draining.Load() {
+			return 1
+		}
+		return 0
+	})
+	s.reloadOK = s.metrics.NewCounter(`ferry_config_reloads_total{result="ok"}`)
+	s.reloadFailed = s.metrics.NewCounter(`ferry_config_reloads_total{result="error"}`)
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// parseIP parses a validated config address; "" gives the invalid Addr.
+func parseIP(s string) netip.Addr {
+	ip, _ := netip.ParseAddr(s)
+	return ip
+}
