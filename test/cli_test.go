@@ -5,6 +5,7 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -91,12 +92,14 @@ func TestServeBindError(t *testing.T) {
 	defer busy.Close()
 	s, _ := newSetup(t, 4)
 	s.listeners = []listenSpec{{proto: "udp", addr: busy.LocalAddr().String()}}
+	config := s.toml()
 	path := filepath.Join(t.TempDir(), "ferry.toml")
-	if err := os.WriteFile(path, []byte(s.toml()), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, stderr, err := runFerry(t, "", "serve", "--config", path)
-	want := path + ":5: listen[0].addr:"
+	line := 1 + strings.Count(config[:strings.Index(config, "\naddr = ")+1], "\n")
+	want := fmt.Sprintf("%s:%d: listen[0].addr:", path, line)
 	if exitCode(err) != 1 || !strings.Contains(stderr, want) || !strings.Contains(stderr, "address already in use") {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and %q ... address already in use", exitCode(err), stderr, want)
 	}

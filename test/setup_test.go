@@ -21,6 +21,14 @@ type setup struct {
 	secrets    []string
 	perUser    int
 	total      int
+	// drainTimeout is [server] drain_timeout: "0s" by default, so stopping a test server
+	// with allocations left does not wait.
+	drainTimeout    string
+	alternateServer string
+	// metricsAddr and adminAddr are the HTTP endpoints, each on a free port.
+	metricsAddr, adminAddr string
+	adminToken             string
+	unauthRate             int
 }
 
 type listenSpec struct{ proto, addr, cert, key string }
@@ -47,6 +55,11 @@ func newSetup(t *testing.T, poolSize int) (*setup, int) {
 		usersFile: filepath.Join(t.TempDir(), "users.toml"),
 		secrets:   []string{testSecret},
 		perUser:   10,
+
+		drainTimeout: "0s",
+		metricsAddr:  addrString("127.0.0.1", freePort(t, "127.0.0.1")),
+		adminAddr:    addrString("127.0.0.1", freePort(t, "127.0.0.1")),
+		unauthRate:   20,
 	}
 	addUser(t, s.usersFile, testUser, testPass)
 	return s, port
@@ -62,7 +75,8 @@ func addUser(t *testing.T, usersFile, name, password string) {
 
 func (s *setup) toml() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[server]\nrealm = %q\n", testRealm)
+	fmt.Fprintf(&b, "[server]\nrealm = %q\ndrain_timeout = %q\nalternate_server = %q\n",
+		testRealm, s.drainTimeout, s.alternateServer)
 	for _, l := range s.listeners {
 		fmt.Fprintf(&b, "[[listen]]\nproto = %q\naddr = %q\n", l.proto, l.addr)
 		if l.cert != "" {
@@ -72,7 +86,9 @@ func (s *setup) toml() string {
 	fmt.Fprintf(&b, "[relay]\nbind_ip = %q\npublic_ip = %q\nbind_ip6 = %q\nmin_port = %d\nmax_port = %d\nallow_peers = %s\n",
 		s.bindIP, s.publicIP, s.bindIP6, s.minPort, s.maxPort, tomlList(s.allowPeers))
 	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\n", s.usersFile, tomlList(s.secrets))
-	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\n", s.perUser, s.total)
+	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\nunauthenticated_per_ip_rate = %d\n",
+		s.perUser, s.total, s.unauthRate)
+	fmt.Fprintf(&b, "[metrics]\nlisten = %q\n[admin]\nlisten = %q\ntoken = %q\n", s.metricsAddr, s.adminAddr, s.adminToken)
 	return b.String()
 }
 
