@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/internal/testkit"
@@ -20,7 +21,34 @@ func benchGuard(b *testing.B) *guard {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &guard{policy: policy, sessions: newSessions()}
+	return &guard{policy: policy, sessions: newSessions(), meters: newMeters(metrics.NewSet(), nil)}
+}
+
+// Everything Ferry sends to clients passes guard.sent, which counts error responses.
+func BenchmarkGuardSent(b *testing.B) {
+	g := benchGuard(b)
+	data, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodData, stun.ClassIndication),
+		testkit.PeerAddr(netip.MustParseAddrPort("198.51.100.7:5000")), testkit.Attr(stun.AttrData, make([]byte, 100)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	refused, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodAllocate, stun.ClassErrorResponse),
+		stun.NewRealm("ferry.test"), stun.CodeUnauthorized)
+	if err != nil {
+		b.Fatal(err)
+	}
+	channelData := append([]byte{0x40, 0x00, 0x00, 0x64}, make([]byte, 100)...)
+	for _, bc := range []struct {
+		name string
+		msg  []byte
+	}{{"ChannelData", channelData}, {"DataIndication", data.Raw}, {"401", refused.Raw}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				g.sent(bc.msg)
+			}
+		})
+	}
 }
 
 // The guard is on the per-packet path: ChannelData and Send indications must pass it
