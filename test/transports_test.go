@@ -124,6 +124,12 @@ func TestTransports(t *testing.T) {
 			}
 			defer relayConn.Close()
 			echoAll(t, relayConn, net.UDPAddrFromAddrPort(peer), 30)
+			// The metrics and the sessions list name the listener the allocation came through.
+			labels := fmt.Sprintf(`{transport=%q,family="ipv4"}`, proto)
+			scrape(t, s.metricsAddr).want(t, "ferry_allocations_active"+labels, 1)
+			if got := sessionsJSON(t, s); len(got) != 1 || got[0].Transport != proto {
+				t.Fatalf("sessions %+v, want one over %s", got, proto)
+			}
 		})
 	}
 }
