@@ -55,6 +55,10 @@ func (c *Config) checkValue(key string, v any, t reflect.Type) error {
 		if _, ok := v.(string); ok {
 			return nil
 		}
+	case reflect.Bool:
+		if _, ok := v.(bool); ok {
+			return nil
+		}
 	case reflect.Int:
 		if n, ok := v.(int64); ok {
 			if int64(int(n)) != n {
@@ -115,6 +119,8 @@ func describe(t reflect.Type) string {
 		return `a duration string such as "24h"`
 	case t.Kind() == reflect.String:
 		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "a boolean"
 	case t.Kind() == reflect.Int:
 		return "an integer"
 	case t.Kind() == reflect.Struct:

@@ -30,6 +30,7 @@ type Config struct {
 	Relay   Relay      `toml:"relay"`
 	Auth    Auth       `toml:"auth"`
 	Limits  Limits     `toml:"limits"`
+	SFU     SFU        `toml:"sfu"`
 	Metrics Metrics    `toml:"metrics"`
 	Admin   Admin      `toml:"admin"`
 	Log     Log        `toml:"log"`
@@ -80,6 +81,20 @@ type Limits struct {
 	AllocationsTotal         int `toml:"allocations_total"`           // >= 0, 0 = unlimited
 	UnauthenticatedPerIPRate int `toml:"unauthenticated_per_ip_rate"` // >= 0, 0 = unlimited: 401 answers per second to one source IP
 }
+
+// SFU is the [sfu] table: the SFU co-hosted with the TURN server.
+type SFU struct {
+	Enabled           bool     `toml:"enabled"`             // serve the SFU's HTTP endpoints
+	HTTP              string   `toml:"http"`                // "IP:port" (IPv6 in brackets), port 0 = any free port; required when Enabled
+	TokenSecret       string   `toml:"token_secret"`        // HS256 key of access tokens; "" = random at each start, else at least 16 characters
+	TURNCredentialTTL Duration `toml:"turn_credential_ttl"` // > 0: lifetime of the TURN credentials in WHIP/WHEP Link headers
+	TokenTTL          Duration `toml:"token_ttl"`           // > 0: default lifetime of `ferry token` and of the zero-config demo tokens
+	SelfTest          bool     `toml:"self_test"`           // at start, reach the SFU through the own TURN relay and log the outcome
+}
+
+// MinTokenSecret is the fewest characters a non-empty sfu.token_secret may
+// have: a short HS256 key could be found by trying keys against any token.
+const MinTokenSecret = 16
 
 // Metrics is the [metrics] table.
 type Metrics struct {

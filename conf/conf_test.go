@@ -38,7 +38,14 @@ func TestDefault(t *testing.T) {
 			Secrets:       []string{},
 			CredentialTTL: Duration{24 * time.Hour},
 		},
-		Limits:  Limits{AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20},
+		Limits: Limits{AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20},
+		SFU: SFU{
+			Enabled:           true,
+			HTTP:              "0.0.0.0:8080",
+			TURNCredentialTTL: Duration{12 * time.Hour},
+			TokenTTL:          Duration{time.Hour},
+			SelfTest:          true,
+		},
 		Metrics: Metrics{Listen: "127.0.0.1:9641"},
 		Admin:   Admin{Listen: "127.0.0.1:9642"},
 		Log:     Log{Level: "info", Format: "text"},
@@ -202,6 +209,55 @@ func TestParse(t *testing.T) {
 			func(c *Config) { c.Admin.Token = "t" },
 		},
 		{
+			"sfu",
+			"[sfu]\nenabled = true\nhttp = \"[::]:8443\"\ntoken_secret = \"0123456789abcdef\"\nturn_credential_ttl = \"2h\"\ntoken_ttl = \"15m\"\n",
+			func(c *Config) {
+				c.SFU = SFU{
+					Enabled: true, HTTP: "[::]:8443", TokenSecret: "0123456789abcdef",
+					TURNCredentialTTL: Duration{2 * time.Hour}, TokenTTL: Duration{15 * time.Minute}, SelfTest: true,
+				}
+			},
+		},
+		{
+			"sfu off without an address",
+			"[sfu]\nenabled = false\nhttp = \"\"\n",
+			func(c *Config) { c.SFU.Enabled = false; c.SFU.HTTP = "" },
+		},
+		{
+			"sfu off keeps an address that would clash",
+			"[sfu]\nenabled = false\nhttp = \"127.0.0.1:9641\"\n",
+			func(c *Config) { c.SFU.Enabled = false; c.SFU.HTTP = "127.0.0.1:9641" },
+		},
+		{
+			"sfu as dotted keys and an inline table",
+			"sfu.enabled = false\nrelay = { min_port = 50000 }\n",
+			func(c *Config) { c.SFU.Enabled = false; c.Relay.MinPort = 50000 },
+		},
+		{
+			"sfu as an inline table",
+			"sfu = { enabled = true, http = \"127.0.0.1:0\" }\n",
+			func(c *Config) { c.SFU.HTTP = "127.0.0.1:0" },
+		},
+		{
+			"sfu, metrics and admin on the same free port",
+			"[sfu]\nhttp = \"127.0.0.1:0\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+			func(c *Config) {
+				c.SFU.HTTP = "127.0.0.1:0"
+				c.Metrics.Listen = "127.0.0.1:0"
+				c.Admin.Listen = "127.0.0.1:0"
+			},
+		},
+		{
+			"sfu on the listener port over UDP only",
+			"[[listen]]\nproto = \"udp\"\naddr = \"0.0.0.0:3478\"\n[sfu]\nhttp = \"0.0.0.0:3478\"\n",
+			func(c *Config) { c.Listen = c.Listen[:1]; c.SFU.HTTP = "0.0.0.0:3478" },
+		},
+		{
+			"sfu token secret of 16 characters, not bytes",
+			"[sfu]\ntoken_secret = \"ééééééééééééééé1\"\n",
+			func(c *Config) { c.SFU.TokenSecret = "ééééééééééééééé1" },
+		},
+		{
 			"log",
 			"[log]\nlevel = \"debug\"\nformat = \"json\"\n",
 			func(c *Config) { c.Log = Log{Level: "debug", Format: "json"} },
@@ -244,7 +300,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		// Unknown keys.
 		{"unknown top-level key", "foo = 1\n", "bad.toml:1: foo: unknown key"},
-		{"unknown table", "[server]\nrealm = \"x\"\n\n[sfu]\nenabled = true\n", "bad.toml:4: sfu: unknown key"},
+		{"unknown table", "[server]\nrealm = \"x\"\n\n[mcu]\nenabled = true\n", "bad.toml:4: mcu: unknown key"},
 		{"unknown key in relay", "[relay]\nmin_port = 50000\nbind_ipp = \"1.2.3.4\"\n", "bad.toml:3: relay.bind_ipp: unknown key"},
 		{"keys match exactly", "[server]\nRealm = \"x\"\n", "bad.toml:2: server.Realm: unknown key"},
 		{
@@ -263,6 +319,11 @@ func TestParseErrors(t *testing.T) {
 		{"string for table", "relay = \"x\"\n", "bad.toml:1: relay: expected a table, found a string"},
 		{"string for array", "[relay]\ndeny_peers = \"recommended\"\n", "bad.toml:2: relay.deny_peers: expected an array, found a string"},
 		{"integer in string array", "[relay]\ndeny_peers = [\"recommended\", 1]\n", "bad.toml:2: relay.deny_peers[1]: expected a string, found an integer"},
+		{"string for boolean", "[sfu]\nenabled = \"true\"\n", "bad.toml:2: sfu.enabled: expected a boolean, found a string"},
+		{"integer for boolean", "[sfu]\nenabled = 1\n", "bad.toml:2: sfu.enabled: expected a boolean, found an integer"},
+		{"boolean for string", "[sfu]\nhttp = false\n", "bad.toml:2: sfu.http: expected a string, found a boolean"},
+		{"boolean for integer", "[relay]\nmin_port = true\n", "bad.toml:2: relay.min_port: expected an integer, found a boolean"},
+		{"boolean for duration", "[sfu]\ntoken_ttl = true\n", "bad.toml:2: sfu.token_ttl: expected a duration string such as \"24h\", found a boolean"},
 		{"bad duration", "[auth]\ncredential_ttl = \"24x\"\n", `bad.toml:2: auth.credential_ttl: invalid duration "24x"`},
 		{"integer duration", "[auth]\ncredential_ttl = 86400\n", "bad.toml:2: auth.credential_ttl: expected a duration string"},
 
@@ -350,6 +411,47 @@ func TestParseErrors(t *testing.T) {
 			"[limits]\nallocations_total = 5\nunauthenticated_per_ip_rate = -1\n",
 			"bad.toml:3: limits.unauthenticated_per_ip_rate: must be 0 (no limit) or more, not -1",
 		},
+
+		// sfu
+		{"unknown key in sfu", "[sfu]\nenabled = true\nport = 8080\n", "bad.toml:3: sfu.port: unknown key"},
+		{"sfu on without an address", "[sfu]\nhttp = \"\"\n", "bad.toml:2: sfu.http: must be set when sfu.enabled is true"},
+		{"sfu host name", "[sfu]\nhttp = \"localhost:8080\"\n", `bad.toml:2: sfu.http: "localhost:8080" is not IP:port with a literal IP (IPv6 in brackets), e.g. "0.0.0.0:8080"`},
+		{"sfu without IP", "[sfu]\nhttp = \":8080\"\n", `bad.toml:2: sfu.http: ":8080" is not IP:port`},
+		{"sfu off with a bad address", "[sfu]\nenabled = false\nhttp = \"0.0.0.0\"\n", `bad.toml:3: sfu.http: "0.0.0.0" is not IP:port`},
+		{"sfu in the relay port range", "[sfu]\nhttp = \"0.0.0.0:50000\"\n", "bad.toml:2: sfu.http: port 50000 is in the relay port range 49152-65535"},
+		{
+			"relay port range over the default sfu port",
+			"[relay]\nmin_port = 8000\nmax_port = 9000\n",
+			"bad.toml: sfu.http: port 8080 is in the relay port range 8000-9000",
+		},
+		{"sfu on a tcp listener", "[sfu]\nhttp = \"0.0.0.0:3478\"\n", "bad.toml:2: sfu.http: tcp 0.0.0.0:3478 is already used by listen[1] (tcp)"},
+		{"sfu on the metrics address", "[sfu]\nhttp = \"127.0.0.1:9641\"\n", "bad.toml:2: sfu.http: tcp 127.0.0.1:9641 is already used by metrics.listen"},
+		{
+			"sfu on the admin address",
+			"[admin]\nlisten = \"[::1]:8080\"\n[sfu]\nhttp = \"[::1]:8080\"\n",
+			"bad.toml:4: sfu.http: tcp [::1]:8080 is already used by admin.listen",
+		},
+		{
+			"metrics moved onto the default sfu address",
+			"[metrics]\nlisten = \"0.0.0.0:8080\"\n",
+			"bad.toml:2: metrics.listen: tcp 0.0.0.0:8080 is already used by sfu.http",
+		},
+		{
+			"admin moved onto the default sfu address",
+			"[admin]\nlisten = \"0.0.0.0:8080\"\ntoken = \"t\"\n",
+			"bad.toml:2: admin.listen: tcp 0.0.0.0:8080 is already used by sfu.http",
+		},
+		{
+			"tcp listener on the default sfu address",
+			"[[listen]]\nproto = \"tcp\"\naddr = \"0.0.0.0:8080\"\n",
+			"bad.toml:3: listen[0].addr: tcp 0.0.0.0:8080 is already used by sfu.http",
+		},
+		{"short token secret", "[sfu]\ntoken_secret = \"0123456789abcde\"\n", `bad.toml:2: sfu.token_secret: is 15 characters long, at least 16 needed (or "" for a random one at each start)`},
+		{"zero turn_credential_ttl", "[sfu]\nturn_credential_ttl = \"0s\"\n", "bad.toml:2: sfu.turn_credential_ttl: must be positive, not 0s"},
+		{"negative token_ttl", "[sfu]\ntoken_ttl = \"-1m\"\n", "bad.toml:2: sfu.token_ttl: must be positive, not -1m0s"},
+		{"integer token_ttl", "[sfu]\ntoken_ttl = 3600\n", "bad.toml:2: sfu.token_ttl: expected a duration string"},
+		{"limits are checked before sfu", "[sfu]\ntoken_ttl = \"0s\"\n[limits]\nallocations_total = -1\n", "bad.toml:4: limits.allocations_total:"},
+		{"sfu is checked before metrics", "[metrics]\nlisten = \"x\"\n[sfu]\ntoken_ttl = \"0s\"\n", "bad.toml:4: sfu.token_ttl:"},
 
 		// server.alternate_server and server.drain_timeout
 		{

@@ -18,8 +18,8 @@ const maxChars = 127
 
 // Validate checks c and returns the first problem as an *Error positioned
 // at the key at fault. The checks run in a fixed order (server, listen,
-// relay, auth, limits, metrics, admin, log), so the same file always gives
-// the same error.
+// relay, auth, limits, sfu, metrics, admin, log), so the same file always
+// gives the same error.
 // Parse and Load call it; call it again after changing a Config by hand.
 // It reads the tls and dtls certificate and key files.
 func (c *Config) Validate() error {
@@ -29,6 +29,7 @@ func (c *Config) Validate() error {
 		c.validateRelay,
 		c.validateAuth,
 		c.validateLimits,
+		c.validateSFU,
 		c.validateMetrics,
 		c.validateAdmin,
 		c.validateLog,
@@ -296,6 +297,36 @@ func (c *Config) validateLimits() error {
 	return nil
 }
 
+func (c *Config) validateSFU() error {
+	s := c.SFU
+	const eg = `"0.0.0.0:8080" or "[::]:8080"`
+	switch {
+	case s.Enabled && s.HTTP == "":
+		return c.Errorf("sfu.http", "must be set when sfu.enabled is true")
+	case s.Enabled:
+		if err := c.checkHTTPListen("sfu.http", s.HTTP, eg); err != nil {
+			return err
+		}
+	case s.HTTP != "":
+		// Not served, so it cannot clash with anything; a typo is still
+		// better reported now than when the SFU is enabled.
+		if _, err := c.checkAddrPort("sfu.http", s.HTTP, eg, true); err != nil {
+			return err
+		}
+	}
+	// Do not quote the secret: error messages end up in logs.
+	if n := utf8.RuneCountInString(s.TokenSecret); s.TokenSecret != "" && n < MinTokenSecret {
+		return c.Errorf("sfu.token_secret", "is %d characters long, at least %d needed (or \"\" for a random one at each start)", n, MinTokenSecret)
+	}
+	if ttl := s.TURNCredentialTTL.Duration; ttl <= 0 {
+		return c.Errorf("sfu.turn_credential_ttl", "must be positive, not %s", ttl)
+	}
+	if ttl := s.TokenTTL.Duration; ttl <= 0 {
+		return c.Errorf("sfu.token_ttl", "must be positive, not %s", ttl)
+	}
+	return nil
+}
+
 func (c *Config) validateMetrics() error {
 	return c.checkHTTPListen("metrics.listen", c.Metrics.Listen, `"127.0.0.1:9641" or "[::1]:9641"`)
 }
@@ -319,10 +350,12 @@ func (c *Config) validateAdmin() error {
 }
 
 // checkHTTPListen checks the listen address s, written at key, of one of
-// Ferry's HTTP servers (metrics, admin): "" (off) or IP:port as for a
+// Ferry's HTTP servers (metrics, admin, sfu): "" (off) or IP:port as for a
 // listener, except that port 0 (any free port) is allowed. A fixed port
 // must lie outside the relay port range, like a listener's, and not be a
-// TCP address that a listener, or an HTTP server checked before, uses.
+// TCP address that a listener, or an HTTP server before key in tcpSockets,
+// uses. Such a clash is reported at key, or at the other address if key
+// keeps its default value and the other is written in the file.
 func (c *Config) checkHTTPListen(key, s, eg string) error {
 	if s == "" {
 		return nil
@@ -339,6 +372,11 @@ func (c *Config) checkHTTPListen(key, s, eg string) error {
 			break
 		}
 		if u.addr == ap {
+			// When key keeps its default value, the clash is the doing of the
+			// other address, written in the file: point at that one.
+			if c.line(key) == 0 && c.line(u.key) > 0 {
+				return c.Errorf(u.key, "tcp %s is already used by %s", ap, key)
+			}
 			return c.Errorf(key, "tcp %s is already used by %s", ap, u.user)
 		}
 	}
@@ -353,9 +391,14 @@ type tcpSocket struct {
 	addr netip.AddrPort
 }
 
-// tcpSockets returns the TCP addresses Ferry listens on in Validate order:
-// tcp and tls listeners, then metrics.listen and admin.listen. Addresses
-// that are empty or do not parse are left out.
+// tcpSockets returns the TCP addresses Ferry listens on: tcp and tls
+// listeners, metrics.listen, admin.listen, then sfu.http if the SFU is
+// enabled. Addresses that are empty or do not parse are left out.
+//
+// checkHTTPListen compares a key with those before it, so each pair is
+// compared once. sfu.http comes last although Validate checks it before
+// metrics and admin, so that its clashes with them are found (and, both
+// addresses written, reported) at sfu.http.
 func (c *Config) tcpSockets() []tcpSocket {
 	var socks []tcpSocket
 	add := func(key, user, s string) {
@@ -371,6 +414,9 @@ func (c *Config) tcpSockets() []tcpSocket {
 	}
 	add("metrics.listen", "metrics.listen", c.Metrics.Listen)
 	add("admin.listen", "admin.listen", c.Admin.Listen)
+	if c.SFU.Enabled {
+		add("sfu.http", "sfu.http", c.SFU.HTTP)
+	}
 	return socks
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -62,6 +63,12 @@ func TestCertificates(t *testing.T) {
 			listener("tls", "[::1]:443", cert, key) + "[admin]\nlisten = \"[::1]:443\"\ntoken = \"t\"\n",
 			"bad.toml:10: admin.listen: tcp [::1]:443 is already used by listen[1] (tls)",
 		},
+		{
+			"sfu on a tls listener",
+			listener("tls", "[::1]:443", cert, key) + "[sfu]\nhttp = \"[::1]:443\"\n",
+			"bad.toml:10: sfu.http: tcp [::1]:443 is already used by listen[1] (tls)",
+		},
+		{"sfu beside a dtls listener", listener("dtls", "[::1]:443", cert, key) + "[sfu]\nhttp = \"[::1]:443\"\n", ""},
 		{"metrics beside a dtls listener", listener("dtls", "[::1]:443", cert, key) + "[metrics]\nlisten = \"[::1]:443\"\n", ""},
 	}
 	for _, tt := range tests {
@@ -109,6 +116,24 @@ func TestValidateHandBuilt(t *testing.T) {
 		t.Errorf("Validate() with a token = %v", err)
 	}
 
+	c = Default()
+	c.SFU.HTTP = ""
+	want = fmt.Sprintf("(default):%d: sfu.http: must be set when sfu.enabled is true", defaultLine(t, "http ="))
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %q", err, want)
+	}
+	c.SFU.Enabled = false
+	if err := c.Validate(); err != nil {
+		t.Errorf("Validate() with the SFU off and no address = %v", err)
+	}
+
+	c = Default()
+	c.Metrics.Listen = c.SFU.HTTP
+	want = fmt.Sprintf("(default):%d: sfu.http: tcp 0.0.0.0:8080 is already used by metrics.listen", defaultLine(t, "http ="))
+	if err := c.Validate(); err == nil || err.Error() != want {
+		t.Errorf("Validate() = %v, want %q", err, want)
+	}
+
 	bare := &Config{}
 	if err := bare.Validate(); err == nil || err.Error() != "server.realm: must not be empty" {
 		t.Errorf("(&Config{}).Validate() = %v, want server.realm: must not be empty", err)
@@ -137,6 +162,43 @@ func TestSlogLevel(t *testing.T) {
 		c.Log.Level = level
 		if err := c.Validate(); err != nil {
 			t.Errorf("level %q: %v", level, err)
+		}
+	}
+}
+
+// TestTokenSecretNotInError: a rejected token secret is not quoted, since errors end up in logs.
+func TestTokenSecretNotInError(t *testing.T) {
+	_, err := Parse("bad.toml", []byte("[sfu]\ntoken_secret = \"hunter2-hunter2\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "sfu.token_secret") || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("error = %v, want one about sfu.token_secret without the secret", err)
+	}
+}
+
+// TestCheckValueBool: a TOML boolean fills a Go bool and nothing else.
+func TestCheckValueBool(t *testing.T) {
+	c := &Config{file: "x.toml"}
+	boolType, stringType := reflect.TypeFor[bool](), reflect.TypeFor[string]()
+	tests := []struct {
+		v    any
+		t    reflect.Type
+		want string // "" = accepted
+	}{
+		{true, boolType, ""},
+		{false, boolType, ""},
+		{"true", boolType, "x.toml: k: expected a boolean, found a string"},
+		{int64(0), boolType, "x.toml: k: expected a boolean, found an integer"},
+		{[]any{true}, boolType, "x.toml: k: expected a boolean, found an array"},
+		{true, stringType, "x.toml: k: expected a string, found a boolean"},
+		{[]any{true, false}, reflect.TypeFor[[]bool](), ""},
+		{[]any{true, "no"}, reflect.TypeFor[[]bool](), "x.toml: k[1]: expected a boolean, found a string"},
+	}
+	for _, tt := range tests {
+		err := c.checkValue("k", tt.v, tt.t)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("checkValue(%#v, %v) = %v", tt.v, tt.t, err)
+		case tt.want != "" && (err == nil || err.Error() != tt.want):
+			t.Errorf("checkValue(%#v, %v) = %v, want %q", tt.v, tt.t, err, tt.want)
 		}
 	}
 }

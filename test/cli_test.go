@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-rtc/ferry/auth"
 )
 
 func TestCLIHelp(t *testing.T) {
@@ -194,5 +196,87 @@ func TestCred(t *testing.T) {
 	// No secret anywhere: an error that says where to put one.
 	if _, stderr, err := runFerry(t, "", "cred"); exitCode(err) != 1 || !strings.Contains(stderr, "auth.secrets") {
 		t.Fatalf("cred without a secret: exit %d, %q", exitCode(err), stderr)
+	}
+}
+
+// TestTokenCommand: `ferry token` prints one token that auth.ParseToken accepts with the
+// rights and lifetime asked for, takes its secret and default lifetime from [sfu], and
+// refuses to mint without a room, a right or a secret.
+func TestTokenCommand(t *testing.T) {
+	const secret = "0123456789abcdef0123"
+	parse := func(t *testing.T, out, secret string) auth.Claims {
+		t.Helper()
+		if got := lines(out); len(got) != 1 || out != got[0]+"\n" {
+			t.Fatalf("output %q: want one line", out)
+		}
+		c, err := auth.ParseToken(secret, strings.TrimSpace(out), time.Now())
+		if err != nil {
+			t.Fatalf("ParseToken: %v", err)
+		}
+		return c
+	}
+	checkExpiry := func(t *testing.T, c auth.Claims, ttl time.Duration) {
+		t.Helper()
+		if left := time.Until(c.Expiry); left < ttl-time.Minute || left > ttl {
+			t.Errorf("expiry %v is %v from now, want about %v", c.Expiry, left, ttl)
+		}
+	}
+
+	out, stderr, err := runFerry(t, "", "token", "--room", "demo", "--publish", "--secret", secret, "--ttl", "1h")
+	if err != nil {
+		t.Fatalf("token: %v\n%s", err, stderr)
+	}
+	c := parse(t, out, secret)
+	if c.Room != "demo" || !c.Publish || c.Subscribe {
+		t.Errorf("claims %+v, want room demo, publish only", c)
+	}
+	checkExpiry(t, c, time.Hour)
+	if _, err := auth.ParseToken("another secret, 20+ch", strings.TrimSpace(out), time.Now()); err == nil {
+		t.Error("the token verifies under another secret")
+	}
+
+	// From a config: its token_secret signs and its token_ttl is the default lifetime.
+	dir := t.TempDir()
+	withSecret := filepath.Join(dir, "secret.toml")
+	if err := os.WriteFile(withSecret, []byte("[sfu]\ntoken_secret = \""+secret+"\"\ntoken_ttl = \"2h\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err = runFerry(t, "", "token", "--config", withSecret, "--room", "r 1", "--subscribe", "--publish")
+	if err != nil {
+		t.Fatalf("token --config: %v\n%s", err, stderr)
+	}
+	c = parse(t, out, secret)
+	if c.Room != "r 1" || !c.Publish || !c.Subscribe {
+		t.Errorf("claims %+v, want room \"r 1\", publish and subscribe", c)
+	}
+	checkExpiry(t, c, 2*time.Hour)
+
+	noSecret := filepath.Join(dir, "nosecret.toml")
+	if err := os.WriteFile(noSecret, []byte("[sfu]\ntoken_ttl = \"2h\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		args []string
+		want string // in the one line of stderr
+	}{
+		{"no room", []string{"--publish", "--secret", secret}, "--room is required"},
+		{"empty room", []string{"--room", "", "--subscribe", "--secret", secret}, "--room is required"},
+		{"no right", []string{"--room", "demo", "--secret", secret}, "--publish, --subscribe or both"},
+		{"config without a secret", []string{"--room", "demo", "--publish", "--config", noSecret}, noSecret + ": sfu.token_secret: no token secret"},
+		{"default config without a secret", []string{"--room", "demo", "--subscribe"}, "sfu.token_secret: no token secret: set [sfu] token_secret or pass --secret"},
+		{"secret and config", []string{"--room", "demo", "--publish", "--secret", secret, "--config", withSecret}, "use --secret or --config, not both"},
+		{"short secret", []string{"--room", "demo", "--publish", "--secret", "short"}, "--secret must be at least 16 characters"},
+		{"zero ttl", []string{"--room", "demo", "--publish", "--secret", secret, "--ttl", "0s"}, "--ttl must be positive"},
+	}
+	for _, tc := range cases {
+		out, stderr, err := runFerry(t, "", append([]string{"token"}, tc.args...)...)
+		if code := exitCode(err); code != 1 || out != "" || !strings.Contains(stderr, tc.want) || len(lines(stderr)) != 1 {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q; want exit 1, no output and one line containing %q", tc.name, code, out, stderr, tc.want)
+		}
+	}
+
+	if out, stderr, err := runFerry(t, "", "token", "--help"); err != nil || !strings.Contains(out, "USAGE") {
+		t.Errorf("token --help: %v\n%s%s", err, out, stderr)
 	}
 }

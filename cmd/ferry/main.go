@@ -30,6 +30,7 @@ func newApp() *cli.App {
 			configCommand(),
 			userCommand(),
 			credCommand(),
+			tokenCommand(),
 			sessionsCommand(),
 			reloadCommand(),
 			{
