@@ -1,0 +1,246 @@
+package sfu
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pion/webrtc/v4"
+
+	"github.com/ferry-rtc/ferry/auth"
+)
+
+const (
+	maxSDP        = 64 << 10 // an offer with a few dozen tracks is well under this
+	answerTimeout = 10 * time.Second
+)
+
+// Handler serves WHIP (RFC 9725), WHEP, the session resources, the rooms API and the room
+// event feeds, with CORS so a page on another origin can use them.
+func (s *SFU) Handler(demo http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /whip/{room}", s.handleWHIP)
+	mux.HandleFunc("POST /whep/{room}", s.handleWHEP)
+	mux.HandleFunc("POST /whep/{room}/{stream}", s.handleWHEP)
+	mux.HandleFunc("PATCH /session/{id}", s.handlePatch)
+	mux.HandleFunc("DELETE /session/{id}", s.handleDelete)
+	mux.HandleFunc("POST /session/{id}/layer", s.handleLayer)
+	mux.HandleFunc("GET /api/rooms", s.handleRooms)
+	mux.HandleFunc("GET /api/rooms/{room}", s.handleRoom)
+	mux.HandleFunc("GET /api/rooms/{room}/events", s.handleEvents)
+	if demo != nil {
+		mux.Handle("GET /", demo)
+	}
+	return cors(mux)
+}
+
+// cors lets pages of any origin use the API: access is by token, not by cookie.
+func cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Content-Type")
+		if r.Method == http.MethodOptions {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
+			h.Set("Access-Control-Max-Age", "86400")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func canPublish(c auth.Claims) bool   { return c.Publish }
+func canSubscribe(c auth.Claims) bool { return c.Subscribe }
+
+// authorize checks the access token (Authorization: Bearer, or ?token= for EventSource):
+// 401 when it is missing or invalid, 403 when it is for another room or lacks the right. A
+// token for room "*" is valid in every room.
+func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, right func(auth.Claims) bool) bool {
+	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		token = r.URL.Query().Get("token")
+	}
+	if token == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
+		http.Error(w, "missing access token", http.StatusUnauthorized)
+		return false
+	}
+	claims, err := auth.ParseToken(s.cfg.TokenSecret(), token, time.Now())
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry", error="invalid_token"`)
+		http.Error(w, err.Error(), http.StatusUnauthorized)
+		return false
+	}
+	if (claims.Room != room && claims.Room != "*") || !right(claims) {
+		http.Error(w, fmt.Sprintf("the token does not allow this in room %q", room), http.StatusForbidden)
+		return false
+	}
+	return true
+}
+
+func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/sdp") {
+		http.Error(w, "want Content-Type: application/sdp", http.StatusUnsupportedMediaType)
+		return "", false
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	if err != nil {
+		http.Error(w, "offer too large or unreadable", http.StatusRequestEntityTooLarge)
+		return "", false
+	}
+	return string(body), true
+}
+
+func (s *SFU) handleWHIP(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if !s.authorize(w, r, room, canPublish) {
+		return
+	}
+	offer, ok := readOffer(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
+	defer cancel()
+	sess, answer, err := s.publish(ctx, room, offer)
+	s.created(w, sess, answer, err)
+}
+
+func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
+	room := r.PathValue("room")
+	if !s.authorize(w, r, room, canSubscribe) {
+		return
+	}
+	offer, ok := readOffer(w, r)
+	if !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
+	defer cancel()
+	sess, answer, err := s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer)
+	s.created(w, sess, answer, err)
+}
+
+// created writes the 201 answer of a new session with its resource URL and ICE servers
+// (RFC 9725 section 4.6), or the error.
+func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err error) {
+	switch {
+	case errors.Is(err, errNoStream):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case errors.Is(err, errBadOffer), errors.Is(err, errNoMedia), errors.Is(err, errNotPublish):
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case err != nil:
+		s.log.Warn("sfu: session failed", "err", err)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/sdp")
+	h.Set("Location", "/session/"+sess.id)
+	h.Set("ETag", `"`+sess.id+`"`)
+	for _, link := range linkHeaders(s.cfg.ICEServers(sess.id)) {
+		h.Add("Link", link)
+	}
+	w.WriteHeader(http.StatusCreated)
+	_, _ = io.WriteString(w, answer)
+}
+
+// linkHeaders renders ICE servers as RFC 9725 section 4.6 Link headers.
+func linkHeaders(servers []auth.ICEServer) []string {
+	var out []string
+	for _, srv := range servers {
+		for _, url := range srv.URLs {
+			link := fmt.Sprintf("<%s>; rel=\"ice-server\"", url)
+			if srv.Username != "" {
+				link += fmt.Sprintf("; username=%q; credential=%q; credential-type=\"password\"", srv.Username, srv.Credential)
+			}
+			out = append(out, link)
+		}
+	}
+	return out
+}
+
+// handlePatch applies trickled candidates, or restarts ICE when the fragment brings new
+// credentials (RFC 9725 section 4.4).
+func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, errNoSession.Error(), http.StatusNotFound)
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/trickle-ice-sdpfrag") {
+		http.Error(w, "want Content-Type: application/trickle-ice-sdpfrag", http.StatusUnsupportedMediaType)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	if err != nil {
+		http.Error(w, "fragment too large", http.StatusRequestEntityTooLarge)
+		return
+	}
+	frag := parseFragment(string(body))
+	remote := sess.pc.RemoteDescription()
+	if frag.ufrag != "" && remote != nil && !strings.Contains(remote.SDP, "a=ice-ufrag:"+frag.ufrag+"\r\n") {
+		s.restartICE(w, r, sess, frag)
+		return
+	}
+	for _, c := range frag.candidates {
+		if err := sess.pc.AddICECandidate(c); err != nil {
+			http.Error(w, "bad candidate: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *SFU) restartICE(w http.ResponseWriter, r *http.Request, sess *session, frag fragment) {
+	offer := restartOffer(sess.pc.RemoteDescription().SDP, frag.ufrag, frag.pwd)
+	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
+	defer cancel()
+	answer, err := s.answer(ctx, sess.pc, offer)
+	if err != nil {
+		http.Error(w, "ICE restart: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	for _, c := range frag.candidates {
+		_ = sess.pc.AddICECandidate(c)
+	}
+	w.Header().Set("Content-Type", "application/trickle-ice-sdpfrag")
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, answerFragment(answer))
+}
+
+func (s *SFU) handleDelete(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.lookup(r.PathValue("id"))
+	if !ok {
+		http.Error(w, errNoSession.Error(), http.StatusNotFound)
+		return
+	}
+	s.end(sess)
+	w.WriteHeader(http.StatusOK)
+}
+
+// handleLayer pins a subscriber's simulcast layer (form value layer = a rid), or returns
+// it to automatic choice (layer empty).
+func (s *SFU) handleLayer(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.lookup(r.PathValue("id"))
+	if !ok || sess.sub == nil {
+		http.Error(w, "no such subscriber session", http.StatusNotFound)
+		return
+	}
+	rid := r.FormValue("layer")
+	for _, d := range sess.sub.downs {
+		if d.track.kind == webrtc.RTPCodecTypeVideo {
+			d.auto.Store(rid == "")
+			d.setTarget(d.track.pick(rid, d.estimate.Load()))
+		}
+	}
+	w.WriteHeader(http.StatusNoContent)
+}

@@ -1,0 +1,35 @@
+package sfu
+
+import "github.com/VictoriaMetrics/metrics"
+
+// meters are the SFU's counters; the gauges (rooms, publishers, subscribers, tracks) are
+// read from the SFU's state when scraped.
+type meters struct {
+	packets, bytes   *metrics.Counter
+	nacks            *metrics.Counter
+	keyframeRequests *metrics.Counter
+	layerSwitches    *metrics.Counter
+}
+
+func newMeters(set *metrics.Set, s *SFU) *meters {
+	for name, f := range map[string]func() float64{
+		"ferry_sfu_rooms":       func() float64 { return float64(s.count().rooms) },
+		"ferry_sfu_publishers":  func() float64 { return float64(s.count().publishers) },
+		"ferry_sfu_subscribers": func() float64 { return float64(s.count().subscribers) },
+		"ferry_sfu_tracks":      func() float64 { return float64(s.count().tracks) },
+	} {
+		set.NewGauge(name, f)
+	}
+	return &meters{
+		packets:          set.NewCounter("ferry_sfu_forwarded_packets_total"),
+		bytes:            set.NewCounter("ferry_sfu_forwarded_bytes_total"),
+		nacks:            set.NewCounter("ferry_sfu_nacks_total"),
+		keyframeRequests: set.NewCounter("ferry_sfu_keyframe_requests_total"),
+		layerSwitches:    set.NewCounter("ferry_sfu_layer_switches_total"),
+	}
+}
+
+func (m *meters) forwarded(size int) {
+	m.packets.Inc()
+	m.bytes.Add(size)
+}

@@ -1,0 +1,440 @@
+// Package sfu is Ferry's selective forwarding unit: WHIP publishers and WHEP subscribers
+// in rooms, on pion/webrtc, forwarding RTP packet by packet without decoding. Its ICE runs
+// on one UDP port taken from the relay port pool, and it hands its clients short-lived
+// credentials for the co-hosted TURN server.
+package sfu
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/webrtc/v4"
+
+	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/pionlog"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// Config wires the SFU into the process.
+type Config struct {
+	Pool     *relay.Pool // the ICE port comes from here
+	BindIP   netip.Addr  // the ICE socket binds here (may be unspecified)
+	PublicIP netip.Addr  // advertised instead of BindIP behind 1:1 NAT; invalid = BindIP
+	// TokenSecret returns the current key of access tokens (a reload may change it).
+	TokenSecret func() string
+	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for the
+	// named session, that WHIP/WHEP answers advertise in Link headers.
+	ICEServers func(session string) []auth.ICEServer
+	Log        *slog.Logger
+	Metrics    *metrics.Set // nil keeps the metrics private
+}
+
+// SFU is a running SFU.
+type SFU struct {
+	cfg      Config
+	log      *slog.Logger
+	mux      *net.UDPConn
+	port     int
+	pubAPI   *webrtc.API
+	subAPI   *webrtc.API
+	meters   *meters
+	stopRate chan struct{}
+
+	mu       sync.Mutex
+	rooms    map[string]*room
+	sessions map[string]*session
+}
+
+// New takes a port from the pool, opens the ICE socket on it and starts the SFU.
+func New(cfg Config) (*SFU, error) {
+	s := &SFU{cfg: cfg, log: cfg.Log, rooms: map[string]*room{}, sessions: map[string]*session{},
+		stopRate: make(chan struct{})}
+	set := cfg.Metrics
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	s.meters = newMeters(set, s)
+	if err := s.openMux(); err != nil {
+		return nil, err
+	}
+	lf := pionlog.Factory{Log: cfg.Log}
+	settings, err := settingEngine(s.mux, cfg.BindIP, cfg.PublicIP, lf)
+	if err == nil {
+		s.pubAPI, err = newAPI(settings, true)
+	}
+	if err == nil {
+		s.subAPI, err = newAPI(settings, false)
+	}
+	if err != nil {
+		_ = s.mux.Close()
+		return nil, err
+	}
+	go s.measureLoop()
+	return s, nil
+}
+
+// openMux binds the ICE socket on a free pool port; a port another program holds is
+// skipped, as the relay allocator does.
+func (s *SFU) openMux() error {
+	pool := s.cfg.Pool
+	var lastErr error
+	for range pool.Free() {
+		port, ok := pool.Get()
+		if !ok {
+			break
+		}
+		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.BindIP, uint16(port))))
+		if err == nil {
+			s.mux, s.port = conn, port
+			return nil
+		}
+		pool.Put(port)
+		lastErr = err
+	}
+	return fmt.Errorf("sfu: no pool port for the ICE socket (last error: %v)", lastErr)
+}
+
+// ICEAddr is the address the SFU's ICE candidates advertise.
+func (s *SFU) ICEAddr() netip.AddrPort {
+	ip := s.cfg.BindIP
+	if s.cfg.PublicIP.IsValid() {
+		ip = s.cfg.PublicIP
+	}
+	return netip.AddrPortFrom(ip, uint16(s.port))
+}
+
+// Close ends every session and gives the ICE port back to the pool.
+func (s *SFU) Close() error {
+	close(s.stopRate)
+	s.mu.Lock()
+	sessions := make([]*session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		sessions = append(sessions, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range sessions {
+		s.end(sess)
+	}
+	err := s.mux.Close()
+	s.cfg.Pool.Put(s.port)
+	return err
+}
+
+// measureLoop measures layer bitrates once a second, which moves automatic subscribers
+// between simulcast layers.
+func (s *SFU) measureLoop() {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := time.Now()
+	for {
+		select {
+		case <-s.stopRate:
+			return
+		case now := <-tick.C:
+			for _, t := range s.allTracks() {
+				t.measure(now.Sub(last))
+			}
+			last = now
+		}
+	}
+}
+
+func (s *SFU) allTracks() []*track {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*track
+	for _, r := range s.rooms {
+		for _, st := range r.streams {
+			out = append(out, st.trackList()...)
+		}
+	}
+	return out
+}
+
+// counts are the SFU's gauges.
+type counts struct{ rooms, publishers, subscribers, tracks int }
+
+func (s *SFU) count() counts {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := counts{rooms: len(s.rooms)}
+	for _, sess := range s.sessions {
+		if sess.stream != nil {
+			c.publishers++
+			c.tracks += len(sess.stream.trackList())
+		} else {
+			c.subscribers++
+		}
+	}
+	return c
+}
+
+// session is one WHIP or WHEP resource: a publisher (stream set) or a subscriber.
+type session struct {
+	id     string
+	room   string
+	pc     *webrtc.PeerConnection
+	stream *stream       // publisher
+	sub    *subscription // subscriber
+	once   sync.Once
+}
+
+func newID() string {
+	b := make([]byte, 16) // the resource URL is the capability to change or end a session
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var (
+	errNoStream   = errors.New("no such stream in the room")
+	errBadOffer   = errors.New("bad SDP offer")
+	errNoSession  = errors.New("no such session")
+	errNoMedia    = errors.New("the offer sends no media")
+	errNotPublish = errors.New("the offer does not send")
+)
+
+// publish answers a WHIP offer: a new stream in room.
+func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, string, error) {
+	expected, err := sendingSections(offer)
+	if err != nil {
+		return nil, "", err
+	}
+	if expected == 0 {
+		return nil, "", errNotPublish
+	}
+	pc, err := s.pubAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", fmt.Errorf("sfu: %w", err)
+	}
+	sess := &session{id: newID(), room: roomName, pc: pc}
+	sess.stream = newStream(sess.id, roomName, pc, expected, s.meters)
+	answer, err := s.answer(ctx, pc, offer)
+	if err != nil {
+		_ = pc.Close()
+		return nil, "", err
+	}
+	s.watch(sess)
+	s.mu.Lock()
+	s.sessions[sess.id] = sess
+	r := s.room(roomName)
+	r.streams[sess.id] = sess.stream
+	s.mu.Unlock()
+	go s.announceWhenReady(sess.stream)
+	s.log.Info("sfu: publishing", "room", roomName, "stream", sess.id, "tracks", expected)
+	return sess, answer, nil
+}
+
+// announceWhenReady tells the room's feeds about a stream once its tracks are known.
+func (s *SFU) announceWhenReady(st *stream) {
+	<-st.ready
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.rooms[st.room]; ok && r.streams[st.id] == st {
+		r.announce("stream", st.info())
+	}
+}
+
+// subscribe answers a WHEP offer for stream id of room ("" = the room's first stream);
+// layer pins a simulcast layer ("" = automatic).
+func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) (*session, string, error) {
+	st, err := s.findStream(roomName, id)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := st.waitReady(ctx.Done()); err != nil {
+		return nil, "", err
+	}
+	pc, err := s.subAPI.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		return nil, "", fmt.Errorf("sfu: %w", err)
+	}
+	sess := &session{id: newID(), room: roomName, pc: pc}
+	sub := &subscription{stream: st, pc: pc}
+	sess.sub = sub
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		_ = pc.Close()
+		return nil, "", fmt.Errorf("%w: %v", errBadOffer, err)
+	}
+	for _, t := range st.trackList() {
+		local, err := webrtc.NewTrackLocalStaticRTP(t.codec.RTPCodecCapability, t.id, st.id)
+		if err != nil {
+			continue
+		}
+		sender, err := pc.AddTrack(local)
+		if err != nil {
+			continue
+		}
+		d := newDownTrack(t, local, layer)
+		sub.downs = append(sub.downs, d)
+		go sub.readRTCP(sender, d)
+	}
+	if len(sub.downs) == 0 {
+		_ = pc.Close()
+		return nil, "", errNoMedia
+	}
+	answer, err := s.answerRemote(ctx, pc)
+	if err != nil {
+		_ = pc.Close()
+		return nil, "", err
+	}
+	if !st.attach(sub) {
+		_ = pc.Close()
+		return nil, "", errNoStream
+	}
+	for _, d := range sub.downs {
+		d.track.addDown(d)
+	}
+	s.watch(sess)
+	s.mu.Lock()
+	s.sessions[sess.id] = sess
+	s.mu.Unlock()
+	s.log.Info("sfu: subscribing", "room", roomName, "stream", st.id, "session", sess.id, "layer", layer)
+	return sess, answer, nil
+}
+
+func (s *SFU) findStream(roomName, id string) (*stream, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rooms[roomName]
+	if !ok {
+		return nil, errNoStream
+	}
+	if id != "" {
+		st, ok := r.streams[id]
+		if !ok {
+			return nil, errNoStream
+		}
+		return st, nil
+	}
+	var first *stream
+	for _, st := range r.streams {
+		if first == nil || st.id < first.id {
+			first = st
+		}
+	}
+	if first == nil {
+		return nil, errNoStream
+	}
+	return first, nil
+}
+
+// room returns the room of name, making it; s.mu is held.
+func (s *SFU) room(name string) *room {
+	r, ok := s.rooms[name]
+	if !ok {
+		r = &room{name: name, streams: map[string]*stream{}, feeds: map[chan event]struct{}{}}
+		s.rooms[name] = r
+	}
+	return r
+}
+
+// answer applies a remote offer and returns the complete local answer.
+func (s *SFU) answer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
+	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return "", fmt.Errorf("%w: %v", errBadOffer, err)
+	}
+	return s.answerRemote(ctx, pc)
+}
+
+// answerRemote creates the answer to the remote offer already applied, and waits for its
+// candidates: with one mux port there is one host candidate per address, found at once.
+func (s *SFU) answerRemote(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
+	answer, err := pc.CreateAnswer(nil)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", errBadOffer, err)
+	}
+	gathered := webrtc.GatheringCompletePromise(pc)
+	if err := pc.SetLocalDescription(answer); err != nil {
+		return "", fmt.Errorf("sfu: set local description: %w", err)
+	}
+	select {
+	case <-gathered:
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return pc.LocalDescription().SDP, nil
+}
+
+// watch ends a session when its connection fails or closes.
+func (s *SFU) watch(sess *session) {
+	sess.pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
+		switch state {
+		case webrtc.PeerConnectionStateConnected:
+			if sess.sub != nil {
+				for _, d := range sess.sub.downs {
+					d.track.keyframe(*d.target.Load())
+				}
+			}
+		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
+			go s.end(sess)
+		}
+	})
+}
+
+// lookup returns the session id of room.
+func (s *SFU) lookup(id string) (*session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[id]
+	return sess, ok
+}
+
+// end closes a session, once: a publisher's stream leaves its room and its subscribers
+// are told goodbye and closed; a subscriber leaves its stream.
+func (s *SFU) end(sess *session) {
+	sess.once.Do(func() {
+		s.mu.Lock()
+		delete(s.sessions, sess.id)
+		var subs []*subscription
+		if st := sess.stream; st != nil {
+			subs = st.end()
+			if r, ok := s.rooms[sess.room]; ok {
+				delete(r.streams, st.id)
+				r.announce("stream-end", map[string]string{"id": st.id})
+			}
+		}
+		s.dropEmptyRoom(sess.room)
+		s.mu.Unlock()
+		if sub := sess.sub; sub != nil {
+			sub.stream.detach(sub)
+			for _, d := range sub.downs {
+				d.track.removeDown(d)
+			}
+		}
+		for _, sub := range subs {
+			sub.goodbye()
+			if other, ok := s.sessionOf(sub); ok {
+				s.end(other)
+			}
+		}
+		_ = sess.pc.Close()
+		s.log.Info("sfu: session ended", "room", sess.room, "session", sess.id, "publisher", sess.stream != nil)
+	})
+}
+
+func (s *SFU) sessionOf(sub *subscription) (*session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sess := range s.sessions {
+		if sess.sub == sub {
+			return sess, true
+		}
+	}
+	return nil, false
+}
+
+// dropEmptyRoom forgets a room with no streams and no feeds; s.mu is held.
+func (s *SFU) dropEmptyRoom(name string) {
+	if r, ok := s.rooms[name]; ok && len(r.streams) == 0 && len(r.feeds) == 0 {
+		delete(s.rooms, name)
+	}
+}

@@ -1,0 +1,187 @@
+package sfu
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// readyTimeout bounds how long a stream waits for the first packet of each of its tracks
+// before it is announced with the tracks it has.
+const readyTimeout = 5 * time.Second
+
+// stream is what one publisher sends: its tracks, and the subscribers watching it.
+type stream struct {
+	id, room string
+	pc       *webrtc.PeerConnection
+	meters   *meters
+	expected int // tracks the publisher's offer sends
+
+	mu     sync.Mutex
+	tracks []*track
+	byRecv map[*webrtc.RTPReceiver]*track
+	subs   map[*subscription]struct{}
+	ready  chan struct{} // closed once every expected track has a layer, or at readyTimeout
+	once   sync.Once
+	ended  bool
+}
+
+func newStream(id, room string, pc *webrtc.PeerConnection, expected int, m *meters) *stream {
+	st := &stream{id: id, room: room, pc: pc, meters: m, expected: expected,
+		byRecv: map[*webrtc.RTPReceiver]*track{}, subs: map[*subscription]struct{}{}, ready: make(chan struct{})}
+	pc.OnTrack(st.onTrack)
+	time.AfterFunc(readyTimeout, st.markReady)
+	return st
+}
+
+func (st *stream) markReady() { st.once.Do(func() { close(st.ready) }) }
+
+// onTrack runs for each track, and for each simulcast layer of a track, when its first
+// packet arrives.
+func (st *stream) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) {
+	st.mu.Lock()
+	t, ok := st.byRecv[receiver]
+	if !ok {
+		t = newTrack(remote, st.sendPLI, st.meters)
+		st.byRecv[receiver] = t
+		st.tracks = append(st.tracks, t)
+	}
+	if len(st.tracks) >= st.expected {
+		defer st.markReady()
+	}
+	st.mu.Unlock()
+	l := t.addLayer(remote)
+	if ok {
+		// A layer that appears late: subscribers following the best layer may want it.
+		t.measure(time.Second)
+	}
+	go st.readLayer(t, l, remote)
+}
+
+// readLayer forwards one layer's packets until the publisher goes.
+func (st *stream) readLayer(t *track, l *layer, remote *webrtc.TrackRemote) {
+	buf := make([]byte, 1500)
+	var p rtp.Packet
+	for {
+		n, _, err := remote.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.Unmarshal(buf[:n]) != nil {
+			continue
+		}
+		t.forward(l, &p, n)
+	}
+}
+
+// sendPLI asks the publisher for a keyframe on one SSRC.
+func (st *stream) sendPLI(ssrc webrtc.SSRC) {
+	_ = st.pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: uint32(ssrc)}})
+}
+
+// waitReady waits until the stream's tracks are known, or done closes.
+func (st *stream) waitReady(done <-chan struct{}) error {
+	select {
+	case <-st.ready:
+		return nil
+	case <-done:
+		return errors.New("sfu: gave up waiting for the stream's tracks")
+	}
+}
+
+func (st *stream) trackList() []*track {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return append([]*track(nil), st.tracks...)
+}
+
+func (st *stream) info() StreamInfo {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	si := StreamInfo{ID: st.id, Room: st.room, Tracks: []TrackInfo{}, Subscribers: len(st.subs)}
+	for _, t := range st.tracks {
+		rids := t.rids()
+		if len(rids) == 1 && rids[0] == "" {
+			rids = []string{}
+		}
+		si.Tracks = append(si.Tracks, TrackInfo{ID: t.id, Kind: t.kind.String(),
+			Codec: strings.TrimPrefix(strings.TrimPrefix(t.codec.MimeType, "audio/"), "video/"), Layers: rids})
+	}
+	return si
+}
+
+// attach adds a subscription; false if the stream has ended.
+func (st *stream) attach(sub *subscription) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.ended {
+		return false
+	}
+	st.subs[sub] = struct{}{}
+	return true
+}
+
+func (st *stream) detach(sub *subscription) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.subs, sub)
+}
+
+// end marks the stream ended and returns its subscriptions, which end with it.
+func (st *stream) end() []*subscription {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.ended = true
+	subs := make([]*subscription, 0, len(st.subs))
+	for sub := range st.subs {
+		subs = append(subs, sub)
+	}
+	return subs
+}
+
+// subscription is one subscriber watching one stream.
+type subscription struct {
+	stream *stream
+	pc     *webrtc.PeerConnection
+	downs  []*downTrack
+}
+
+// readRTCP handles what a subscriber says about one of its tracks: keyframe requests go
+// upstream (throttled), REMB estimates pick its layer, NACKs are counted (pion's responder
+// answers them from its packet cache).
+func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
+	for {
+		pkts, _, err := sender.ReadRTCP()
+		if err != nil {
+			return // the subscription ended
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				d.track.keyframe(*d.target.Load())
+			case *rtcp.ReceiverEstimatedMaximumBitrate:
+				d.estimate.Store(uint64(p.Bitrate))
+			case *rtcp.TransportLayerNack:
+				sub.stream.meters.nacks.Inc()
+			}
+		}
+	}
+}
+
+// goodbye tells the subscriber its tracks end (RTCP BYE) before its connection closes.
+func (sub *subscription) goodbye() {
+	var ssrcs []uint32
+	for _, s := range sub.pc.GetSenders() {
+		for _, enc := range s.GetParameters().Encodings {
+			ssrcs = append(ssrcs, uint32(enc.SSRC))
+		}
+	}
+	if len(ssrcs) > 0 {
+		_ = sub.pc.WriteRTCP([]rtcp.Packet{&rtcp.Goodbye{Sources: ssrcs, Reason: "publisher left"}})
+	}
+}

@@ -1,0 +1,171 @@
+package sfu
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// keyframeInterval throttles keyframe requests per layer: every subscriber that joins or
+// switches asks for one, and a publisher flooded with PLIs sends nothing but keyframes.
+const keyframeInterval = 500 * time.Millisecond
+
+// track is one media track of a publisher: audio, or video with one or more simulcast
+// layers. Every packet of a layer is offered to each downTrack, which forwards it if it
+// follows that layer. The downTrack list is copied on write, so the per-packet path takes no
+// lock.
+type track struct {
+	id    string
+	kind  webrtc.RTPCodecType
+	codec webrtc.RTPCodecParameters
+
+	mu     sync.Mutex
+	layers []*layer // best first
+
+	downs      atomic.Pointer[[]*downTrack]
+	keyframeTo func(ssrc webrtc.SSRC) // sends a PLI for a layer to the publisher
+	meters     *meters
+}
+
+// layer is one simulcast encoding of a track ("" when the publisher does not simulcast).
+type layer struct {
+	rid     string
+	ssrc    webrtc.SSRC
+	bytes   atomic.Uint64 // received so far, to measure the bitrate
+	bitrate atomic.Uint64 // bits per second over the last measurement
+	lastPLI atomic.Int64  // unix nanoseconds
+}
+
+func newTrack(remote *webrtc.TrackRemote, keyframeTo func(webrtc.SSRC), m *meters) *track {
+	t := &track{id: remote.ID(), kind: remote.Kind(), codec: remote.Codec(), keyframeTo: keyframeTo, meters: m}
+	t.downs.Store(&[]*downTrack{})
+	return t
+}
+
+// addLayer registers the layer of remote and returns it.
+func (t *track) addLayer(remote *webrtc.TrackRemote) *layer {
+	l := &layer{rid: remote.RID(), ssrc: remote.SSRC()}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.layers = append(t.layers, l)
+	slices.SortStableFunc(t.layers, func(a, b *layer) int { return layerRank(b.rid) - layerRank(a.rid) })
+	return l
+}
+
+// layerRank orders simulcast layers by quality: the rids browsers and Ferry's demo use.
+func layerRank(rid string) int {
+	switch rid {
+	case "h", "f", "hi", "high":
+		return 3
+	case "m", "mid":
+		return 2
+	case "l", "q", "lo", "low":
+		return 1
+	}
+	return 0
+}
+
+// rids returns the layers' rids, best first.
+func (t *track) rids() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]string, 0, len(t.layers))
+	for _, l := range t.layers {
+		out = append(out, l.rid)
+	}
+	return out
+}
+
+// pick chooses the layer for a subscriber: the requested rid if the track has it; else
+// with automatic choice the best layer whose bitrate fits the estimate (0: no estimate yet,
+// take the best), falling back to the lowest.
+func (t *track) pick(requested string, estimate uint64) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.layers) == 0 {
+		return requested
+	}
+	for _, l := range t.layers {
+		if requested != "" && l.rid == requested {
+			return l.rid
+		}
+	}
+	if requested != "" || estimate == 0 {
+		return t.layers[0].rid
+	}
+	for _, l := range t.layers {
+		if l.bitrate.Load() <= estimate*9/10 {
+			return l.rid
+		}
+	}
+	return t.layers[len(t.layers)-1].rid
+}
+
+// forward offers one packet of layer rid to every downTrack.
+func (t *track) forward(l *layer, p *rtp.Packet, size int) {
+	l.bytes.Add(uint64(size))
+	for _, d := range *t.downs.Load() {
+		if d.write(l.rid, p) {
+			t.meters.forwarded(size)
+		}
+	}
+}
+
+// keyframe asks the publisher for a keyframe on layer rid, at most once per
+// keyframeInterval.
+func (t *track) keyframe(rid string) {
+	if t.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
+	t.mu.Lock()
+	var l *layer
+	for _, c := range t.layers {
+		if c.rid == rid {
+			l = c
+		}
+	}
+	t.mu.Unlock()
+	if l == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := l.lastPLI.Load()
+	if now-last < int64(keyframeInterval) || !l.lastPLI.CompareAndSwap(last, now) {
+		return
+	}
+	t.meters.keyframeRequests.Inc()
+	t.keyframeTo(l.ssrc)
+}
+
+func (t *track) addDown(d *downTrack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	downs := append(slices.Clone(*t.downs.Load()), d)
+	t.downs.Store(&downs)
+}
+
+func (t *track) removeDown(d *downTrack) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	downs := slices.DeleteFunc(slices.Clone(*t.downs.Load()), func(x *downTrack) bool { return x == d })
+	t.downs.Store(&downs)
+}
+
+// measure updates each layer's bitrate from the bytes received since the last call, and
+// moves automatic subscribers to the layer their estimate affords.
+func (t *track) measure(elapsed time.Duration) {
+	t.mu.Lock()
+	for _, l := range t.layers {
+		l.bitrate.Store(l.bytes.Swap(0) * 8 * uint64(time.Second) / uint64(max(elapsed, time.Millisecond)))
+	}
+	t.mu.Unlock()
+	for _, d := range *t.downs.Load() {
+		if d.auto.Load() {
+			d.setTarget(t.pick("", d.estimate.Load()))
+		}
+	}
+}
