@@ -30,32 +30,31 @@ func (h *httpServer) close() {
 
 // startHTTP opens the metrics and admin endpoints that cfg enables.
 func (s *Server) startHTTP(cfg *conf.Config) error {
-	endpoints := []struct {
-		name, key, addr string
-		handler         http.Handler
-	}{
-		{"metrics", "metrics.listen", cfg.Metrics.Listen, s.metricsHandler()},
-		{"admin", "admin.listen", cfg.Admin.Listen, s.adminHandler()},
+	if err := s.serveHTTP(cfg, "metrics", "metrics.listen", cfg.Metrics.Listen, s.metricsHandler()); err != nil {
+		return err
 	}
-	for _, e := range endpoints {
-		if e.addr == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", e.addr)
-		if err != nil {
-			return cfg.Errorf(e.key, "%v", err)
-		}
-		h := &httpServer{name: e.name, addr: ln.Addr(), srv: &http.Server{
-			Handler:           e.handler,
-			ReadHeaderTimeout: 5 * time.Second,
-		}}
-		s.http = append(s.http, h)
-		go func() {
-			if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-				s.log.Error("http endpoint failed", "endpoint", h.name, "err", err)
-			}
-		}()
+	return s.serveHTTP(cfg, "admin", "admin.listen", cfg.Admin.Listen, s.adminHandler())
+}
+
+// serveHTTP serves handler on addr ("" = off); key names addr in the config for errors.
+func (s *Server) serveHTTP(cfg *conf.Config, name, key, addr string, handler http.Handler) error {
+	if addr == "" {
+		return nil
 	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return cfg.Errorf(key, "%v", err)
+	}
+	h := &httpServer{name: name, addr: ln.Addr(), srv: &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 5 * time.Second,
+	}}
+	s.http = append(s.http, h)
+	go func() {
+		if err := h.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http endpoint failed", "endpoint", h.name, "err", err)
+		}
+	}()
 	return nil
 }
 

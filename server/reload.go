@@ -43,6 +43,12 @@ var settings = []setting{
 	{"limits.allocations_per_user", false, func(c *conf.Config) any { return c.Limits.AllocationsPerUser }},
 	{"limits.allocations_total", false, func(c *conf.Config) any { return c.Limits.AllocationsTotal }},
 	{"limits.unauthenticated_per_ip_rate", false, func(c *conf.Config) any { return c.Limits.UnauthenticatedPerIPRate }},
+	{"sfu.enabled", true, func(c *conf.Config) any { return c.SFU.Enabled }},
+	{"sfu.http", true, func(c *conf.Config) any { return c.SFU.HTTP }},
+	{"sfu.token_secret", false, func(c *conf.Config) any { return c.SFU.TokenSecret }},
+	{"sfu.turn_credential_ttl", false, func(c *conf.Config) any { return c.SFU.TURNCredentialTTL }},
+	{"sfu.token_ttl", false, func(c *conf.Config) any { return c.SFU.TokenTTL }},
+	{"sfu.self_test", true, func(c *conf.Config) any { return c.SFU.SelfTest }},
 	{"metrics.listen", true, func(c *conf.Config) any { return c.Metrics.Listen }},
 	{"admin.listen", true, func(c *conf.Config) any { return c.Admin.Listen }},
 	{"admin.token", false, func(c *conf.Config) any { return c.Admin.Token }},
@@ -92,7 +98,8 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 	res := diff(old, next)
 	keepRestartOnly(next, old)
 	res.Changed = diff(old, next).Changed // what is applied: a replaced listener's cert path is not
-	creds, err := loadCredentials(next, s.creds.generated)
+	running := s.currentCreds()
+	creds, err := loadCredentials(next, running.generated)
 	if err != nil {
 		return res, err
 	}
@@ -111,11 +118,14 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 		UnauthenticatedRate: next.Limits.UnauthenticatedPerIPRate,
 	})
 	s.level.Set(next.Log.SlogLevel())
-	added, removed := userChanges(s.creds.users, creds.users)
+	if s.sfu != nil {
+		s.sfu.setSecret(next.SFU.TokenSecret)
+	}
+	added, removed := userChanges(running.users, creds.users)
 	sums := fingerprints(certs)
 	res.Changed = append(res.Changed, replacedCerts(s.certSums, sums)...)
 	s.certSums = sums
-	s.creds = creds
+	s.creds.Store(&creds)
 	s.cfg.Store(next)
 	s.log.Info("config reloaded", "config", next.File(), "changed", res.Changed,
 		"users_added", added, "users_removed", removed, "secrets", len(creds.secrets()))
@@ -163,6 +173,7 @@ func keepRestartOnly(next, old *conf.Config) {
 	next.Relay.BindIP6, next.Relay.PublicIP6 = old.Relay.BindIP6, old.Relay.PublicIP6
 	next.Relay.MinPort, next.Relay.MaxPort = old.Relay.MinPort, old.Relay.MaxPort
 	next.Metrics.Listen, next.Admin.Listen = old.Metrics.Listen, old.Admin.Listen
+	next.SFU.Enabled, next.SFU.HTTP, next.SFU.SelfTest = old.SFU.Enabled, old.SFU.HTTP, old.SFU.SelfTest
 	next.Log.Format = old.Log.Format
 }
 

@@ -41,7 +41,8 @@ type Server struct {
 	quota    *relay.Quota
 	turn     *turnserver.Server
 	metrics  *metrics.Set
-	creds    credentials
+	creds    atomic.Pointer[credentials]
+	sfu      *sfuSide            // nil when [sfu] is off
 	certSums [][sha256.Size]byte // of each listener's certificate, to log replaced ones
 	http     []*httpServer
 
@@ -66,7 +67,7 @@ func Start(opts Options) (*Server, error) {
 	if creds.zeroConfig() {
 		creds.generated = randomSecret()
 	}
-	s.creds = creds
+	s.creds.Store(&creds)
 	if creds.missingFile {
 		s.log.Info("users file does not exist yet: no users ('ferry user add' creates it)", "path", cfg.Auth.UsersFile)
 	}
@@ -96,28 +97,59 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.registerMetrics(opts.Version)
+	if err := s.startSFU(cfg); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	if err := s.startHTTP(cfg); err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	if creds.generated != "" {
-		if err := printZeroConfig(opts.Out, cfg, s.relays, creds.generated); err != nil {
-			_ = s.Close()
-			return nil, err
-		}
+	if err := s.printBanner(opts.Out, cfg); err != nil {
+		_ = s.Close()
+		return nil, err
 	}
 	s.log.Info("ferry serving", "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", s.turn.Addrs(),
 		"relay_ipv4", s.relays.v4.Public, "relay_ipv6", s.relays.v6.Public,
 		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
 		"users", len(creds.users), "secrets", len(creds.secrets()),
-		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"))
+		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"), "sfu", s.httpAddr("sfu"))
+	if s.sfu != nil && cfg.SFU.SelfTest {
+		go s.logSelfTest()
+	}
 	return s, nil
 }
+
+// printBanner prints what a zero-config start needs to be used: the generated TURN
+// credential, and the demo page with tokens when the token secret was generated.
+func (s *Server) printBanner(w io.Writer, cfg *conf.Config) error {
+	if creds := s.currentCreds(); creds.generated != "" {
+		if err := printZeroConfig(w, cfg, s.relays, creds.generated); err != nil {
+			return err
+		}
+	}
+	if s.sfu == nil || s.sfu.generated == "" {
+		return nil
+	}
+	url, err := s.demoURL(cfg)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "No [sfu] token_secret is configured: this run uses a generated one.\n"+
+		"SFU demo page, room demo, with a publish and a subscribe token valid for %s:\n%s\n",
+		cfg.SFU.TokenTTL.Duration, url)
+	return err
+}
+
+func (s *Server) currentCreds() credentials { return *s.creds.Load() }
 
 // Close stops everything at once: listeners, allocations, HTTP endpoints.
 func (s *Server) Close() error {
 	for _, h := range s.http {
 		h.close()
+	}
+	if s.sfu != nil {
+		_ = s.sfu.sfu.Close()
 	}
 	return s.turn.Close()
 }

@@ -29,6 +29,10 @@ type setup struct {
 	metricsAddr, adminAddr string
 	adminToken             string
 	unauthRate             int
+	// sfuAddr is the SFU's HTTP address; "" turns the SFU off.
+	sfuAddr     string
+	sfuSelfTest bool
+	tokenSecret string
 }
 
 type listenSpec struct{ proto, addr, cert, key string }
@@ -89,6 +93,8 @@ func (s *setup) toml() string {
 	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\nunauthenticated_per_ip_rate = %d\n",
 		s.perUser, s.total, s.unauthRate)
 	fmt.Fprintf(&b, "[metrics]\nlisten = %q\n[admin]\nlisten = %q\ntoken = %q\n", s.metricsAddr, s.adminAddr, s.adminToken)
+	fmt.Fprintf(&b, "[sfu]\nenabled = %t\nhttp = %q\nself_test = %t\ntoken_secret = %q\n",
+		s.sfuAddr != "", s.sfuAddr, s.sfuSelfTest, s.tokenSecret)
 	return b.String()
 }
 

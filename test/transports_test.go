@@ -332,11 +332,12 @@ func bytes1500(b byte) []byte {
 	return out
 }
 
-// TestZeroConfig runs "ferry serve" with no config at all: it must print a usable
-// iceServers credential. The default advertises the machine's address, so only STUN,
-// allocation and permission are checked, never relayed traffic.
+// TestZeroConfig runs "ferry serve" with the defaults: it must print a usable iceServers
+// credential and the SFU demo page with tokens. The default advertises the machine's
+// address, so only STUN, allocation and permission are checked, never relayed traffic;
+// for the same reason the SFU's self-test, which relays to that address, is off.
 func TestZeroConfig(t *testing.T) {
-	f := startFerry(t, "")
+	f := startFerry(t, "[sfu]\nself_test = false\n")
 	// stdout and stderr are separate pipes: the banner may reach us after the log line.
 	var ice zeroConfig
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
@@ -347,6 +348,9 @@ func TestZeroConfig(t *testing.T) {
 	if ice.stun == "" || ice.turnUDP == "" {
 		t.Fatalf("zero-config output lacks stun: or turn:?transport=udp URLs:\n%s", f.stdout.String())
 	}
+	waitFor(t, "the demo page URL", func() bool {
+		return strings.Contains(f.stdout.String(), ":8080/?room=demo&pub=ey") && strings.Contains(f.stdout.String(), "&sub=ey")
+	})
 	c := dialRaw(t, "udp", "127.0.0.1:3478", ice.username, ice.credential)
 	relayed := c.allocate()
 	if relayed.Addr().String() != ice.host {

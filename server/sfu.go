@@ -1,0 +1,91 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/sfu"
+	"github.com/ferry-rtc/ferry/sfu/demo"
+)
+
+// sfuSide is the co-hosted SFU and what it reads from the running config.
+type sfuSide struct {
+	sfu         *sfu.SFU
+	handler     http.Handler
+	tokenSecret atomic.Pointer[string] // configured, or generated at start
+	generated   string                 // the generated token secret, kept across reloads
+}
+
+// startSFU opens the SFU on a pool port and its HTTP endpoint, when [sfu] enables it.
+func (s *Server) startSFU(cfg *conf.Config) error {
+	if !cfg.SFU.Enabled {
+		return nil
+	}
+	side := &sfuSide{}
+	if cfg.SFU.TokenSecret == "" {
+		side.generated = randomSecret()
+	}
+	side.setSecret(cfg.SFU.TokenSecret)
+	var err error
+	side.sfu, err = sfu.New(sfu.Config{
+		Pool:        s.relays.allocator.Pool(),
+		BindIP:      s.relays.v4.Bind,
+		PublicIP:    s.relays.v4.Public,
+		TokenSecret: func() string { return *side.tokenSecret.Load() },
+		ICEServers:  s.sfuICEServers,
+		Log:         s.log,
+		Metrics:     s.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	side.handler = side.sfu.Handler(http.FileServerFS(demo.Files))
+	s.sfu = side
+	return s.serveHTTP(cfg, "sfu", "sfu.http", cfg.SFU.HTTP, side.handler)
+}
+
+// setSecret makes secret the token secret, or the generated one when secret is "".
+func (side *sfuSide) setSecret(secret string) {
+	if secret == "" {
+		secret = side.generated
+	}
+	side.tokenSecret.Store(&secret)
+}
+
+// sfuICEServers are the STUN and TURN servers a WHIP/WHEP session is told about, with a
+// TURN credential minted for it from the signing secret.
+func (s *Server) sfuICEServers(session string) []auth.ICEServer {
+	cfg := s.cfg.Load()
+	stunURIs, turnURIs := auth.URIs(endpoints(cfg, s.relays.v4, s.relays.v6))
+	secrets := s.currentCreds().secrets()
+	if len(secrets) == 0 {
+		return auth.ICEServers(stunURIs, auth.RESTResponse{})
+	}
+	cred := auth.NewRESTResponse(secrets[0], "sfu-"+session[:min(8, len(session))],
+		cfg.SFU.TURNCredentialTTL.Duration, time.Now(), turnURIs)
+	return auth.ICEServers(stunURIs, cred)
+}
+
+// demoURL is the demo page with tokens for room demo, for the zero-config banner.
+func (s *Server) demoURL(cfg *conf.Config) (string, error) {
+	secret := *s.sfu.tokenSecret.Load()
+	exp := time.Now().Add(cfg.SFU.TokenTTL.Duration)
+	pub, err := auth.NewToken(secret, auth.Claims{Room: "demo", Publish: true, Expiry: exp})
+	if err != nil {
+		return "", err
+	}
+	sub, err := auth.NewToken(secret, auth.Claims{Room: "demo", Subscribe: true, Expiry: exp})
+	if err != nil {
+		return "", err
+	}
+	host := s.httpAddr("sfu")
+	if ap, err := netip.ParseAddrPort(host); err == nil && ap.Addr().IsUnspecified() {
+		host = netip.AddrPortFrom(s.relays.v4.Public, ap.Port()).String()
+	}
+	return fmt.Sprintf("http://%s/?room=demo&pub=%s&sub=%s", host, pub, sub), nil
+}
