@@ -23,6 +23,14 @@ import (
 var ferryBin string
 
 func TestMain(m *testing.M) {
+	// The race runtime sleeps a second at exit by default; every CLI call would pay it.
+	os.Setenv("GORACE", "atexit_sleep_ms=0")
+	// A process a netns test re-ran itself as (netns_test.go) uses the binary the outermost
+	// TestMain built, which outlives it, instead of building its own.
+	if bin := os.Getenv("FERRY_TEST_FERRY_BIN"); bin != "" {
+		ferryBin = bin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "ferry-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -35,8 +43,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building ferry:", err)
 		os.Exit(1)
 	}
-	// The race runtime sleeps a second at exit by default; every CLI call would pay it.
-	os.Setenv("GORACE", "atexit_sleep_ms=0")
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
