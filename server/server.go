@@ -131,13 +131,20 @@ func (s *Server) printBanner(w io.Writer, cfg *conf.Config) error {
 	if s.sfu == nil || s.sfu.generated == "" {
 		return nil
 	}
-	url, err := s.demoURL(cfg)
+	query, err := s.demoQuery(cfg)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(w, "No [sfu] token_secret is configured: this run uses a generated one.\n"+
-		"SFU demo page, room demo, with a publish and a subscribe token valid for %s:\n%s\n",
-		cfg.SFU.TokenTTL.Duration, url)
+	fmt.Fprintf(w, "No [sfu] token_secret is configured: this run uses a generated one.\n"+
+		"SFU demo page, room demo, with a publish and a subscribe token valid for %s:\n", cfg.SFU.TokenTTL.Duration)
+	local, public := s.demoHosts()
+	if local != "" {
+		fmt.Fprintf(w, "  on this machine: http://%s%s\n", local, query)
+	}
+	if public != "" {
+		_, err = fmt.Fprintf(w, "  from elsewhere (watching only: browsers allow the camera on https pages): http://%s%s\n",
+			public, query)
+	}
 	return err
 }
 

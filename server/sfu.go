@@ -1,7 +1,6 @@
 package server
 
 import (
-	"fmt"
 	"net/http"
 	"net/netip"
 	"sync/atomic"
@@ -71,8 +70,9 @@ func (s *Server) sfuICEServers(session string) []auth.ICEServer {
 	return auth.ICEServers(stunURIs, cred)
 }
 
-// demoURL is the demo page with tokens for room demo, for the zero-config banner.
-func (s *Server) demoURL(cfg *conf.Config) (string, error) {
+// demoQuery is the demo page's query with tokens for room demo, for the zero-config
+// banner.
+func (s *Server) demoQuery(cfg *conf.Config) (string, error) {
 	secret := *s.sfu.tokenSecret.Load()
 	exp := time.Now().Add(cfg.SFU.TokenTTL.Duration)
 	pub, err := auth.NewToken(secret, auth.Claims{Room: "demo", Publish: true, Expiry: exp})
@@ -83,9 +83,23 @@ func (s *Server) demoURL(cfg *conf.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	host := s.httpAddr("sfu")
-	if ap, err := netip.ParseAddrPort(host); err == nil && ap.Addr().IsUnspecified() {
-		host = netip.AddrPortFrom(s.relays.v4.Public, ap.Port()).String()
+	return "/?room=demo&pub=" + pub + "&sub=" + sub, nil
+}
+
+// demoHosts are where the demo page is reached: over loopback on this machine (a browser
+// allows the camera only on https or localhost pages), and at the public address.
+func (s *Server) demoHosts() (local, public string) {
+	addr, err := netip.ParseAddrPort(s.httpAddr("sfu"))
+	if err != nil {
+		return s.httpAddr("sfu"), ""
 	}
-	return fmt.Sprintf("http://%s/?room=demo&pub=%s&sub=%s", host, pub, sub), nil
+	ip := addr.Addr()
+	if !ip.IsUnspecified() && !ip.IsLoopback() {
+		return "", addr.String()
+	}
+	local = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), addr.Port()).String()
+	if ip.IsUnspecified() && s.relays.v4.Public.IsValid() {
+		public = netip.AddrPortFrom(s.relays.v4.Public, addr.Port()).String()
+	}
+	return local, public
 }

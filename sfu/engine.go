@@ -82,15 +82,21 @@ func settingEngine(mux net.PacketConn, bind, public netip.Addr, lf logging.Logge
 	var s webrtc.SettingEngine
 	s.LoggerFactory = lf
 	s.SetICEUDPMux(webrtc.NewICEUDPMux(lf.NewLogger("sfu-mux"), mux))
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4, webrtc.NetworkTypeUDP6})
+	// The ICE socket is the IPv4 relay address's: one family, one port.
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled) // never advertise .local names
-	if bind.IsValid() && !bind.IsUnspecified() {
-		s.SetIncludeLoopbackCandidate(bind.IsLoopback())
-		s.SetIPFilter(func(ip net.IP) bool {
-			a, ok := netip.AddrFromSlice(ip)
-			return ok && a.Unmap() == bind
-		})
-	}
+	s.SetIncludeLoopbackCandidate(bind.IsLoopback())
+	s.SetIPFilter(func(ip net.IP) bool {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return false
+		}
+		a = a.Unmap()
+		if bind.IsUnspecified() { // every IPv4 address of the host, each advertised as public
+			return a.Is4() && !a.IsLoopback() && !a.IsLinkLocalUnicast()
+		}
+		return a == bind
+	})
 	if public.IsValid() && public != bind {
 		rule := webrtc.ICEAddressRewriteRule{External: []string{public.String()},
 			AsCandidateType: webrtc.ICECandidateTypeHost, Mode: webrtc.ICEAddressRewriteReplace}
