@@ -1,0 +1,80 @@
+package sfu
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ferry-rtc/ferry/auth"
+)
+
+func TestSendingSections(t *testing.T) {
+	offer := func(sections ...string) string {
+		return "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" + strings.Join(sections, "")
+	}
+	section := func(media, dir string, port int) string {
+		return "m=" + media + " " + map[bool]string{true: "9", false: "0"}[port != 0] + " UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=" + dir + "\r\n"
+	}
+	tests := []struct {
+		name  string
+		offer string
+		want  int
+	}{
+		{"audio and video sent", offer(section("audio", "sendonly", 9), section("video", "sendrecv", 9)), 2},
+		{"recvonly and inactive", offer(section("audio", "recvonly", 9), section("video", "inactive", 9)), 0},
+		{"rejected section", offer(section("video", "sendonly", 0)), 0},
+		{"data channel only", offer("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"), 0},
+	}
+	for _, tt := range tests {
+		got, err := sendingSections(tt.offer)
+		if err != nil || got != tt.want {
+			t.Errorf("%s: sendingSections = %d, %v; want %d", tt.name, got, err, tt.want)
+		}
+	}
+	if _, err := sendingSections("not sdp"); err == nil {
+		t.Error("garbage parsed as an offer")
+	}
+}
+
+func TestParseFragment(t *testing.T) {
+	body := "a=ice-ufrag:abcd\r\na=ice-pwd:secretsecret\r\n" +
+		"m=audio 9 RTP/AVP 0\r\na=mid:0\r\na=candidate:1 1 udp 2130706431 192.0.2.1 5000 typ host\r\n" +
+		"m=video 9 RTP/AVP 0\r\na=mid:1\r\na=candidate:2 1 udp 16777215 198.51.100.1 6000 typ relay raddr 0.0.0.0 rport 0\r\n" +
+		"a=end-of-candidates\r\n"
+	f := parseFragment(body)
+	if f.ufrag != "abcd" || f.pwd != "secretsecret" || len(f.candidates) != 2 {
+		t.Fatalf("parseFragment = %+v", f)
+	}
+	c := f.candidates[1]
+	if *c.SDPMid != "1" || *c.SDPMLineIndex != 1 || !strings.HasPrefix(c.Candidate, "candidate:2 ") {
+		t.Errorf("second candidate %q mid %s index %d", c.Candidate, *c.SDPMid, *c.SDPMLineIndex)
+	}
+}
+
+func TestRestartOffer(t *testing.T) {
+	offer := "v=0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\nm=audio 9 RTP/AVP 0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\n"
+	got := restartOffer(offer, "new", "newpwd")
+	if strings.Contains(got, "old") || strings.Count(got, "a=ice-ufrag:new\r\n") != 2 || strings.Count(got, "a=ice-pwd:newpwd\r\n") != 2 {
+		t.Errorf("restartOffer = %q", got)
+	}
+	answer := "v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=candidate:1 1 udp 1 192.0.2.1 9 typ host\r\na=rtpmap:0 PCMU/8000\r\n"
+	frag := answerFragment(answer)
+	if strings.Contains(frag, "rtpmap") || !strings.Contains(frag, "a=ice-ufrag:u\r\n") || !strings.Contains(frag, "a=candidate:1 ") {
+		t.Errorf("answerFragment = %q", frag)
+	}
+}
+
+func TestLinkHeaders(t *testing.T) {
+	got := linkHeaders([]auth.ICEServer{
+		{URLs: []string{"stun:192.0.2.1:3478"}},
+		{URLs: []string{"turn:192.0.2.1:3478?transport=udp", "turns:192.0.2.1:5349?transport=tcp"}, Username: "1700000000:sfu-x", Credential: "c=="},
+	})
+	want := []string{
+		`<stun:192.0.2.1:3478>; rel="ice-server"`,
+		`<turn:192.0.2.1:3478?transport=udp>; rel="ice-server"; username="1700000000:sfu-x"; credential="c=="; credential-type="password"`,
+		`<turns:192.0.2.1:5349?transport=tcp>; rel="ice-server"; username="1700000000:sfu-x"; credential="c=="; credential-type="password"`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("linkHeaders =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
