@@ -131,12 +131,14 @@ func (s *Server) printBanner(w io.Writer, cfg *conf.Config) error {
 	if s.sfu == nil || s.sfu.generated == "" {
 		return nil
 	}
-	query, err := s.demoQuery(cfg)
+	pub, sub, err := s.demoTokens(cfg)
 	if err != nil {
 		return err
 	}
+	query := "/?room=demo&pub=" + pub + "&sub=" + sub
 	fmt.Fprintf(w, "No [sfu] token_secret is configured: this run uses a generated one.\n"+
-		"SFU demo page, room demo, with a publish and a subscribe token valid for %s:\n", cfg.SFU.TokenTTL.Duration)
+		"SFU tokens for room demo, valid for %s:\n  publish:   %s\n  subscribe: %s\nSFU demo page:\n",
+		cfg.SFU.TokenTTL.Duration, pub, sub)
 	local, public := s.demoHosts()
 	if local != "" {
 		fmt.Fprintf(w, "  on this machine: http://%s%s\n", local, query)

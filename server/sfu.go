@@ -70,20 +70,16 @@ func (s *Server) sfuICEServers(session string) []auth.ICEServer {
 	return auth.ICEServers(stunURIs, cred)
 }
 
-// demoQuery is the demo page's query with tokens for room demo, for the zero-config
+// demoTokens are a publish and a subscribe token for room demo, for the zero-config
 // banner.
-func (s *Server) demoQuery(cfg *conf.Config) (string, error) {
+func (s *Server) demoTokens(cfg *conf.Config) (pub, sub string, err error) {
 	secret := *s.sfu.tokenSecret.Load()
 	exp := time.Now().Add(cfg.SFU.TokenTTL.Duration)
-	pub, err := auth.NewToken(secret, auth.Claims{Room: "demo", Publish: true, Expiry: exp})
-	if err != nil {
-		return "", err
+	if pub, err = auth.NewToken(secret, auth.Claims{Room: "demo", Publish: true, Expiry: exp}); err != nil {
+		return "", "", err
 	}
-	sub, err := auth.NewToken(secret, auth.Claims{Room: "demo", Subscribe: true, Expiry: exp})
-	if err != nil {
-		return "", err
-	}
-	return "/?room=demo&pub=" + pub + "&sub=" + sub, nil
+	sub, err = auth.NewToken(secret, auth.Claims{Room: "demo", Subscribe: true, Expiry: exp})
+	return pub, sub, err
 }
 
 // demoHosts are where the demo page is reached: over loopback on this machine (a browser
