@@ -137,6 +137,10 @@ func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err e
 	case errors.Is(err, errBadOffer), errors.Is(err, errNoMedia), errors.Is(err, errNotPublish):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
+	case errors.Is(err, errDraining):
+		w.Header().Set("Retry-After", "30")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
 	case err != nil:
 		s.log.Warn("sfu: session failed", "err", err)
 		http.Error(w, err.Error(), http.StatusServiceUnavailable)

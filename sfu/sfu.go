@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -48,6 +49,7 @@ type SFU struct {
 	subAPI   *webrtc.API
 	meters   *meters
 	stopRate chan struct{}
+	draining atomic.Bool
 
 	mu       sync.Mutex
 	rooms    map[string]*room
@@ -196,14 +198,28 @@ func newID() string {
 
 var (
 	errNoStream   = errors.New("no such stream in the room")
+	errDraining   = errors.New("the server is shutting down: no new sessions")
 	errBadOffer   = errors.New("bad SDP offer")
 	errNoSession  = errors.New("no such session")
 	errNoMedia    = errors.New("the offer sends no media")
 	errNotPublish = errors.New("the offer does not send")
 )
 
+// Drain refuses new sessions (503); the live ones go on until they end.
+func (s *SFU) Drain() { s.draining.Store(true) }
+
+// Sessions returns the number of live publishers and subscribers.
+func (s *SFU) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
 // publish answers a WHIP offer: a new stream in room.
 func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, string, error) {
+	if s.draining.Load() {
+		return nil, "", errDraining
+	}
 	expected, err := sendingSections(offer)
 	if err != nil {
 		return nil, "", err
@@ -246,6 +262,9 @@ func (s *SFU) announceWhenReady(st *stream) {
 // subscribe answers a WHEP offer for stream id of room ("" = the room's first stream);
 // layer pins a simulcast layer ("" = automatic).
 func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) (*session, string, error) {
+	if s.draining.Load() {
+		return nil, "", errDraining
+	}
 	st, err := s.findStream(roomName, id)
 	if err != nil {
 		return nil, "", err

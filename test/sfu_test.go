@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -380,4 +381,36 @@ func TestSFUSelfTest(t *testing.T) {
 	waitFor(t, "the self-test's session to end", func() bool {
 		return scrape(t, s.metricsAddr)["ferry_sfu_publishers"] == 0
 	})
+}
+
+// TestSFUDrain: while draining, new WHIP/WHEP sessions get 503 and live ones go on; the
+// process exits once the last one ends.
+func TestSFUDrain(t *testing.T) {
+	s, _ := sfuSetup(t)
+	s.drainTimeout = "20s"
+	f := startFerry(t, s.toml())
+	_, pubSess := publishVideo(t, s, "drain", peerOptions{}, "")
+	sub, got := newSubscriber(t, peerOptions{})
+	subSess, status := signal(t, sub, "http://"+s.sfuAddr+"/whep/drain/"+streamID(pubSess), accessToken(t, "drain", false, true, time.Hour))
+	if status != http.StatusCreated {
+		t.Fatalf("WHEP subscribe: %d", status)
+	}
+	waitConnected(t, sub)
+	f.signal(t, syscall.SIGTERM)
+	f.waitLog(t, `msg="draining: no new allocations"`, 1)
+
+	late := newPublisher(t, peerOptions{}, "")
+	if _, status := signal(t, late.pc, "http://"+s.sfuAddr+"/whip/drain", accessToken(t, "drain", true, false, time.Hour)); status != http.StatusServiceUnavailable {
+		t.Fatalf("WHIP while draining: %d, want 503", status)
+	}
+	got.mu.Lock()
+	before := len(got.counter)
+	got.mu.Unlock()
+	got.waitFor(t, "packets during the drain", func(_ []string, counter []uint32, _ []uint16) bool { return len(counter) > before+20 })
+
+	httpDo(t, http.MethodDelete, subSess.resource, "", "")
+	httpDo(t, http.MethodDelete, pubSess.resource, "", "")
+	if code := f.exit(t, 10*time.Second); code != 0 {
+		t.Fatalf("exit status %d after the last session ended, want 0", code)
+	}
 }
