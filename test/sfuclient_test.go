@@ -76,6 +76,7 @@ func newPeer(t *testing.T, opt peerOptions) *webrtc.PeerConnection {
 	if opt.conn != nil {
 		se.SetICEUDPMux(webrtc.NewICEUDPMux(nil, opt.conn))
 	}
+	se.SetRelayAcceptanceMinWait(0) // relay-only clients have nothing better to wait for
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir), webrtc.WithSettingEngine(se))
 	cfg := webrtc.Configuration{}
 	if opt.relayVia != nil {
