@@ -37,6 +37,7 @@ func (s *Server) startSFU(cfg *conf.Config) error {
 		PublicIP:    s.relays.v4.Public,
 		TokenSecret: func() string { return *side.tokenSecret.Load() },
 		ICEServers:  s.sfuICEServers,
+		PermitPeer:  s.relays.policy.PermitAddr,
 		Log:         s.log,
 		Metrics:     s.metrics,
 	})

@@ -58,7 +58,7 @@ func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	feed := make(chan event, 64)
+	feed := newFeed()
 	s.mu.Lock()
 	room := s.room(name)
 	room.feeds[feed] = struct{}{}
@@ -87,7 +87,9 @@ func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case ev := <-feed:
+		case <-feed.lagged:
+			return
+		case ev := <-feed.events:
 			fmt.Fprintf(w, "event: %s\ndata: %s\n\n", ev.name, ev.data)
 		case <-keepAlive.C:
 			fmt.Fprint(w, ": keep-alive\n\n")

@@ -196,7 +196,7 @@ func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for _, c := range frag.candidates {
-		if err := sess.pc.AddICECandidate(c); err != nil {
+		if err := s.addCandidate(sess, c); err != nil {
 			http.Error(w, "bad candidate: "+err.Error(), http.StatusBadRequest)
 			return
 		}
@@ -208,13 +208,13 @@ func (s *SFU) restartICE(w http.ResponseWriter, r *http.Request, sess *session, 
 	offer := restartOffer(sess.pc.RemoteDescription().SDP, frag.ufrag, frag.pwd)
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	answer, err := s.answer(ctx, sess.pc, offer)
+	answer, err := s.answer(ctx, sess, offer)
 	if err != nil {
 		http.Error(w, "ICE restart: "+err.Error(), http.StatusBadRequest)
 		return
 	}
 	for _, c := range frag.candidates {
-		_ = sess.pc.AddICECandidate(c)
+		_ = s.addCandidate(sess, c)
 	}
 	w.Header().Set("Content-Type", "application/trickle-ice-sdpfrag")
 	w.WriteHeader(http.StatusOK)
@@ -242,8 +242,7 @@ func (s *SFU) handleLayer(w http.ResponseWriter, r *http.Request) {
 	rid := r.FormValue("layer")
 	for _, d := range sess.sub.downs {
 		if d.track.kind == webrtc.RTPCodecTypeVideo {
-			d.auto.Store(rid == "")
-			d.setTarget(d.track.pick(rid, d.estimate.Load()))
+			d.pin(rid)
 		}
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -4,14 +4,24 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 )
 
 // room is a set of streams and of event feeds watching them. Guarded by SFU.mu.
 type room struct {
 	name    string
 	streams map[string]*stream
-	feeds   map[chan event]struct{}
+	feeds   map[*feed]struct{}
 }
+
+// feed is one client of a room's event feed.
+type feed struct {
+	events chan event
+	lagged chan struct{} // closed when an event could not be queued
+	once   sync.Once
+}
+
+func newFeed() *feed { return &feed{events: make(chan event, 64), lagged: make(chan struct{})} }
 
 // event is one message of a room's event feed (server-sent events).
 type event struct {
@@ -60,15 +70,17 @@ func (r *room) announce(name string, v any) {
 	}
 }
 
-// announceTo sends an event to one feed; a feed too slow to keep up loses it rather than
-// blocking the SFU.
-func (r *room) announceTo(feed chan event, name string, v any) {
+// announceTo sends an event to one feed. A feed too slow to keep up is cut rather than
+// allowed to block the SFU or silently miss a stream-end: its EventSource reconnects and
+// gets a fresh snapshot.
+func (r *room) announceTo(f *feed, name string, v any) {
 	data, err := json.Marshal(v)
 	if err != nil {
 		return
 	}
 	select {
-	case feed <- event{name: name, data: data}:
+	case f.events <- event{name: name, data: data}:
 	default:
+		f.once.Do(func() { close(f.lagged) })
 	}
 }

@@ -35,6 +35,9 @@ type Config struct {
 	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for the
 	// named session, that WHIP/WHEP answers advertise in Link headers.
 	ICEServers func(session string) []auth.ICEServer
+	// PermitPeer says which remote candidate addresses the SFU may send to (the relay's
+	// peer policy); nil permits every one.
+	PermitPeer func(netip.AddrPort) bool
 	Log        *slog.Logger
 	Metrics    *metrics.Set // nil keeps the metrics private
 }
@@ -48,18 +51,20 @@ type SFU struct {
 	pubAPI   *webrtc.API
 	subAPI   *webrtc.API
 	meters   *meters
+	gate     candidateGate
 	stopRate chan struct{}
 	draining atomic.Bool
 
-	mu       sync.Mutex
-	rooms    map[string]*room
-	sessions map[string]*session
+	mu        sync.Mutex
+	rooms     map[string]*room
+	sessions  map[string]*session
+	streamSeq uint64 // orders streams by start, for "the room's first publisher"
 }
 
 // New takes a port from the pool, opens the ICE socket on it and starts the SFU.
 func New(cfg Config) (*SFU, error) {
 	s := &SFU{cfg: cfg, log: cfg.Log, rooms: map[string]*room{}, sessions: map[string]*session{},
-		stopRate: make(chan struct{})}
+		gate: candidateGate{permit: cfg.PermitPeer}, stopRate: make(chan struct{})}
 	set := cfg.Metrics
 	if set == nil {
 		set = metrics.NewSet()
@@ -78,6 +83,7 @@ func New(cfg Config) (*SFU, error) {
 	}
 	if err != nil {
 		_ = s.mux.Close()
+		s.cfg.Pool.Put(s.port)
 		return nil, err
 	}
 	go s.measureLoop()
@@ -182,9 +188,10 @@ func (s *SFU) count() counts {
 
 // session is one WHIP or WHEP resource: a publisher (stream set) or a subscriber.
 type session struct {
-	id     string
-	room   string
-	pc     *webrtc.PeerConnection
+	id         string
+	room       string
+	pc         *webrtc.PeerConnection
+	candidates atomic.Int32 // remote candidates taken, offer and PATCHes together
 	stream *stream       // publisher
 	sub    *subscription // subscriber
 	once   sync.Once
@@ -233,7 +240,7 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, st
 	}
 	sess := &session{id: newID(), room: roomName, pc: pc}
 	sess.stream = newStream(sess.id, roomName, pc, expected, s.meters)
-	answer, err := s.answer(ctx, pc, offer)
+	answer, err := s.answer(ctx, sess, offer)
 	if err != nil {
 		_ = pc.Close()
 		return nil, "", err
@@ -241,6 +248,8 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, st
 	s.watch(sess)
 	s.mu.Lock()
 	s.sessions[sess.id] = sess
+	s.streamSeq++
+	sess.stream.seq = s.streamSeq
 	r := s.room(roomName)
 	r.streams[sess.id] = sess.stream
 	s.mu.Unlock()
@@ -277,11 +286,11 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
 	sess := &session{id: newID(), room: roomName, pc: pc}
-	sub := &subscription{stream: st, pc: pc}
+	sub := &subscription{stream: st, pc: pc, sess: sess}
 	sess.sub = sub
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+	if err := s.setOffer(sess, offer); err != nil {
 		_ = pc.Close()
-		return nil, "", fmt.Errorf("%w: %v", errBadOffer, err)
+		return nil, "", err
 	}
 	for _, t := range st.trackList() {
 		local, err := webrtc.NewTrackLocalStaticRTP(t.codec.RTPCodecCapability, t.id, st.id)
@@ -305,7 +314,15 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 		_ = pc.Close()
 		return nil, "", err
 	}
-	if !st.attach(sub) {
+	// Attached and registered in one step: a publisher ending now either sees this
+	// subscriber (and ends it) or refuses it.
+	s.mu.Lock()
+	attached := st.attach(sub)
+	if attached {
+		s.sessions[sess.id] = sess
+	}
+	s.mu.Unlock()
+	if !attached {
 		_ = pc.Close()
 		return nil, "", errNoStream
 	}
@@ -313,9 +330,6 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 		d.track.addDown(d)
 	}
 	s.watch(sess)
-	s.mu.Lock()
-	s.sessions[sess.id] = sess
-	s.mu.Unlock()
 	s.log.Info("sfu: subscribing", "room", roomName, "stream", st.id, "session", sess.id, "layer", layer)
 	return sess, answer, nil
 }
@@ -336,7 +350,7 @@ func (s *SFU) findStream(roomName, id string) (*stream, error) {
 	}
 	var first *stream
 	for _, st := range r.streams {
-		if first == nil || st.id < first.id {
+		if first == nil || st.seq < first.seq {
 			first = st
 		}
 	}
@@ -350,18 +364,37 @@ func (s *SFU) findStream(roomName, id string) (*stream, error) {
 func (s *SFU) room(name string) *room {
 	r, ok := s.rooms[name]
 	if !ok {
-		r = &room{name: name, streams: map[string]*stream{}, feeds: map[chan event]struct{}{}}
+		r = &room{name: name, streams: map[string]*stream{}, feeds: map[*feed]struct{}{}}
 		s.rooms[name] = r
 	}
 	return r
 }
 
 // answer applies a remote offer and returns the complete local answer.
-func (s *SFU) answer(ctx context.Context, pc *webrtc.PeerConnection, offer string) (string, error) {
-	if err := pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
-		return "", fmt.Errorf("%w: %v", errBadOffer, err)
+func (s *SFU) answer(ctx context.Context, sess *session, offer string) (string, error) {
+	if err := s.setOffer(sess, offer); err != nil {
+		return "", err
 	}
-	return s.answerRemote(ctx, pc)
+	return s.answerRemote(ctx, sess.pc)
+}
+
+// setOffer applies a remote offer with only the candidates the gate allows.
+func (s *SFU) setOffer(sess *session, offer string) error {
+	offer, kept := s.gate.filterOffer(offer)
+	sess.candidates.Store(int32(kept))
+	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
+		return fmt.Errorf("%w: %v", errBadOffer, err)
+	}
+	return nil
+}
+
+// addCandidate gives the session one trickled candidate, unless the gate refuses it or
+// the session has used up its candidates; refused candidates are skipped, not errors.
+func (s *SFU) addCandidate(sess *session, c webrtc.ICECandidateInit) error {
+	if !s.gate.allow(c.Candidate) || sess.candidates.Add(1) > maxRemoteCandidates {
+		return nil
+	}
+	return sess.pc.AddICECandidate(c)
 }
 
 // answerRemote creates the answer to the remote offer already applied, and waits for its
@@ -390,7 +423,7 @@ func (s *SFU) watch(sess *session) {
 		case webrtc.PeerConnectionStateConnected:
 			if sess.sub != nil {
 				for _, d := range sess.sub.downs {
-					d.track.keyframe(*d.target.Load())
+					d.track.keyframe(d.target())
 				}
 			}
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
@@ -399,7 +432,7 @@ func (s *SFU) watch(sess *session) {
 	})
 }
 
-// lookup returns the session id of room.
+// lookup returns the session with id.
 func (s *SFU) lookup(id string) (*session, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -431,24 +464,11 @@ func (s *SFU) end(sess *session) {
 		}
 		for _, sub := range subs {
 			sub.goodbye()
-			if other, ok := s.sessionOf(sub); ok {
-				s.end(other)
-			}
+			s.end(sub.sess)
 		}
 		_ = sess.pc.Close()
 		s.log.Info("sfu: session ended", "room", sess.room, "session", sess.id, "publisher", sess.stream != nil)
 	})
-}
-
-func (s *SFU) sessionOf(sub *subscription) (*session, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, sess := range s.sessions {
-		if sess.sub == sub {
-			return sess, true
-		}
-	}
-	return nil, false
 }
 
 // dropEmptyRoom forgets a room with no streams and no feeds; s.mu is held.

@@ -18,6 +18,7 @@ const readyTimeout = 5 * time.Second
 // stream is what one publisher sends: its tracks, and the subscribers watching it.
 type stream struct {
 	id, room string
+	seq      uint64 // start order in the SFU; guarded by SFU.mu
 	pc       *webrtc.PeerConnection
 	meters   *meters
 	expected int // tracks the publisher's offer sends
@@ -57,8 +58,7 @@ func (st *stream) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	st.mu.Unlock()
 	l := t.addLayer(remote)
 	if ok {
-		// A layer that appears late: subscribers following the best layer may want it.
-		t.measure(time.Second)
+		t.repick() // a layer that appears late may be the one automatic subscribers want
 	}
 	go st.readLayer(t, l, remote)
 }
@@ -147,6 +147,7 @@ func (st *stream) end() []*subscription {
 // subscription is one subscriber watching one stream.
 type subscription struct {
 	stream *stream
+	sess   *session
 	pc     *webrtc.PeerConnection
 	downs  []*downTrack
 }
@@ -163,7 +164,7 @@ func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.track.keyframe(*d.target.Load())
+				d.track.keyframe(d.target())
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
 				d.estimate.Store(uint64(p.Bitrate))
 			case *rtcp.TransportLayerNack:

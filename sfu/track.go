@@ -108,8 +108,9 @@ func (t *track) pick(requested string, estimate uint64) string {
 // forward offers one packet of layer rid to every downTrack.
 func (t *track) forward(l *layer, p *rtp.Packet, size int) {
 	l.bytes.Add(uint64(size))
+	now := time.Now().UnixNano()
 	for _, d := range *t.downs.Load() {
-		if d.write(l.rid, p) {
+		if d.write(l.rid, p, now) {
 			t.meters.forwarded(size)
 		}
 	}
@@ -163,9 +164,12 @@ func (t *track) measure(elapsed time.Duration) {
 		l.bitrate.Store(l.bytes.Swap(0) * 8 * uint64(time.Second) / uint64(max(elapsed, time.Millisecond)))
 	}
 	t.mu.Unlock()
+	t.repick()
+}
+
+// repick moves automatic subscribers to the layer their estimate affords.
+func (t *track) repick() {
 	for _, d := range *t.downs.Load() {
-		if d.auto.Load() {
-			d.setTarget(t.pick("", d.estimate.Load()))
-		}
+		d.follow()
 	}
 }

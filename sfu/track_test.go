@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/rtp"
@@ -50,6 +51,8 @@ func TestPick(t *testing.T) {
 
 // TestDownTrackSwitch: a downTrack starts at a keyframe of its layer, switches only at a
 // keyframe of the new one (which it asks for), and numbers its packets without a gap.
+// The publisher's numbers start past 32768 (half of all streams do), where a signed
+// comparison with the initial state used to lose track.
 func TestDownTrackSwitch(t *testing.T) {
 	tr, plis := testTrack(t, nil, "h", "l")
 	local, err := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
@@ -58,48 +61,70 @@ func TestDownTrackSwitch(t *testing.T) {
 	}
 	d := newDownTrack(tr, local, "h")
 	key, inter := []byte{0x10, 0x00}, []byte{0x10, 0x01}
-	pkt := func(seq uint16, ts uint32, payload []byte) *rtp.Packet {
-		return &rtp.Packet{Header: rtp.Header{SequenceNumber: seq, Timestamp: ts}, Payload: payload}
-	}
-	steps := []struct {
+	type step struct {
 		rid     string
-		p       *rtp.Packet
-		written bool
 		seq     uint16
-	}{
-		{"h", pkt(500, 9000, inter), false, 0}, // no keyframe yet
-		{"l", pkt(70, 100, key), false, 0},     // not the layer followed
-		{"h", pkt(501, 9090, key), true, 501},
-		{"h", pkt(502, 9180, inter), true, 502},
+		ts      uint32
+		payload []byte
+		written bool
+		outSeq  uint16
 	}
-	for i, s := range steps {
-		if got := d.write(s.rid, s.p); got != s.written || (got && d.out.SequenceNumber != s.seq) {
-			t.Fatalf("step %d: written %v seq %d; want %v seq %d", i, got, d.out.SequenceNumber, s.written, s.seq)
+	const ms = int64(time.Millisecond)
+	run := func(name string, steps []step, at int64) {
+		t.Helper()
+		for i, s := range steps {
+			p := &rtp.Packet{Header: rtp.Header{SequenceNumber: s.seq, Timestamp: s.ts}, Payload: s.payload}
+			if err := p.SetExtension(4, []byte("1")); err != nil {
+				t.Fatal(err)
+			}
+			got := d.write(s.rid, p, at+int64(i)*10*ms)
+			if got != s.written || (got && d.out.SequenceNumber != s.outSeq) {
+				t.Fatalf("%s step %d: written %v seq %d; want %v seq %d", name, i, got, d.out.SequenceNumber, s.written, s.outSeq)
+			}
+			if got && (d.out.Extension || len(d.out.Extensions) > 0) {
+				t.Fatalf("%s step %d: the publisher's header extensions were forwarded", name, i)
+			}
 		}
 	}
-	d.setTarget("l")
+	run("start", []step{
+		{"h", 40000, 9000, inter, false, 0}, // no keyframe yet
+		{"l", 70, 100, key, false, 0},       // not the layer followed
+		{"h", 40001, 9900, key, true, 40001},
+		{"h", 40002, 10800, inter, true, 40002},
+	}, 0)
+	d.pin("l")
 	if len(*plis) != 1 || (*plis)[0] != 101 {
 		t.Fatalf("keyframe requests %v, want one for layer l (SSRC 101)", *plis)
 	}
-	switchSteps := []struct {
-		rid     string
-		p       *rtp.Packet
-		written bool
-		seq     uint16
-	}{
-		{"l", pkt(71, 190, inter), false, 0}, // l is wanted, but not at an interframe
-		{"h", pkt(503, 9270, inter), true, 503},
-		{"l", pkt(72, 280, key), true, 504}, // the switch: numbering goes on
-		{"h", pkt(504, 9360, inter), false, 0},
-		{"l", pkt(73, 370, inter), true, 505},
+	lastTS := d.out.Timestamp
+	run("switch", []step{
+		{"l", 71, 190, inter, false, 0}, // l is wanted, but not at an interframe
+		{"h", 40003, 11700, inter, true, 40003},
+		{"l", 72, 280, key, true, 40004}, // the switch: numbering goes on
+		{"h", 40004, 12600, inter, false, 0},
+		{"l", 73, 370, inter, true, 40005},
+	}, 100*ms)
+	// The switch came 10 ms after the last h packet: 900 ticks at 90 kHz, then l's own 90.
+	if want := lastTS + 900 + 900 + 90; d.out.Timestamp != want {
+		t.Errorf("timestamp after the switch %d, want %d", d.out.Timestamp, want)
 	}
-	for i, s := range switchSteps {
-		if got := d.write(s.rid, s.p); got != s.written || (got && d.out.SequenceNumber != s.seq) {
-			t.Fatalf("switch step %d: written %v seq %d; want %v seq %d", i, got, d.out.SequenceNumber, s.written, s.seq)
-		}
+}
+
+// TestPinWinsOverFollow: an automatic move computed before a pin does not undo it.
+func TestPinWinsOverFollow(t *testing.T) {
+	tr, _ := testTrack(t, map[string]uint64{"h": 2_000_000, "l": 100_000}, "h", "l")
+	local, _ := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
+	d := newDownTrack(tr, local, "")
+	d.estimate.Store(300_000)
+	d.pin("h")
+	d.follow()
+	if c := d.want.Load(); c.rid != "h" || c.auto {
+		t.Fatalf("after a pin to h and an automatic move: %+v", *c)
 	}
-	if d.out.Timestamp <= 9270 {
-		t.Errorf("timestamp went back across the switch: %d", d.out.Timestamp)
+	d.pin("")
+	d.follow()
+	if c := d.want.Load(); c.rid != "l" || !c.auto {
+		t.Fatalf("back to automatic with a 300 kbit/s estimate: %+v, want l", *c)
 	}
 }
 
