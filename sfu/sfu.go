@@ -191,10 +191,10 @@ type session struct {
 	id         string
 	room       string
 	pc         *webrtc.PeerConnection
-	candidates atomic.Int32 // remote candidates taken, offer and PATCHes together
-	stream *stream       // publisher
-	sub    *subscription // subscriber
-	once   sync.Once
+	candidates atomic.Int32  // remote candidates taken, offer and PATCHes together
+	stream     *stream       // publisher
+	sub        *subscription // subscriber
+	once       sync.Once
 }
 
 func newID() string {
