@@ -9,11 +9,12 @@ import (
 )
 
 const (
-	// maxLimitedIPs bounds the limiter's memory under a flood from spoofed sources. When
-	// that many sources are being limited at once, new ones are refused until a sweep.
+	// maxLimitedIPs bounds the limiter's memory under a flood from spoofed sources.
 	maxLimitedIPs = 1 << 16
-	// sweepEvery is how often sources that are back to a full bucket are forgotten.
-	sweepEvery = time.Minute
+	// sweepEvery is how often sources that are back to a full bucket are forgotten; a
+	// full table is swept at most every sweepFullEvery.
+	sweepEvery     = time.Minute
+	sweepFullEvery = time.Second
 )
 
 // ipLimiter caps the answers Ferry sends per source IP to requests without valid
@@ -43,7 +44,12 @@ func (l *ipLimiter) set(perSecond int) {
 	l.ips = map[netip.Addr]*rate.Limiter{}
 }
 
-// allow reports whether ip may get one more answer now.
+// allow reports whether ip may get one more answer now. IPv6 sources count by /64, the
+// block one subscriber usually holds.
+//
+// When the table is full even after a sweep, a new source is answered untracked: a flood
+// spread over that many addresses aims at no single victim, and refusing every new source
+// would lock legitimate clients out for as long as the flood lasts.
 func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -53,15 +59,29 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	if now.Sub(l.swept) >= sweepEvery {
 		l.sweep(now)
 	}
-	lim, ok := l.ips[ip]
+	key := sourceKey(ip)
+	lim, ok := l.ips[key]
 	if !ok {
+		if len(l.ips) >= maxLimitedIPs && now.Sub(l.swept) >= sweepFullEvery {
+			l.sweep(now)
+		}
 		if len(l.ips) >= maxLimitedIPs {
-			return false
+			return true
 		}
 		lim = rate.NewLimiter(rate.Limit(l.perSec), l.perSec)
-		l.ips[ip] = lim
+		l.ips[key] = lim
 	}
 	return lim.AllowN(now, 1)
+}
+
+// sourceKey is what the limit counts by: the IPv4 address, or the IPv6 /64.
+func sourceKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip
+	}
+	p, _ := ip.Prefix(64)
+	return p.Addr()
 }
 
 // sweep forgets sources whose bucket has refilled: they are not being limited.

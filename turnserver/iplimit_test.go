@@ -40,19 +40,40 @@ func TestIPLimiter(t *testing.T) {
 	}
 }
 
-func TestIPLimiterBoundedMemory(t *testing.T) {
+// TestIPLimiterFull: a flood from more sources than the table holds neither grows it nor
+// locks new sources out; idle entries go at the next sweep, at most a second later.
+func TestIPLimiterFull(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	l := newIPLimiter(1)
 	base := netip.MustParseAddr("10.0.0.0").As4()
-	for i := range maxLimitedIPs {
+	for i := range maxLimitedIPs + 100 {
 		ip := base
-		ip[2], ip[3] = byte(i>>8), byte(i)
+		ip[1], ip[2], ip[3] = byte(i>>16), byte(i>>8), byte(i)
 		l.allow(netip.AddrFrom4(ip), now)
 	}
-	if l.allow(netip.MustParseAddr("192.0.2.9"), now) {
-		t.Fatal("a new source was tracked beyond maxLimitedIPs")
+	if n := len(l.ips); n != maxLimitedIPs {
+		t.Fatalf("%d sources tracked, want the cap %d", n, maxLimitedIPs)
 	}
-	if !l.allow(netip.MustParseAddr("192.0.2.9"), now.Add(sweepEvery+time.Second)) {
-		t.Fatal("a new source is still refused after the sweep freed idle entries")
+	newcomer := netip.MustParseAddr("192.0.2.9")
+	if !l.allow(newcomer, now) {
+		t.Fatal("a new source was refused while the table is full")
+	}
+	later := now.Add(sweepFullEvery + 10*time.Millisecond)
+	l.allow(newcomer, later)
+	if n := len(l.ips); n != 1 {
+		t.Fatalf("%d sources tracked after the sweep of a full table, want 1 (the newcomer)", n)
+	}
+}
+
+func TestIPLimiterIPv6Slash64(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newIPLimiter(2)
+	for i, ip := range []string{"2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::3"} {
+		if got := l.allow(netip.MustParseAddr(ip), now); got != (i < 2) {
+			t.Fatalf("answer %d from %s in one /64: %v", i+1, ip, got)
+		}
+	}
+	if !l.allow(netip.MustParseAddr("2001:db8:1:3::1"), now) {
+		t.Fatal("another /64 shares the limit")
 	}
 }
