@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -22,14 +23,22 @@ type httpServer struct {
 	addr net.Addr
 }
 
+// close lets requests in flight finish for a second, then cuts what is left (event feeds).
 func (h *httpServer) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	_ = h.srv.Shutdown(ctx)
+	if h.srv.Shutdown(ctx) != nil {
+		_ = h.srv.Close()
+	}
 }
 
-// startHTTP opens the metrics and admin endpoints that cfg enables.
+// startHTTP opens the SFU, metrics and admin endpoints that cfg enables.
 func (s *Server) startHTTP(cfg *conf.Config) error {
+	if s.sfu != nil {
+		if err := s.serveHTTP(cfg, "sfu", "sfu.http", cfg.SFU.HTTP, s.sfu.handler); err != nil {
+			return err
+		}
+	}
 	if err := s.serveHTTP(cfg, "metrics", "metrics.listen", cfg.Metrics.Listen, s.metricsHandler()); err != nil {
 		return err
 	}
@@ -48,6 +57,7 @@ func (s *Server) serveHTTP(cfg *conf.Config, name, key, addr string, handler htt
 	h := &httpServer{name: name, addr: ln.Addr(), srv: &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       time.Minute, // no write or read timeout: event feeds are long
 	}}
 	s.http = append(s.http, h)
 	go func() {
@@ -126,9 +136,16 @@ func (s *Server) adminHandler() http.Handler {
 }
 
 // requireToken checks the bearer token, read at each request so a reload can change it.
+// A web page must not drive the admin API from the operator's browser: requests carrying
+// an Origin are refused, and without a token only a loopback Host is accepted (DNS
+// rebinding would give another name).
 func (s *Server) requireToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token := s.cfg.Load().Admin.Token
+		if r.Header.Get("Origin") != "" || (token == "" && !loopbackHost(r.Host)) {
+			writeJSON(w, http.StatusForbidden, map[string]string{"error": "not from a browser page, and only over loopback without a token"})
+			return
+		}
 		got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if token != "" && subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry admin"`)
@@ -137,6 +154,18 @@ func (s *Server) requireToken(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine over loopback.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	return err == nil && ip.IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -118,8 +118,8 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 		UnauthenticatedRate: next.Limits.UnauthenticatedPerIPRate,
 	})
 	s.level.Set(next.Log.SlogLevel())
-	if s.sfu != nil {
-		s.sfu.setSecret(next.SFU.TokenSecret)
+	if s.sfu != nil && s.sfu.setSecret(next.SFU.TokenSecret) {
+		s.log.Warn("sfu.token_secret is now empty: a random one was generated; tokens signed before are refused")
 	}
 	added, removed := userChanges(running.users, creds.users)
 	sums := fingerprints(certs)

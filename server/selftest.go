@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pion/webrtc/v4"
@@ -68,9 +69,10 @@ func (s *Server) selfTest(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	connected := make(chan struct{})
+	var once sync.Once // the state may come back to connected
 	pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		if state == webrtc.PeerConnectionStateConnected {
-			close(connected)
+			once.Do(func() { close(connected) })
 		}
 	})
 	resource, err := s.selfTestPublish(ctx, pc)

@@ -77,6 +77,10 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.certSums = fingerprints(certs)
 	s.quota = relay.NewQuota(cfg.Limits.AllocationsPerUser, cfg.Limits.AllocationsTotal)
+	// The SFU exists before TURN serves: TURN asks it for its address (peerLimit).
+	if err := s.newSFU(cfg); err != nil {
+		return nil, err
+	}
 	s.turn, err = turnserver.New(turnserver.Config{
 		Realm:               cfg.Server.Realm,
 		Software:            cfg.Server.Software,
@@ -88,8 +92,10 @@ func Start(opts Options) (*Server, error) {
 		Log:                 s.log,
 		UnauthenticatedRate: cfg.Limits.UnauthenticatedPerIPRate,
 		Metrics:             s.metrics,
+		PeerLimit:           s.peerLimit,
 	})
 	if err != nil {
+		_ = s.Close()
 		var le *turnserver.ListenError
 		if errors.As(err, &le) {
 			return nil, cfg.Errorf(fmt.Sprintf("listen[%d].addr", le.Index), "%v", le.Err)
@@ -97,10 +103,6 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.registerMetrics(opts.Version)
-	if err := s.startSFU(cfg); err != nil {
-		_ = s.Close()
-		return nil, err
-	}
 	if err := s.startHTTP(cfg); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -159,6 +161,9 @@ func (s *Server) Close() error {
 	}
 	if s.sfu != nil {
 		_ = s.sfu.sfu.Close()
+	}
+	if s.turn == nil {
+		return nil
 	}
 	return s.turn.Close()
 }

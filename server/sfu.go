@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +13,19 @@ import (
 	"github.com/ferry-rtc/ferry/sfu/demo"
 )
 
+// sfuTURNUser starts the user part of the TURN credentials minted for SFU clients. Such a
+// user may relay to the SFU only (see peerLimit): a viewer's token must not buy a general
+// purpose relay.
+const sfuTURNUser = "sfu-"
+
+// peerLimit is the turnserver's PeerLimit: users of SFU credentials reach the SFU only.
+func (s *Server) peerLimit(user string) (netip.AddrPort, bool) {
+	if s.sfu == nil || !strings.HasPrefix(user, sfuTURNUser) {
+		return netip.AddrPort{}, false
+	}
+	return s.sfu.sfu.ICEAddr(), true
+}
+
 // sfuSide is the co-hosted SFU and what it reads from the running config.
 type sfuSide struct {
 	sfu         *sfu.SFU
@@ -20,16 +34,16 @@ type sfuSide struct {
 	generated   string                 // the generated token secret, kept across reloads
 }
 
-// startSFU opens the SFU on a pool port and its HTTP endpoint, when [sfu] enables it.
-func (s *Server) startSFU(cfg *conf.Config) error {
+// newSFU opens the SFU on a pool port, when [sfu] enables it; startHTTP serves it.
+func (s *Server) newSFU(cfg *conf.Config) error {
 	if !cfg.SFU.Enabled {
 		return nil
 	}
 	side := &sfuSide{}
-	if cfg.SFU.TokenSecret == "" {
-		side.generated = randomSecret()
-	}
 	side.setSecret(cfg.SFU.TokenSecret)
+	if len(s.currentCreds().secrets()) == 0 {
+		s.log.Warn("no TURN REST secret: SFU clients get no TURN credentials and cannot relay; set [auth] secrets")
+	}
 	var err error
 	side.sfu, err = sfu.New(sfu.Config{
 		Pool:        s.relays.allocator.Pool(),
@@ -46,15 +60,20 @@ func (s *Server) startSFU(cfg *conf.Config) error {
 	}
 	side.handler = side.sfu.Handler(http.FileServerFS(demo.Files))
 	s.sfu = side
-	return s.serveHTTP(cfg, "sfu", "sfu.http", cfg.SFU.HTTP, side.handler)
+	return nil
 }
 
-// setSecret makes secret the token secret, or the generated one when secret is "".
-func (side *sfuSide) setSecret(secret string) {
+// setSecret makes secret the token secret, or the generated one when secret is ""; a
+// generated one is made the first time it is needed, and reported.
+func (side *sfuSide) setSecret(secret string) (generated bool) {
 	if secret == "" {
+		if side.generated == "" {
+			side.generated, generated = randomSecret(), true
+		}
 		secret = side.generated
 	}
 	side.tokenSecret.Store(&secret)
+	return generated
 }
 
 // sfuICEServers are the STUN and TURN servers a WHIP/WHEP session is told about, with a
@@ -66,7 +85,7 @@ func (s *Server) sfuICEServers(session string) []auth.ICEServer {
 	if len(secrets) == 0 {
 		return auth.ICEServers(stunURIs, auth.RESTResponse{})
 	}
-	cred := auth.NewRESTResponse(secrets[0], "sfu-"+session[:min(8, len(session))],
+	cred := auth.NewRESTResponse(secrets[0], sfuTURNUser+session[:min(8, len(session))],
 		cfg.SFU.TURNCredentialTTL.Duration, time.Now(), turnURIs)
 	return auth.ICEServers(stunURIs, cred)
 }

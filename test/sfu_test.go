@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/testkit"
 )
 
 // publishVideo starts a publisher of the given layers in room and returns it with its
@@ -352,7 +354,8 @@ func TestSFUTokens(t *testing.T) {
 }
 
 // checkLinks: the Link headers name the STUN and TURN listeners (RFC 9725 section 4.6),
-// and the TURN credential they carry makes an allocation.
+// and the TURN credential they carry makes an allocation that reaches the SFU's address
+// and nothing else.
 func checkLinks(t *testing.T, links []string, port int) {
 	t.Helper()
 	servers := iceServersFromLinks(t, links)
@@ -368,6 +371,10 @@ func checkLinks(t *testing.T, links []string, port int) {
 	}
 	c := dialRaw(t, "udp", listener, servers[1].Username, servers[1].Credential.(string))
 	c.allocate()
+	mustSucceed(t, "CreatePermission for the SFU's address",
+		c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.MustParseAddrPort("127.0.0.1:9"))))
+	mustCode(t, "CreatePermission for another peer with an SFU credential",
+		c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.MustParseAddrPort("198.51.100.7:5000"))), stun.CodeForbidden)
 	mustSucceed(t, "Refresh 0", c.request(stun.MethodRefresh, lifetime(0)))
 }
 

@@ -39,8 +39,10 @@ type guard struct {
 	sessions *sessions
 	meters   *meters
 	unauth   *ipLimiter
-	log      *slog.Logger
-	logLimit *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
+	// peerLimit returns the one peer address a user may use, if it is limited to one.
+	peerLimit func(user string) (netip.AddrPort, bool)
+	log       *slog.Logger
+	logLimit  *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
 
 	draining  atomic.Bool
 	alternate atomic.Pointer[stun.AlternateServer] // while draining: answer Allocate 300 with it
@@ -184,20 +186,46 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 			return stun.CodeWrongCredentials, nil, true
 		}
 	}
-	var op int
-	switch m.Type.Method {
-	case stun.MethodChannelBind:
-		op = deniedChannelBind
-	case stun.MethodConnect:
-		op = deniedConnect
-	default:
-		return 0, nil, false
-	}
-	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
+	if op, ok := peerOps[m.Type.Method]; ok && !g.permitPeers(m, user, op) {
 		g.meters.peerDenied[op].Add(1)
 		return stun.CodeForbidden, nil, true
 	}
 	return 0, nil, false
+}
+
+// peerOps are the requests that name peers, by the label of their denials.
+var peerOps = map[stun.Method]int{
+	stun.MethodCreatePermission: deniedCreatePermission,
+	stun.MethodChannelBind:      deniedChannelBind,
+	stun.MethodConnect:          deniedConnect,
+}
+
+// permitPeers checks every XOR-PEER-ADDRESS of a request against the peer policy
+// (CreatePermission is checked by pion's PermissionHandler) and against the user's peer
+// limit: a user limited to one address (the SFU's clients, limited to the SFU) may name no
+// other.
+func (g *guard) permitPeers(m *stun.Message, user string, op int) bool {
+	var only netip.AddrPort
+	limited := false
+	if g.peerLimit != nil {
+		only, limited = g.peerLimit(user)
+	}
+	for _, a := range m.Attributes {
+		if a.Type != stun.AttrXORPeerAddress {
+			continue
+		}
+		peer, ok := xorPeerAddress(a.Value, m.TransactionID)
+		if !ok {
+			continue // pion answers a malformed address itself
+		}
+		if limited && (peer.Addr().Unmap() != only.Addr() || (op != deniedCreatePermission && peer.Port() != only.Port())) {
+			return false
+		}
+		if op != deniedCreatePermission && !g.policy.PermitAddr(peer) {
+			return false
+		}
+	}
+	return true
 }
 
 // drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the
@@ -238,13 +266,21 @@ func (g *guard) permitSend(m *stun.Message) bool {
 // allocates the IP.
 func peerAddr(m *stun.Message) (netip.AddrPort, bool) {
 	v, err := m.Get(stun.AttrXORPeerAddress)
-	if err != nil || len(v) < 4 {
+	if err != nil {
 		return netip.AddrPort{}, false
 	}
-	// The address is XORed with the magic cookie followed by the transaction ID.
+	return xorPeerAddress(v, m.TransactionID)
+}
+
+// xorPeerAddress decodes the value of an XOR-PEER-ADDRESS attribute: the address is XORed
+// with the magic cookie followed by the transaction ID.
+func xorPeerAddress(v []byte, txID [stun.TransactionIDSize]byte) (netip.AddrPort, bool) {
+	if len(v) < 4 {
+		return netip.AddrPort{}, false
+	}
 	var key [16]byte
 	binary.BigEndian.PutUint32(key[:4], magicCookie)
-	copy(key[4:], m.TransactionID[:])
+	copy(key[4:], txID[:])
 	port := binary.BigEndian.Uint16(v[2:4]) ^ binary.BigEndian.Uint16(key[:2])
 	switch {
 	case v[1] == 0x01 && len(v) == 8:

@@ -144,6 +144,21 @@ func writeRelayTotals(w io.Writer, alloc *relay.Allocator) {
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"peer_to_client\"} %d\n", u.FromPeerBytes)
 }
 
+// allocationCreated and allocationEnded count an allocation under its labels; one whose
+// transport Ferry could not name is left out rather than given a label of its own.
+func (m *meters) allocationCreated(k allocKey) {
+	if c, ok := m.created[k]; ok {
+		c.Inc()
+		m.active[k].Inc()
+	}
+}
+
+func (m *meters) allocationEnded(k allocKey) {
+	if g, ok := m.active[k]; ok {
+		g.Dec()
+	}
+}
+
 func (m *meters) request(method stun.Method) {
 	if c, ok := m.requests[method]; ok {
 		c.Inc()

@@ -43,6 +43,9 @@ type Config struct {
 	UnauthenticatedRate int
 	// Metrics receives the server's metrics; nil keeps them private.
 	Metrics *metrics.Set
+	// PeerLimit, if set, returns the only peer address a user may relay to: the SFU's
+	// clients get credentials for the SFU, not for the internet.
+	PeerLimit func(user string) (netip.AddrPort, bool)
 }
 
 // Settings are what a reload changes on a running server.
@@ -84,13 +87,14 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{sessions: newSessions(), allocator: cfg.Allocator, log: cfg.Log,
 		meters: newMeters(set, cfg.Allocator)}
 	s.guard = &guard{
-		policy:   cfg.Policy,
-		families: cfg.Allocator.Enabled,
-		sessions: s.sessions,
-		meters:   s.meters,
-		unauth:   newIPLimiter(cfg.UnauthenticatedRate),
-		log:      cfg.Log,
-		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
+		policy:    cfg.Policy,
+		families:  cfg.Allocator.Enabled,
+		sessions:  s.sessions,
+		meters:    s.meters,
+		unauth:    newIPLimiter(cfg.UnauthenticatedRate),
+		peerLimit: cfg.PeerLimit,
+		log:       cfg.Log,
+		logLimit:  rate.NewLimiter(rate.Every(time.Second), 20),
 	}
 	s.guard.auth.Store(cfg.Auth)
 	if cfg.Software != "" {
@@ -230,9 +234,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			ap, _ := addrPort(relayAddr)
 			sess.traffic, _ = s.allocator.Traffic(ap.Port())
 			s.sessions.add(server, sess)
-			k := sess.key()
-			s.meters.created[k].Inc()
-			s.meters.active[k].Inc()
+			s.meters.allocationCreated(sess.key())
 			s.log.Info("allocation created", "id", sess.id, "user", user, "client", client,
 				"transport", sess.transport, "relay", relayAddr)
 		},
@@ -269,8 +271,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 
 // ended accounts for an allocation pion deleted: metrics and the log line with its traffic.
 func (s *Server) ended(sess *session) {
-	k := sess.key()
-	s.meters.active[k].Dec()
+	s.meters.allocationEnded(sess.key())
 	lifetime := time.Since(sess.created)
 	s.meters.lifetime.Observe(lifetime.Seconds())
 	u := sess.usage()
