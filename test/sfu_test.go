@@ -3,9 +3,12 @@ package test
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -419,5 +422,133 @@ func TestSFUDrain(t *testing.T) {
 	httpDo(t, http.MethodDelete, pubSess.resource, "", "")
 	if code := f.exit(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit status %d after the last session ended, want 0", code)
+	}
+}
+
+// TestSFUICERestart: a PATCH with new ICE credentials restarts ICE (RFC 9725 section
+// 4.4.2); the answer fragment carries the SFU's new credentials and candidates, and media
+// flows over the restarted connection. The subscriber here asks for the room's first
+// publisher (/whep/{room}).
+func TestSFUICERestart(t *testing.T) {
+	s, _ := sfuSetup(t)
+	startFerry(t, s.toml())
+	publishVideo(t, s, "restart", peerOptions{}, "")
+	sub, got := newSubscriber(t, peerOptions{})
+	sess, status := signal(t, sub, "http://"+s.sfuAddr+"/whep/restart", accessToken(t, "restart", false, true, time.Hour))
+	if status != http.StatusCreated {
+		t.Fatalf("WHEP subscribe to the room's first publisher: %d", status)
+	}
+	waitConnected(t, sub)
+	got.waitFor(t, "packets before the restart", func(_ []string, c []uint32, _ []uint16) bool { return len(c) >= 10 })
+
+	offer, err := sub.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.SetLocalDescription(offer); err != nil {
+		t.Fatal(err)
+	}
+	var frag strings.Builder
+	for _, l := range strings.Split(offer.SDP, "\r\n") {
+		if strings.HasPrefix(l, "a=ice-ufrag:") || strings.HasPrefix(l, "a=ice-pwd:") || strings.HasPrefix(l, "m=") || strings.HasPrefix(l, "a=mid:") {
+			frag.WriteString(l + "\r\n")
+		}
+	}
+	req, _ := http.NewRequest(http.MethodPatch, sess.resource, strings.NewReader(frag.String()))
+	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "a=ice-ufrag:") {
+		t.Fatalf("ICE restart PATCH: %s\n%s", resp.Status, body)
+	}
+	// The client's new remote description: the old answer with the fragment's credentials
+	// and candidates, which must be new.
+	previous := sub.RemoteDescription().SDP
+	answer := restartAnswer(previous, string(body))
+	if oldUfrag := regexp.MustCompile(`a=ice-ufrag:\S+`).FindString(previous); strings.Contains(answer, oldUfrag) {
+		t.Fatalf("the SFU kept its ICE credentials (%s) across the restart", oldUfrag)
+	}
+	if err := sub.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+		t.Fatalf("applying the restarted answer: %v", err)
+	}
+	got.mu.Lock()
+	before := len(got.counter)
+	got.mu.Unlock()
+	got.waitFor(t, "packets after the restart", func(_ []string, c []uint32, _ []uint16) bool { return len(c) >= before+20 })
+	if sub.ConnectionState() != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("state after the restart: %s", sub.ConnectionState())
+	}
+}
+
+// restartAnswer puts the ICE credentials and candidates of an answer fragment into the
+// previous answer.
+func restartAnswer(previous, frag string) string {
+	var ufrag, pwd string
+	var candidates []string
+	for _, l := range strings.Split(frag, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:"):
+			ufrag = l
+		case strings.HasPrefix(l, "a=ice-pwd:"):
+			pwd = l
+		case strings.HasPrefix(l, "a=candidate:"):
+			candidates = append(candidates, l)
+		}
+	}
+	var out []string
+	for _, l := range strings.Split(previous, "\r\n") {
+		switch {
+		case strings.HasPrefix(l, "a=ice-ufrag:"):
+			out = append(out, ufrag)
+		case strings.HasPrefix(l, "a=ice-pwd:"):
+			out = append(out, pwd)
+		case strings.HasPrefix(l, "a=candidate:"), strings.HasPrefix(l, "a=end-of-candidates"):
+		case strings.HasPrefix(l, "a=mid:"):
+			out = append(out, l)
+			out = append(out, candidates...)
+		default:
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\r\n")
+}
+
+// TestSFUTokenSecretReload: a reload that rotates sfu.token_secret refuses tokens of the
+// old secret and accepts those of the new one.
+func TestSFUTokenSecretReload(t *testing.T) {
+	s, _ := sfuSetup(t)
+	f := startFerry(t, s.toml())
+	oldToken := accessToken(t, "r", false, true, time.Hour)
+	roomStatus := func(token string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+s.sfuAddr+"/api/rooms/r", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := roomStatus(oldToken); code != http.StatusOK {
+		t.Fatalf("rooms API with a valid token: %d", code)
+	}
+	s.tokenSecret = "rotated-secret-0123456789"
+	writeConfig(t, filepath.Join(f.dir, "ferry.toml"), s.toml())
+	if _, stderr, err := runFerry(t, "", "reload", "--admin", s.adminAddr); err != nil {
+		t.Fatalf("ferry reload: %v\n%s", err, stderr)
+	}
+	if code := roomStatus(oldToken); code != http.StatusUnauthorized {
+		t.Errorf("a token of the old secret after the rotation: %d, want 401", code)
+	}
+	newToken, err := auth.NewToken(s.tokenSecret, auth.Claims{Room: "r", Subscribe: true, Expiry: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := roomStatus(newToken); code != http.StatusOK {
+		t.Errorf("a token of the new secret: %d, want 200", code)
 	}
 }
