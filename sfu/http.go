@@ -16,6 +16,7 @@ import (
 
 const (
 	maxSDP        = 64 << 10 // an offer with a few dozen tracks is well under this
+	bodyTimeout   = 10 * time.Second
 	answerTimeout = 10 * time.Second
 )
 
@@ -84,12 +85,19 @@ func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, rig
 	return true
 }
 
+// readBody reads a small request body within bodyTimeout: the server has no read timeout,
+// which would cut the long-lived event feeds.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+}
+
 func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/sdp") {
 		http.Error(w, "want Content-Type: application/sdp", http.StatusUnsupportedMediaType)
 		return "", false
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	body, err := readBody(w, r)
 	if err != nil {
 		http.Error(w, "offer too large or unreadable", http.StatusRequestEntityTooLarge)
 		return "", false
@@ -98,23 +106,23 @@ func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 func (s *SFU) handleWHIP(w http.ResponseWriter, r *http.Request) {
-	room := r.PathValue("room")
-	if !s.authorize(w, r, room, canPublish) {
-		return
-	}
-	offer, ok := readOffer(w, r)
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
-	defer cancel()
-	sess, answer, err := s.publish(ctx, room, offer)
-	s.created(w, sess, answer, err)
+	s.handleOffer(w, r, canPublish, func(ctx context.Context, room, offer string) (*session, string, error) {
+		return s.publish(ctx, room, offer)
+	})
 }
 
 func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
+	s.handleOffer(w, r, canSubscribe, func(ctx context.Context, room, offer string) (*session, string, error) {
+		return s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer)
+	})
+}
+
+// handleOffer is the shared part of WHIP and WHEP: the token, the offer, a session made
+// by open within answerTimeout, and the 201.
+func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, right func(auth.Claims) bool,
+	open func(ctx context.Context, room, offer string) (*session, string, error)) {
 	room := r.PathValue("room")
-	if !s.authorize(w, r, room, canSubscribe) {
+	if !s.authorize(w, r, room, right) {
 		return
 	}
 	offer, ok := readOffer(w, r)
@@ -123,7 +131,7 @@ func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	sess, answer, err := s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer)
+	sess, answer, err := open(ctx, room, offer)
 	s.created(w, sess, answer, err)
 }
 
@@ -184,9 +192,9 @@ func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "want Content-Type: application/trickle-ice-sdpfrag", http.StatusUnsupportedMediaType)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	body, err := readBody(w, r)
 	if err != nil {
-		http.Error(w, "fragment too large", http.StatusRequestEntityTooLarge)
+		http.Error(w, "fragment too large or too slow", http.StatusRequestEntityTooLarge)
 		return
 	}
 	frag := parseFragment(string(body))
