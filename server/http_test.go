@@ -12,3 +12,17 @@ func TestLoopbackHost(t *testing.T) {
 		}
 	}
 }
+
+func TestSetSecretGeneratesOnce(t *testing.T) {
+	side := &sfuSide{}
+	if !side.setSecret("") || *side.tokenSecret.Load() == "" {
+		t.Fatal("an empty secret was not replaced by a generated one")
+	}
+	generated := *side.tokenSecret.Load()
+	if side.setSecret("configured-secret-0123") || *side.tokenSecret.Load() != "configured-secret-0123" {
+		t.Fatal("a configured secret was not taken")
+	}
+	if side.setSecret("") || *side.tokenSecret.Load() != generated {
+		t.Fatal("emptying the secret again did not go back to the generated one")
+	}
+}

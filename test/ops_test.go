@@ -358,6 +358,18 @@ func TestSessionsAPI(t *testing.T) {
 		!strings.Contains(stderr, "401") {
 		t.Fatalf("sessions list without the token: err %v, stderr %q; want exit 1 and 401", err, stderr)
 	}
+	// A web page in the operator's browser cannot use the API, token or not.
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.adminAddr+"/v1/sessions", nil)
+	req.Header.Set("Authorization", "Bearer "+s.adminToken)
+	req.Header.Set("Origin", "http://attacker.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("admin API request with an Origin: %s, want 403", resp.Status)
+	}
 	first := sessionsJSON(t, s, "--token", s.adminToken)
 	if len(first) != 1 {
 		t.Fatalf("%d sessions, want 1: %+v", len(first), first)
