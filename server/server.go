@@ -168,9 +168,6 @@ func (s *Server) Close() error {
 	return s.turn.Close()
 }
 
-// TURN returns the STUN/TURN server.
-func (s *Server) TURN() *turnserver.Server { return s.turn }
-
 func (s *Server) registerMetrics(version string) {
 	metrics.ExposeMetadata(true)
 	s.metrics.NewGauge(fmt.Sprintf("ferry_build_info{version=%q}", version), func() float64 { return 1 })

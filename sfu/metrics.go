@@ -29,7 +29,8 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 	}
 }
 
-func (m *meters) forwarded(size int) {
-	m.packets.Inc()
-	m.bytes.Add(size)
+// forwarded counts one packet of size bytes written to n subscribers.
+func (m *meters) forwarded(n, size int) {
+	m.packets.Add(n)
+	m.bytes.Add(n * size)
 }

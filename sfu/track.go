@@ -105,14 +105,19 @@ func (t *track) pick(requested string, estimate uint64) string {
 	return t.layers[len(t.layers)-1].rid
 }
 
-// forward offers one packet of layer rid to every downTrack.
+// forward offers one packet of layer rid to every downTrack. The shared counters are
+// updated once per packet, not once per subscriber.
 func (t *track) forward(l *layer, p *rtp.Packet, size int) {
 	l.bytes.Add(uint64(size))
 	now := time.Now().UnixNano()
+	written := 0
 	for _, d := range *t.downs.Load() {
 		if d.write(l.rid, p, now) {
-			t.meters.forwarded(size)
+			written++
 		}
+	}
+	if written > 0 {
+		t.meters.forwarded(written, size)
 	}
 }
 

@@ -20,10 +20,7 @@ func TestNATSFU(t *testing.T) {
 		return
 	}
 	w := newNATWorld(t)
-	s, _ := newSetup(t, 20)
-	turnAddr := addrString(natInternetIP, natTURNPort)
-	s.listeners = []listenSpec{{proto: "udp", addr: turnAddr}}
-	s.bindIP = natInternetIP // allow_peers stays empty
+	s, turnAddr := natSetup(t)
 	s.sfuAddr = addrString(natInternetIP, 8080)
 	s.tokenSecret = sfuTokenSecret
 	startFerry(t, s.toml())

@@ -31,10 +31,7 @@ func TestNAT(t *testing.T) {
 		return
 	}
 	w := newNATWorld(t)
-	s, _ := newSetup(t, 20)
-	turnAddr := addrString(natInternetIP, natTURNPort)
-	s.listeners = []listenSpec{{proto: "udp", addr: turnAddr}}
-	s.bindIP = natInternetIP // allow_peers stays empty: the clients' LANs are not allowed
+	s, turnAddr := natSetup(t)
 	startFerry(t, s.toml())
 
 	// The clients start (a second or two: each is this test binary again) while the direct
@@ -84,6 +81,17 @@ func TestNAT(t *testing.T) {
 	if peers, _ := b.report("peers"); peers != aRelayed {
 		t.Fatalf("client B got packets from %q, want only from A's relayed address %s (relay to relay)", peers, aRelayed)
 	}
+}
+
+// natSetup is a Ferry on the NAT world's "internet": one UDP listener and the relays on
+// natInternetIP. allow_peers stays empty: the clients' LANs are not allowed.
+func natSetup(t *testing.T) (s *setup, turnAddr string) {
+	t.Helper()
+	s, _ = newSetup(t, 20)
+	turnAddr = addrString(natInternetIP, natTURNPort)
+	s.listeners = []listenSpec{{proto: "udp", addr: turnAddr}}
+	s.bindIP = natInternetIP
+	return s, turnAddr
 }
 
 // natNoDirectPath shows that the NAT world has the paths it should: a client reaches the

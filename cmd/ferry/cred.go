@@ -19,7 +19,7 @@ func credCommand() *cli.Command {
 			`{"username","password","ttl","uris"}`,
 		Flags: []cli.Flag{
 			configFlag,
-			&cli.StringFlag{Name: "secret", Usage: "shared `SECRET` (default: the first [auth] secrets entry of --config)"},
+			&cli.StringFlag{Name: "secret", Usage: "shared `SECRET` (default: the first of [auth] secrets, then secrets_file, of --config)"},
 			&cli.StringFlag{Name: "user", Usage: "`USER` part of the username EXPIRY:USER (quotas count by it)"},
 			&cli.DurationFlag{Name: "ttl", Usage: "validity (default: [auth] credential_ttl, 24h in the default config)"},
 			&cli.StringSliceFlag{Name: "uri", Usage: "`URI` to list, repeatable (default: the config's listeners)"},
