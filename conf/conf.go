@@ -34,6 +34,7 @@ type Config struct {
 	Metrics Metrics    `toml:"metrics"`
 	Admin   Admin      `toml:"admin"`
 	Log     Log        `toml:"log"`
+	Debug   Debug      `toml:"debug"`
 
 	file  string         // name the config was parsed from, for errors
 	lines map[string]int // dotted key → line in file, for errors
@@ -105,6 +106,11 @@ type Metrics struct {
 type Admin struct {
 	Listen string `toml:"listen"` // "" (off) or "IP:port" (IPv6 in brackets), port 0 = any free port
 	Token  string `toml:"token"`  // bearer token; required when Listen is not a loopback address
+}
+
+// Debug is the [debug] table.
+type Debug struct {
+	Pprof string `toml:"pprof"` // "" (off) or a loopback "IP:port" serving net/http/pprof
 }
 
 // Log is the [log] table.

@@ -482,6 +482,8 @@ func TestParseErrors(t *testing.T) {
 		{"metrics port too big", "[metrics]\nlisten = \"127.0.0.1:65536\"\n", `bad.toml:2: metrics.listen: "127.0.0.1:65536" is not IP:port`},
 		{"metrics not a string", "[metrics]\nlisten = 9641\n", "bad.toml:2: metrics.listen: expected a string, found an integer"},
 		{"unknown key in metrics", "[metrics]\nlisten = \"\"\npath = \"/m\"\n", "bad.toml:3: metrics.path: unknown key"},
+		{"pprof off loopback", "[debug]\npprof = \"0.0.0.0:6060\"\n", "bad.toml:2: debug.pprof: must be a loopback address, not 0.0.0.0:6060: the profiler has no authentication"},
+		{"pprof on the metrics address", "[debug]\npprof = \"127.0.0.1:9641\"\n", "bad.toml:2: debug.pprof: tcp 127.0.0.1:9641 is already used by metrics.listen"},
 		{
 			"metrics in the relay port range",
 			"[metrics]\nlisten = \"127.0.0.1:50000\"\n",

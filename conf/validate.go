@@ -18,7 +18,7 @@ const maxChars = 127
 
 // Validate checks c and returns the first problem as an *Error positioned
 // at the key at fault. The checks run in a fixed order (server, listen,
-// relay, auth, limits, sfu, metrics, admin, log), so the same file always
+// relay, auth, limits, sfu, metrics, admin, log, debug), so the same file always
 // gives the same error.
 // Parse and Load call it; call it again after changing a Config by hand.
 // It reads the tls and dtls certificate and key files.
@@ -33,6 +33,7 @@ func (c *Config) Validate() error {
 		c.validateMetrics,
 		c.validateAdmin,
 		c.validateLog,
+		c.validateDebug,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -349,6 +350,19 @@ func (c *Config) validateAdmin() error {
 	return nil
 }
 
+// validateDebug allows the profiler on loopback only: it has no authentication, and a
+// profile shows memory contents such as credentials.
+func (c *Config) validateDebug() error {
+	p := c.Debug.Pprof
+	if err := c.checkHTTPListen("debug.pprof", p, `"127.0.0.1:6060"`); err != nil || p == "" {
+		return err
+	}
+	if ap, _ := netip.ParseAddrPort(p); !ap.Addr().IsLoopback() {
+		return c.Errorf("debug.pprof", "must be a loopback address, not %s: the profiler has no authentication", p)
+	}
+	return nil
+}
+
 // checkHTTPListen checks the listen address s, written at key, of one of
 // Ferry's HTTP servers (metrics, admin, sfu): "" (off) or IP:port as for a
 // listener, except that port 0 (any free port) is allowed. A fixed port
@@ -414,6 +428,7 @@ func (c *Config) tcpSockets() []tcpSocket {
 	}
 	add("metrics.listen", "metrics.listen", c.Metrics.Listen)
 	add("admin.listen", "admin.listen", c.Admin.Listen)
+	add("debug.pprof", "debug.pprof", c.Debug.Pprof)
 	if c.SFU.Enabled {
 		add("sfu.http", "sfu.http", c.SFU.HTTP)
 	}

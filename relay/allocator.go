@@ -52,6 +52,8 @@ type Allocator struct {
 	denied atomic.Uint64
 	_      [cacheLine - 8]byte
 
+	local localPeers
+
 	mu        sync.Mutex
 	relays    map[uint16]*relayEntry   // live relays by relay port
 	displaced map[*relayEntry]struct{} // live relays whose port a newer relay has taken
@@ -64,7 +66,7 @@ var _ turn.RelayAddressGenerator = (*Allocator)(nil)
 // allocate (ErrFamilyDisabled).
 func NewAllocator(pool *Pool, policy *Policy, v4, v6 Addrs) *Allocator {
 	return &Allocator{
-		pool: pool, policy: policy, v4: v4, v6: v6,
+		pool: pool, policy: policy, v4: v4, v6: v6, local: newLocalPeers(pool),
 		relays: map[uint16]*relayEntry{}, displaced: map[*relayEntry]struct{}{},
 	}
 }
@@ -106,10 +108,18 @@ func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pa
 		return nil, nil, err
 	}
 	e := newEntry()
+	slot := &a.local.udp[port-a.local.min]
 	pc := &packetConn{
 		UDPConn: conn, policy: a.policy, traffic: e.traffic, denied: &a.denied,
-		release: a.releaser(port, e),
+		local: &a.local, public: netip.AddrPortFrom(fam.Public, uint16(port)),
 	}
+	release := a.releaser(port, e)
+	pc.release = func() {
+		slot.CompareAndSwap(pc, nil)
+		release()
+	}
+	e.udp = pc
+	slot.Store(pc)
 	a.register(uint16(port), e, pc.Close)
 	return pc, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.Public, uint16(port))), nil
 }

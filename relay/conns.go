@@ -14,11 +14,18 @@ import (
 // the data path takes no lock.
 type packetConn struct {
 	*net.UDPConn
+	inboundSlot
 	policy  *Policy
 	traffic *Traffic
 	denied  *atomic.Uint64 // Allocator.denied
+	local   *localPeers    // Allocator.local
+	public  netip.AddrPort // the relay address clients and peers know
 	release func()
 	once    sync.Once
+	// frame is the read buffer while an Inbound handler takes the datagrams, with its
+	// Headroom and Tailroom. It is made at the first datagram the handler takes, so an idle
+	// relay does not pay for it; only pion's single read goroutine of the socket touches it.
+	frame []byte
 }
 
 // ReadFrom drops datagrams from sources the policy refuses (another service on the relay
@@ -33,23 +40,40 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 }
 
 // ReadFromUDPAddrPort is ReadFrom without the allocation. The embedded UDPConn's method
-// would bypass the policy and the counters, so this one must shadow it.
+// would bypass the policy and the counters, so this one must shadow it. While an Inbound
+// handler is set, it gets the datagrams and this returns only on an error.
 func (c *packetConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
 	for {
-		n, src, err := c.UDPConn.ReadFromUDPAddrPort(p)
+		in := c.inbound()
+		buf := p
+		if in != nil && c.frame != nil {
+			buf = c.frame[Headroom : Headroom+MaxDatagram]
+		}
+		n, src, err := c.UDPConn.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return n, src, err
 		}
-		if c.policy.PermitSource(src) {
-			c.traffic.FromPeer.add(n)
+		if !c.policy.PermitSource(src) {
+			c.denied.Add(1)
+			continue
+		}
+		c.traffic.FromPeer.add(n)
+		if in == nil {
 			return n, src, nil
 		}
-		c.denied.Add(1)
+		if c.frame == nil {
+			c.frame = make([]byte, Headroom+MaxDatagram+Tailroom)
+			copy(c.frame[Headroom:], buf[:n])
+		}
+		in(c.frame[:Headroom+n], src)
 	}
 }
 
 // WriteTo sends a datagram to a peer and counts it if it went out.
 func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
+	if u, ok := addr.(*net.UDPAddr); ok {
+		return c.WriteToUDPAddrPort(p, u.AddrPort())
+	}
 	n, err := c.UDPConn.WriteTo(p, addr)
 	if err == nil {
 		c.traffic.ToPeer.add(n)
@@ -58,8 +82,11 @@ func (c *packetConn) WriteTo(p []byte, addr net.Addr) (int, error) {
 }
 
 // WriteToUDPAddrPort is WriteTo with a netip address; it shadows the embedded UDPConn's
-// method, which would not count.
+// method, which would not count. A datagram to the local peer is handed over in process.
 func (c *packetConn) WriteToUDPAddrPort(p []byte, addr netip.AddrPort) (int, error) {
+	if c.toLocal(p, addr) {
+		return len(p), nil
+	}
 	n, err := c.UDPConn.WriteToUDPAddrPort(p, addr)
 	if err == nil {
 		c.traffic.ToPeer.add(n)

@@ -9,6 +9,7 @@ import "net"
 // pointer, is guarded by Allocator.mu.
 type relayEntry struct {
 	traffic *Traffic
+	udp     *packetConn  // the socket of a UDP relay; nil for TCP
 	end     func() error // closes the socket or listener
 	refs    int
 	open    bool // the socket or listener has not closed yet

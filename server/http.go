@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"strings"
 	"time"
@@ -42,7 +43,22 @@ func (s *Server) startHTTP(cfg *conf.Config) error {
 	if err := s.serveHTTP(cfg, "metrics", "metrics.listen", cfg.Metrics.Listen, s.metricsHandler()); err != nil {
 		return err
 	}
-	return s.serveHTTP(cfg, "admin", "admin.listen", cfg.Admin.Listen, s.adminHandler())
+	if err := s.serveHTTP(cfg, "admin", "admin.listen", cfg.Admin.Listen, s.adminHandler()); err != nil {
+		return err
+	}
+	return s.serveHTTP(cfg, "pprof", "debug.pprof", cfg.Debug.Pprof, pprofHandler())
+}
+
+// pprofHandler serves net/http/pprof's pages on a mux of its own: importing the package
+// registers them on http.DefaultServeMux, which no Ferry endpoint serves.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }
 
 // serveHTTP serves handler on addr ("" = off); key names addr in the config for errors.

@@ -54,6 +54,7 @@ var settings = []setting{
 	{"admin.token", false, func(c *conf.Config) any { return c.Admin.Token }},
 	{"log.level", false, func(c *conf.Config) any { return c.Log.Level }},
 	{"log.format", true, func(c *conf.Config) any { return c.Log.Format }},
+	{"debug.pprof", true, func(c *conf.Config) any { return c.Debug.Pprof }},
 }
 
 // listenAddrs is what identifies the listeners: proto and address, not the cert paths.
@@ -175,6 +176,7 @@ func keepRestartOnly(next, old *conf.Config) {
 	next.Metrics.Listen, next.Admin.Listen = old.Metrics.Listen, old.Admin.Listen
 	next.SFU.Enabled, next.SFU.HTTP, next.SFU.SelfTest = old.SFU.Enabled, old.SFU.HTTP, old.SFU.SelfTest
 	next.Log.Format = old.Log.Format
+	next.Debug.Pprof = old.Debug.Pprof
 }
 
 // userChanges names the users added and removed between two reads of the users file; a

@@ -47,6 +47,7 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 	var err error
 	side.sfu, err = sfu.New(sfu.Config{
 		Pool:        s.relays.allocator.Pool(),
+		Relays:      s.relays.allocator,
 		BindIP:      s.relays.v4.Bind,
 		PublicIP:    s.relays.v4.Public,
 		TokenSecret: func() string { return *side.tokenSecret.Load() },

@@ -30,6 +30,9 @@ type Config struct {
 	Pool     *relay.Pool // the ICE port comes from here
 	BindIP   netip.Addr  // the ICE socket binds here (may be unspecified)
 	PublicIP netip.Addr  // advertised instead of BindIP behind 1:1 NAT; invalid = BindIP
+	// Relays, if set, are the TURN relays the ICE socket exchanges datagrams with in
+	// process (relay.LocalPeer): a relayed client costs no more syscalls than a direct one.
+	Relays *relay.Allocator
 	// TokenSecret returns the current key of access tokens (a reload may change it).
 	TokenSecret func() string
 	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for the
@@ -46,7 +49,7 @@ type Config struct {
 type SFU struct {
 	cfg      Config
 	log      *slog.Logger
-	mux      *net.UDPConn
+	mux      net.PacketConn // the ICE socket, a muxConn when Config.Relays is set
 	port     int
 	pubAPI   *webrtc.API
 	subAPI   *webrtc.API
@@ -103,6 +106,9 @@ func (s *SFU) openMux() error {
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.BindIP, uint16(port))))
 		if err == nil {
 			s.mux, s.port = conn, port
+			if s.cfg.Relays != nil {
+				s.mux = newMuxConn(conn, s.cfg.Relays, s.ICEAddr())
+			}
 			return nil
 		}
 		pool.Put(port)

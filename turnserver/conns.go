@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,34 +19,6 @@ import (
 // handshakeTimeout bounds a TLS or DTLS handshake, so a client that connects and says
 // nothing cannot hold a goroutine forever.
 const handshakeTimeout = 10 * time.Second
-
-// packetConn is a UDP listener socket as pion/turn sees it: every datagram passes the
-// guard first.
-type packetConn struct {
-	net.PacketConn
-	guard *guard
-	state connState // ReadFrom runs on pion's single read loop of this socket
-}
-
-func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	for {
-		n, client, err := c.PacketConn.ReadFrom(p)
-		if err != nil {
-			return n, client, err
-		}
-		if b, pass := c.guard.inspect(p[:n], client, c.LocalAddr(), c, &c.state); pass {
-			return len(b), client, nil
-		}
-	}
-}
-
-// WriteTo sends what pion writes to clients, counting error responses on the way.
-func (c *packetConn) WriteTo(p []byte, to net.Addr) (int, error) {
-	c.guard.sent(p)
-	return c.PacketConn.WriteTo(p, to)
-}
-
-func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.WriteTo(msg, to) }
 
 // streamListener hands pion/turn guarded streamConns, tracks them so Close ends them all,
 // and keeps accepting after transient errors: pion's accept loop ends for good on the first
@@ -82,6 +55,9 @@ func (l *streamListener) Accept() (net.Conn, error) {
 
 func (l *streamListener) track(conn net.Conn) (net.Conn, error) {
 	c := &streamConn{Conn: conn, r: bufio.NewReader(conn), guard: l.guard, owner: l}
+	client, _ := addrPort(conn.RemoteAddr())
+	server, _ := addrPort(conn.LocalAddr())
+	c.key = routeKey{client: client, server: server, stream: true}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -89,6 +65,7 @@ func (l *streamListener) track(conn net.Conn) (net.Conn, error) {
 		return nil, net.ErrClosed
 	}
 	l.conns[c] = struct{}{}
+	l.guard.plane.addStream(c.key, c)
 	return c, nil
 }
 
@@ -123,6 +100,7 @@ type streamConn struct {
 	r     *bufio.Reader
 	guard *guard
 	owner *streamListener
+	key   routeKey // the connection's 5-tuple on the data plane
 
 	// readMu serialises Reads: after a ConnectionBind, pion's copy goroutine and its read
 	// loop both read the connection until it closes.
@@ -149,6 +127,9 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		frame, err := c.readFrame()
 		if err != nil {
 			return 0, err
+		}
+		if c.guard.fromClient(c.key, frame, &c.state) {
+			continue
 		}
 		if b, pass := c.guard.inspect(frame, c.RemoteAddr(), c.LocalAddr(), c, &c.state); pass {
 			c.pending = b
@@ -194,6 +175,12 @@ func (c *streamConn) readFrame() ([]byte, error) {
 		return nil, err
 	}
 	return c.frame, nil
+}
+
+// sendFrame sends ChannelData or a Data indication from the data plane to the client.
+func (c *streamConn) sendFrame(b []byte, _ netip.AddrPort) error {
+	_, err := c.Conn.Write(b)
+	return err
 }
 
 func (c *streamConn) respond(msg []byte, _ net.Addr) {
@@ -242,6 +229,9 @@ func (c *streamConn) sign(p []byte) []byte {
 
 func (c *streamConn) Close() error {
 	err := c.Conn.Close()
-	c.closeOnce.Do(func() { c.owner.forget(c) })
+	c.closeOnce.Do(func() {
+		c.owner.forget(c)
+		c.guard.plane.removeStream(c.key, c)
+	})
 	return err
 }

@@ -37,6 +37,7 @@ type guard struct {
 	policy   *relay.Policy
 	families func(ipv6 bool) bool
 	sessions *sessions
+	plane    *dataPlane
 	meters   *meters
 	unauth   *ipLimiter
 	// peerLimit returns the one peer address a user may use, if it is limited to one.

@@ -1,20 +1,47 @@
 package turnserver
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/transport/v4/reuseport"
 
 	"github.com/ferry-rtc/ferry/internal/pionlog"
 )
 
 var errUnknownProto = errors.New("turnserver: unknown listener proto")
 
-// open binds one listener: a guarded packet conn for udp, a guarded stream listener for the
+// listenUDP opens a udp listener as one SO_REUSEPORT socket per CPU on the same address:
+// the kernel spreads clients over them by their address, and each has a read loop of its
+// own, so one listener uses every core (one socket tops out at one core's worth of reads,
+// pion/turn#288).
+func (s *Server) listenUDP(network string, addr netip.AddrPort) (*packetConn, error) {
+	lc := net.ListenConfig{Control: reuseport.Control}
+	var socks []*net.UDPConn
+	for range runtime.GOMAXPROCS(0) {
+		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+		if err != nil {
+			for _, c := range socks {
+				_ = c.Close()
+			}
+			return nil, err
+		}
+		socks = append(socks, pc.(*net.UDPConn))
+		addr = pc.LocalAddr().(*net.UDPAddr).AddrPort() // port 0: the next sockets take the port the first got
+	}
+	c := newPacketConn(socks, s.guard)
+	s.guard.plane.addSocket(c.local, socks[0])
+	return c, nil
+}
+
+// open binds one listener: guarded packet conns for udp, a guarded stream listener for the
 // others. UDP and DTLS sockets are opened for the address's own family only, so "0.0.0.0"
 // and "[::]" listeners on one port can coexist.
 func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
@@ -31,11 +58,11 @@ func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
 	}
 	switch l.Proto {
 	case "udp":
-		pc, err := net.ListenUDP("udp"+family, net.UDPAddrFromAddrPort(l.Addr))
+		pc, err := s.listenUDP("udp"+family, l.Addr)
 		if err != nil {
 			return nil, nil, err
 		}
-		return &packetConn{PacketConn: pc, guard: s.guard}, nil, nil
+		return pc, nil, nil
 	case "tcp":
 		ln, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
 		if err != nil {

@@ -90,6 +90,7 @@ func New(cfg Config) (*Server, error) {
 		policy:    cfg.Policy,
 		families:  cfg.Allocator.Enabled,
 		sessions:  s.sessions,
+		plane:     newDataPlane(),
 		meters:    s.meters,
 		unauth:    newIPLimiter(cfg.UnauthenticatedRate),
 		peerLimit: cfg.PeerLimit,
@@ -229,10 +230,11 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			sess := &session{
 				user: user, realm: realm, client: client, relay: relayAddr, created: time.Now(),
 				transport: transportOf(s.bound, client, server),
-				perms:     map[netip.Addr]struct{}{}, channels: map[uint16]string{},
+				perms:     map[netip.Addr]struct{}{}, channels: map[uint16]netip.AddrPort{},
 			}
 			ap, _ := addrPort(relayAddr)
 			sess.traffic, _ = s.allocator.Traffic(ap.Port())
+			s.openRoute(sess, server, ap.Port())
 			s.sessions.add(server, sess)
 			s.meters.allocationCreated(sess.key())
 			s.log.Info("allocation created", "id", sess.id, "user", user, "client", client,
@@ -244,6 +246,9 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			if !ok {
 				return
 			}
+			if sess.route != nil {
+				s.guard.plane.close(sess.routeKey, sess.route)
+			}
 			s.ended(sess)
 		},
 		OnAllocationError: func(client, _ net.Addr, _, message string) {
@@ -252,21 +257,49 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 		},
 		OnPermissionCreated: func(client, server net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 			if ip, ok := netip.AddrFromSlice(peer); ok {
-				s.sessions.update(client, server, func(sess *session) { sess.perms[ip.Unmap()] = struct{}{} })
+				s.sessions.update(client, server, func(sess *session) {
+					sess.perms[ip.Unmap()] = struct{}{}
+					sess.publishPeers()
+				})
 			}
 		},
 		OnPermissionDeleted: func(client, server net.Addr, _, _, _ string, _ net.Addr, peer net.IP) {
 			if ip, ok := netip.AddrFromSlice(peer); ok {
-				s.sessions.update(client, server, func(sess *session) { delete(sess.perms, ip.Unmap()) })
+				s.sessions.update(client, server, func(sess *session) {
+					delete(sess.perms, ip.Unmap())
+					sess.publishPeers()
+				})
 			}
 		},
 		OnChannelCreated: func(client, server net.Addr, _, _, _ string, _, peer net.Addr, number uint16) {
-			s.sessions.update(client, server, func(sess *session) { sess.channels[number] = peer.String() })
+			ap, ok := addrPort(peer)
+			if !ok {
+				return
+			}
+			s.sessions.update(client, server, func(sess *session) {
+				sess.channels[number] = ap
+				sess.publishPeers()
+			})
 		},
 		OnChannelDeleted: func(client, server net.Addr, _, _, _ string, _, _ net.Addr, number uint16) {
-			s.sessions.update(client, server, func(sess *session) { delete(sess.channels, number) })
+			s.sessions.update(client, server, func(sess *session) {
+				delete(sess.channels, number)
+				sess.publishPeers()
+			})
 		},
 	}
+}
+
+// openRoute puts a new allocation with a UDP relay on relayPort on the data plane.
+func (s *Server) openRoute(sess *session, server net.Addr, relayPort uint16) {
+	rl, ok := s.allocator.UDPRelay(relayPort)
+	if !ok {
+		return // an RFC 6062 TCP allocation: its data goes over its own connections
+	}
+	client, _ := addrPort(sess.client)
+	local, _ := addrPort(server)
+	sess.routeKey = routeKey{client: client, server: local, stream: sess.transport != "udp"}
+	sess.route = s.guard.plane.open(sess.routeKey, rl)
 }
 
 // ended accounts for an allocation pion deleted: metrics and the log line with its traffic.

@@ -26,14 +26,14 @@ const (
 var loopback = netip.MustParseAddr("127.0.0.1")
 
 // newTestServer runs a server in process with UDP and TCP listeners on 127.0.0.1, the
-// recommended deny list and 127.0.0.1/32 allowed as peer.
-func newTestServer(t *testing.T, minPort, maxPort int) *Server {
+// recommended deny list and 127.0.0.0/8 allowed as peer.
+func newTestServer(t testing.TB, minPort, maxPort int) *Server {
 	t.Helper()
 	pool, err := relay.NewPool(minPort, maxPort)
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy, err := relay.NewPolicy([]string{relay.Recommended}, []string{"127.0.0.1/32"}, []netip.Addr{loopback}, pool.Held)
+	policy, err := relay.NewPolicy([]string{relay.Recommended}, []string{"127.0.0.0/8"}, []netip.Addr{loopback}, pool.Held)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,19 +165,25 @@ func TestConnectResponsesSigned(t *testing.T) {
 	}
 }
 
-type streamClient struct{ conn net.Conn }
-
-func dialStream(t *testing.T, addr string) *streamClient {
-	t.Helper()
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	return &streamClient{conn: conn}
+// ctlClient sends raw STUN requests over UDP or TCP and reads their responses.
+type ctlClient struct {
+	conn net.Conn
+	tb   testing.TB
 }
 
-func (c *streamClient) roundTrip(t *testing.T, setters ...stun.Setter) *stun.Message {
+func dialCtl(tb testing.TB, network, addr string) *ctlClient {
+	tb.Helper()
+	conn, err := net.Dial(network, addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = conn.Close() })
+	return &ctlClient{conn: conn, tb: tb}
+}
+
+func dialStream(t *testing.T, addr string) *ctlClient { return dialCtl(t, "tcp", addr) }
+
+func (c *ctlClient) roundTrip(t testing.TB, setters ...stun.Setter) *stun.Message {
 	t.Helper()
 	req, err := stun.Build(append([]stun.Setter{stun.TransactionID}, setters...)...)
 	if err != nil {
@@ -187,24 +193,42 @@ func (c *streamClient) roundTrip(t *testing.T, setters ...stun.Setter) *stun.Mes
 		t.Fatal(err)
 	}
 	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		m := &stun.Message{Raw: c.readMessage(t)}
+		if err := m.Decode(); err != nil {
+			t.Fatalf("bad response to %v: %v", req.Type, err)
+		}
+		if m.TransactionID == req.TransactionID {
+			return m
+		}
+	}
+}
+
+// readMessage reads one STUN message: a datagram, or a header and its body from a stream.
+func (c *ctlClient) readMessage(t testing.TB) []byte {
+	t.Helper()
+	if _, ok := c.conn.(*net.UDPConn); ok {
+		buf := make([]byte, 1600)
+		n, err := c.conn.Read(buf)
+		if err != nil {
+			t.Fatalf("reading a response: %v", err)
+		}
+		return buf[:n]
+	}
 	hdr := make([]byte, stunHeaderSize)
 	if _, err := io.ReadFull(c.conn, hdr); err != nil {
-		t.Fatalf("reading the response to %v: %v", req.Type, err)
+		t.Fatalf("reading a response: %v", err)
 	}
 	raw := make([]byte, stunHeaderSize+int(binary.BigEndian.Uint16(hdr[2:4])))
 	copy(raw, hdr)
 	if _, err := io.ReadFull(c.conn, raw[stunHeaderSize:]); err != nil {
 		t.Fatal(err)
 	}
-	m := &stun.Message{Raw: raw}
-	if err := m.Decode(); err != nil || m.TransactionID != req.TransactionID {
-		t.Fatalf("bad response to %v: %v", req.Type, err)
-	}
-	return m
+	return raw
 }
 
 // unauthorizedNonce sends an unauthenticated Allocate and returns the nonce of the 401.
-func (c *streamClient) unauthorizedNonce(t *testing.T) stun.Nonce {
+func (c *ctlClient) unauthorizedNonce(t testing.TB) stun.Nonce {
 	t.Helper()
 	resp := c.roundTrip(t, stun.NewType(stun.MethodAllocate, stun.ClassRequest), testkit.Attr(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))
 	var nonce stun.Nonce

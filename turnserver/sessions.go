@@ -22,8 +22,17 @@ type session struct {
 	traffic     *relay.Traffic // nil if the relay was gone before pion reported it
 	created     time.Time
 	perms       map[netip.Addr]struct{}
-	channels    map[uint16]string // channel number → peer address
-	killed      bool              // ended by the admin; pion has not reported it deleted yet
+	channels    map[uint16]netip.AddrPort // channel number → peer address
+	killed      bool                      // ended by the admin; pion has not reported it deleted yet
+	route       *route                    // on the data plane; nil for TCP relays
+	routeKey    routeKey
+}
+
+// publishPeers gives the data plane the session's permissions and channels after a change.
+func (sess *session) publishPeers() {
+	if sess.route != nil {
+		sess.route.setPeers(sess.perms, sess.channels)
+	}
 }
 
 // Session describes one live allocation, for the admin API.
@@ -163,7 +172,7 @@ func (sess *session) describe(now time.Time) Session {
 	}
 	slices.Sort(d.Permissions)
 	for n, peer := range sess.channels {
-		d.Channels = append(d.Channels, Channel{Number: n, Peer: peer})
+		d.Channels = append(d.Channels, Channel{Number: n, Peer: peer.String()})
 	}
 	slices.SortFunc(d.Channels, func(a, b Channel) int { return int(a.Number) - int(b.Number) })
 	return d

@@ -4,8 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"net/netip"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/relay"
 )
 
 const (
@@ -87,4 +91,70 @@ func rawErrorCode(b []byte) (int, bool) {
 		off = value + (length+3)&^3
 	}
 	return 0, false
+}
+
+// channelFrame turns frame (a peer datagram after relay.Headroom) into a ChannelData message
+// for channel n in place, padded to 4 bytes on a stream transport (RFC 8656 section 12.5).
+func channelFrame(frame []byte, n uint16, stream bool) []byte {
+	size := len(frame) - relay.Headroom
+	end := len(frame)
+	if stream {
+		end = relay.Headroom + (size+3)&^3
+	}
+	out := frame[relay.Headroom-channelDataHeaderSize : end]
+	clear(out[channelDataHeaderSize+size:])
+	binary.BigEndian.PutUint16(out, n)
+	binary.BigEndian.PutUint16(out[2:], uint16(size))
+	return out
+}
+
+// dataIndication turns frame (a peer datagram after relay.Headroom) into a Data indication
+// from peer in place: XOR-PEER-ADDRESS and DATA (RFC 8656 section 11.4), with a random
+// transaction ID.
+func dataIndication(frame []byte, peer netip.AddrPort) []byte {
+	size := len(frame) - relay.Headroom
+	addrLen := 8
+	if peer.Addr().Is6() {
+		addrLen = 20
+	}
+	start := relay.Headroom - stunHeaderSize - attrHeaderSize - addrLen - attrHeaderSize
+	out := frame[start : relay.Headroom+(size+3)&^3]
+	clear(frame[relay.Headroom+size : relay.Headroom+(size+3)&^3])
+
+	binary.BigEndian.PutUint16(out, dataIndicationType)
+	binary.BigEndian.PutUint16(out[2:], uint16(len(out)-stunHeaderSize))
+	binary.BigEndian.PutUint32(out[4:], magicCookie)
+	binary.LittleEndian.PutUint64(out[8:], rand.Uint64())
+	binary.LittleEndian.PutUint32(out[16:], rand.Uint32())
+
+	attr := out[stunHeaderSize:]
+	binary.BigEndian.PutUint16(attr, uint16(stun.AttrXORPeerAddress))
+	binary.BigEndian.PutUint16(attr[2:], uint16(addrLen))
+	putXORAddress(attr[attrHeaderSize:attrHeaderSize+addrLen], peer, out[4:stunHeaderSize])
+
+	data := attr[attrHeaderSize+addrLen:]
+	binary.BigEndian.PutUint16(data, uint16(stun.AttrData))
+	binary.BigEndian.PutUint16(data[2:], uint16(size))
+	return out
+}
+
+const dataIndicationType = 0x0017 // Data method, indication class (RFC 8656 section 17)
+
+// putXORAddress writes the value of an XOR-…-ADDRESS attribute (RFC 8489 section 14.2) into v
+// (8 bytes for IPv4, 20 for IPv6); key is the magic cookie followed by the transaction ID.
+func putXORAddress(v []byte, ap netip.AddrPort, key []byte) {
+	v[0] = 0
+	v[1] = 0x01
+	if ap.Addr().Is6() {
+		v[1] = 0x02
+	}
+	binary.BigEndian.PutUint16(v[2:], ap.Port()^binary.BigEndian.Uint16(key))
+	ip := ap.Addr().As16()
+	if ap.Addr().Is4() {
+		ip4 := ap.Addr().As4()
+		copy(ip[:], ip4[:])
+	}
+	for i := range len(v) - 4 {
+		v[4+i] = ip[i] ^ key[i]
+	}
 }
