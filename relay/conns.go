@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 // packetConn is a UDP relay socket. It is Ferry's own net.PacketConn (pion/turn only sees
@@ -22,11 +24,16 @@ type packetConn struct {
 	public  netip.AddrPort // the relay address clients and peers know
 	release func()
 	once    sync.Once
-	// frame is the read buffer while an Inbound handler takes the datagrams, with its
-	// Headroom and Tailroom. It is made at the first datagram the handler takes, so an idle
-	// relay does not pay for it; only pion's single read goroutine of the socket touches it.
-	frame []byte
+	// frames are the read buffers while an Inbound handler takes the datagrams, each with
+	// Headroom and Tailroom, read in batches by batch. They are made at the first datagram the
+	// handler takes, so an idle relay does not pay for them; only pion's single read
+	// goroutine of the socket touches them.
+	frames [][]byte
+	batch  *udpbatch.Reader
 }
+
+// relayBatch is how many datagrams a relay reads per system call.
+const relayBatch = 4
 
 // ReadFrom drops datagrams from sources the policy refuses (another service on the relay
 // host) and returns the next acceptable one. pion needs the source as a *net.UDPAddr, which
@@ -45,28 +52,67 @@ func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
 func (c *packetConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) {
 	for {
 		in := c.inbound()
-		buf := p
-		if in != nil && c.frame != nil {
-			buf = c.frame[Headroom : Headroom+MaxDatagram]
+		if in != nil && c.batch != nil {
+			if err := c.readBatch(in); err != nil {
+				return 0, netip.AddrPort{}, err
+			}
+			continue
 		}
-		n, src, err := c.UDPConn.ReadFromUDPAddrPort(buf)
+		n, src, err := c.UDPConn.ReadFromUDPAddrPort(p)
 		if err != nil {
 			return n, src, err
 		}
-		if !c.policy.PermitSource(src) {
-			c.denied.Add(1)
+		if !c.admit(n, src) {
 			continue
 		}
-		c.traffic.FromPeer.add(n)
 		if in == nil {
 			return n, src, nil
 		}
-		if c.frame == nil {
-			c.frame = make([]byte, Headroom+MaxDatagram+Tailroom)
-			copy(c.frame[Headroom:], buf[:n])
+		if err := c.startBatches(); err != nil {
+			return 0, netip.AddrPort{}, err
 		}
-		in(c.frame[:Headroom+n], src)
+		n = copy(c.frames[0][Headroom:], p[:n])
+		in(c.frames[0][:Headroom+n], src)
 	}
+}
+
+// admit applies the policy to a datagram of n bytes from src and counts it if it passes.
+func (c *packetConn) admit(n int, src netip.AddrPort) bool {
+	if !c.policy.PermitSource(src) {
+		c.denied.Add(1)
+		return false
+	}
+	c.traffic.FromPeer.add(n)
+	return true
+}
+
+// startBatches makes the frames and the batch reader, for a relay whose Inbound handler
+// has taken its first datagram.
+func (c *packetConn) startBatches() error {
+	c.frames = make([][]byte, relayBatch)
+	bufs := make([][]byte, relayBatch)
+	for i := range c.frames {
+		c.frames[i] = make([]byte, Headroom+MaxDatagram+Tailroom)
+		bufs[i] = c.frames[i][Headroom : Headroom+MaxDatagram]
+	}
+	batch, err := udpbatch.NewReader(c.UDPConn, bufs)
+	c.batch = batch
+	return err
+}
+
+// readBatch reads up to relayBatch datagrams and hands those the policy admits to in.
+func (c *packetConn) readBatch(in Inbound) error {
+	n, err := c.batch.Read()
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		b, src := c.batch.Datagram(i)
+		if c.admit(len(b), src) {
+			in(c.frames[i][:Headroom+len(b)], src)
+		}
+	}
+	return nil
 }
 
 // WriteTo sends a datagram to a peer and counts it if it went out.

@@ -4,6 +4,8 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 // packetConn is a UDP listener as pion/turn sees it. Its sockets (SO_REUSEPORT, one per
@@ -42,32 +44,50 @@ func newPacketConn(socks []*net.UDPConn, g *guard) *packetConn {
 	return c
 }
 
-// readLoop serves one socket until it closes.
+// readLoop serves one socket until it closes, reading up to readBatch datagrams per
+// system call.
 func (c *packetConn) readLoop(sock *net.UDPConn) {
+	defer c.Close()
+	bufs := make([][]byte, readBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, inboundMTU)
+	}
+	r, err := udpbatch.NewReader(sock, bufs)
+	if err != nil {
+		return
+	}
 	var st connState
-	buf := make([]byte, inboundMTU)
 	for {
-		n, ap, err := sock.ReadFromUDPAddrPort(buf)
+		n, err := r.Read()
 		if err != nil {
-			_ = c.Close()
 			return
 		}
-		ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-		if c.guard.fromClient(routeKey{client: ap, server: c.local}, buf[:n], &st) {
-			continue
-		}
-		client := net.UDPAddrFromAddrPort(ap)
-		if b, pass := c.guard.inspect(buf[:n], client, c.LocalAddr(), c, &st); pass {
-			select {
-			case c.toPion <- request{b: append([]byte(nil), b...), from: client}:
-			default:
-			}
+		for i := range n {
+			b, client := r.Datagram(i)
+			c.handle(b, client, &st)
 		}
 	}
 }
 
-// inboundMTU is the largest datagram read whole, as pion's own read loop does.
-const inboundMTU = 1600
+const (
+	readBatch  = 8    // datagrams per read on a listener socket
+	inboundMTU = 1600 // the largest datagram read whole, as pion's own read loop does
+)
+
+// handle relays b, from client, on the data plane, or has the guard answer it, or queues it
+// for pion.
+func (c *packetConn) handle(b []byte, client netip.AddrPort, st *connState) {
+	if c.guard.fromClient(routeKey{client: client, server: c.local}, b, st) {
+		return
+	}
+	from := net.UDPAddrFromAddrPort(client)
+	if b, pass := c.guard.inspect(b, from, c.LocalAddr(), c, st); pass {
+		select {
+		case c.toPion <- request{b: append([]byte(nil), b...), from: from}:
+		default:
+		}
+	}
+}
 
 // ReadFrom is pion's read loop's: the next request the sockets' read loops passed on.
 func (c *packetConn) ReadFrom(p []byte) (int, net.Addr, error) {
