@@ -9,6 +9,10 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
+// queueLen bounds a subscriber's queue: about two seconds of 2 Mbit/s video, enough for a
+// keyframe burst, and a bound on what a stuck subscriber holds (packets and their age).
+const queueLen = 512
+
 // choice is the layer a subscriber wants, and whether it follows its bandwidth estimate.
 // One immutable value, swapped whole: a pin and an automatic move cannot interleave.
 type choice struct {
@@ -16,9 +20,30 @@ type choice struct {
 	auto bool
 }
 
+// queued is a packet waiting for a subscriber's writer, with the sequence number and
+// timestamp it goes out with: the packet is shared, these are the subscriber's own.
+type queued struct {
+	pkt *packet
+	seq uint16
+	ts  uint32
+}
+
+// verdict is what a downTrack did with a packet offered to it.
+type verdict int
+
+const (
+	skipped verdict = iota // not the layer followed, or no keyframe to switch at yet
+	accepted
+	dropped // the queue was full
+)
+
 // downTrack is one track as one subscriber receives it: it follows one layer of the
 // publisher's track at a time, switching only at a keyframe of the new layer, and rewrites
 // sequence numbers and timestamps so the subscriber sees one continuous stream.
+//
+// The publisher's read loops only decide and queue (offer); the writer goroutine (run)
+// does the sending (pion's interceptors, SRTP, the socket), so a slow subscriber delays
+// no one but itself, and loses packets once its queue is full.
 type downTrack struct {
 	track *track
 	local *webrtc.TrackLocalStaticRTP
@@ -26,19 +51,22 @@ type downTrack struct {
 	want     atomic.Pointer[choice]
 	estimate atomic.Uint64 // the subscriber's bandwidth estimate (REMB), bits/s
 
-	mu        sync.Mutex // write runs on the read loop of each layer
+	mu        sync.Mutex // offer runs on the read loop of each layer
 	current   string     // the layer being forwarded
 	started   bool
 	lastSeq   uint16
 	lastTS    uint32
-	lastAt    int64 // unix nanoseconds of the last packet written
+	lastAt    int64 // unix nanoseconds of the last packet queued
 	seqOffset uint16
 	tsOffset  uint32
-	out       rtp.Packet // reused: pion copies what it writes
+	queue     chan queued // closed by stop, under mu
+	stopped   atomic.Bool // set under mu; the writer reads it without
+
+	out rtp.Packet // the writer's: pion copies what it writes
 }
 
 func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string) *downTrack {
-	d := &downTrack{track: t, local: local}
+	d := &downTrack{track: t, local: local, queue: make(chan queued, queueLen)}
 	d.want.Store(&choice{rid: t.pick(requested, 0), auto: requested == ""})
 	return d
 }
@@ -73,40 +101,89 @@ func (d *downTrack) change(old *choice) {
 	}
 }
 
-// write forwards p, a packet of layer rid that arrived at now (unix nanoseconds), if this
-// downTrack follows that layer; it reports whether it did.
-func (d *downTrack) write(rid string, p *rtp.Packet, now int64) bool {
+// start runs the writer, once; false if the downTrack was stopped first (its subscriber
+// left before it was added to its track).
+func (d *downTrack) start() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped.Load() {
+		return false
+	}
+	go d.run()
+	return true
+}
+
+// stop ends the writer once it has given back the packets still queued; it takes no new
+// ones. A writer stuck in a write ends when the write returns (the subscriber's
+// connection closes).
+func (d *downTrack) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopped.Swap(true) {
+		close(d.queue)
+	}
+}
+
+// offer queues p, a packet of layer rid that arrived at now (unix nanoseconds), for the
+// writer if this downTrack follows that layer; the queue then owns one of the holds on p
+// the caller took for it. The layer switch and the renumbering are decided here, in
+// arrival order across layers; they take effect only for a packet the queue took, so a
+// keyframe lost to a full queue is waited for again.
+func (d *downTrack) offer(rid string, p *packet, now int64) verdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switched := rid != d.current || !d.started
+	if d.stopped.Load() || (switched && (rid != d.target() || !isKeyframe(d.track.codec.MimeType, p.Payload))) {
+		return skipped
+	}
+	seqOffset, tsOffset := d.seqOffset, d.tsOffset
 	if switched {
-		if rid != d.target() || !isKeyframe(d.track.codec.MimeType, p.Payload) {
-			return false
-		}
-		d.switchTo(rid, p, now)
+		seqOffset, tsOffset = d.offsets(p, now)
 	}
-	// The packet is shared by every subscriber: rewrite a copy of its header. The
-	// publisher's header extensions go: their IDs (mid, rid...) are the publisher's
-	// negotiation, not this subscriber's.
-	d.out.Header, d.out.Payload = p.Header, p.Payload
-	d.out.Extension, d.out.Extensions, d.out.ExtensionProfile = false, nil, 0
-	d.out.SequenceNumber = p.SequenceNumber + d.seqOffset
-	d.out.Timestamp = p.Timestamp + d.tsOffset
-	if switched || int16(d.out.SequenceNumber-d.lastSeq) > 0 {
-		d.lastSeq, d.lastTS, d.lastAt = d.out.SequenceNumber, d.out.Timestamp, now
+	q := queued{pkt: p, seq: p.SequenceNumber + seqOffset, ts: p.Timestamp + tsOffset}
+	select {
+	case d.queue <- q:
+	default:
+		return dropped
 	}
-	return d.local.WriteRTP(&d.out) == nil
+	if switched {
+		d.current, d.started, d.seqOffset, d.tsOffset = rid, true, seqOffset, tsOffset
+	}
+	if switched || int16(q.seq-d.lastSeq) > 0 {
+		d.lastSeq, d.lastTS, d.lastAt = q.seq, q.ts, now
+	}
+	return accepted
 }
 
-// switchTo starts forwarding layer rid at packet p. Its numbering continues where the
-// previous layer stopped, and its timestamps advance by the time that passed since the
-// last packet, so the subscriber's jitter buffer sees no jump.
-func (d *downTrack) switchTo(rid string, p *rtp.Packet, now int64) {
-	if d.started {
-		elapsed := max(time.Duration(now-d.lastAt), time.Millisecond)
-		ticks := uint32(uint64(elapsed) * uint64(d.track.codec.ClockRate) / uint64(time.Second))
-		d.seqOffset = d.lastSeq + 1 - p.SequenceNumber
-		d.tsOffset = d.lastTS + max(ticks, 1) - p.Timestamp
+// offsets are the renumbering of a layer that starts at packet p: its numbering continues
+// where the previous layer stopped, and its timestamps advance by the time that passed
+// since the last packet, so the subscriber's jitter buffer sees no jump. The first layer
+// keeps the publisher's numbers.
+func (d *downTrack) offsets(p *packet, now int64) (uint16, uint32) {
+	if !d.started {
+		return d.seqOffset, d.tsOffset
 	}
-	d.current, d.started = rid, true
+	elapsed := max(time.Duration(now-d.lastAt), time.Millisecond)
+	ticks := uint32(uint64(elapsed) * uint64(d.track.codec.ClockRate) / uint64(time.Second))
+	return d.lastSeq + 1 - p.SequenceNumber, d.lastTS + max(ticks, 1) - p.Timestamp
+}
+
+// run is the writer: it sends what offer queued until stop, then gives back what is left.
+func (d *downTrack) run() {
+	for q := range d.queue {
+		if !d.stopped.Load() {
+			d.send(q)
+		}
+		q.pkt.release()
+	}
+}
+
+// send writes one queued packet with this subscriber's numbers. The publisher's header
+// extensions go: their IDs (mid, rid...) are the publisher's negotiation, not this
+// subscriber's.
+func (d *downTrack) send(q queued) {
+	d.out.Header, d.out.Payload = q.pkt.Header, q.pkt.Payload
+	d.out.Extension, d.out.Extensions, d.out.ExtensionProfile = false, nil, 0
+	d.out.SequenceNumber, d.out.Timestamp = q.seq, q.ts
+	_ = d.local.WriteRTP(&d.out)
 }

@@ -6,6 +6,7 @@ import "github.com/VictoriaMetrics/metrics"
 // read from the SFU's state when scraped.
 type meters struct {
 	packets, bytes   *metrics.Counter
+	drops            *metrics.Counter
 	nacks            *metrics.Counter
 	keyframeRequests *metrics.Counter
 	layerSwitches    *metrics.Counter
@@ -23,14 +24,24 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 	return &meters{
 		packets:          set.NewCounter("ferry_sfu_forwarded_packets_total"),
 		bytes:            set.NewCounter("ferry_sfu_forwarded_bytes_total"),
+		drops:            set.NewCounter("ferry_sfu_dropped_packets_total"),
 		nacks:            set.NewCounter("ferry_sfu_nacks_total"),
 		keyframeRequests: set.NewCounter("ferry_sfu_keyframe_requests_total"),
 		layerSwitches:    set.NewCounter("ferry_sfu_layer_switches_total"),
 	}
 }
 
-// forwarded counts one packet of size bytes written to n subscribers.
+// forwarded counts one packet of size bytes queued for n subscribers.
 func (m *meters) forwarded(n, size int) {
-	m.packets.Add(n)
-	m.bytes.Add(n * size)
+	if n > 0 {
+		m.packets.Add(n)
+		m.bytes.Add(n * size)
+	}
+}
+
+// dropped counts one packet that n subscribers' full queues could not take.
+func (m *meters) dropped(n int) {
+	if n > 0 {
+		m.drops.Add(n)
+	}
 }

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pion/rtcp"
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -63,19 +62,17 @@ func (st *stream) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	go st.readLayer(t, l, remote)
 }
 
-// readLayer forwards one layer's packets until the publisher goes.
+// readLayer forwards one layer's packets until the publisher goes. Each packet is read
+// into a pooled buffer that its subscribers' queues share.
 func (st *stream) readLayer(t *track, l *layer, remote *webrtc.TrackRemote) {
-	buf := make([]byte, 1500)
-	var p rtp.Packet
 	for {
-		n, _, err := remote.Read(buf)
+		p := newPacket()
+		n, _, err := remote.Read(p.buf[:])
 		if err != nil {
+			p.release()
 			return
 		}
-		if p.Unmarshal(buf[:n]) != nil {
-			continue
-		}
-		t.forward(l, &p, n)
+		t.receive(l, p, n)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -15,9 +14,9 @@ import (
 const keyframeInterval = 500 * time.Millisecond
 
 // track is one media track of a publisher: audio, or video with one or more simulcast
-// layers. Every packet of a layer is offered to each downTrack, which forwards it if it
-// follows that layer. The downTrack list is copied on write, so the per-packet path takes no
-// lock.
+// layers. Every packet of a layer is offered to each downTrack, which queues it for its
+// subscriber if it follows that layer. The downTrack list is copied on write, so the
+// per-packet path takes no lock of the track's.
 type track struct {
 	id    string
 	kind  webrtc.RTPCodecType
@@ -105,20 +104,37 @@ func (t *track) pick(requested string, estimate uint64) string {
 	return t.layers[len(t.layers)-1].rid
 }
 
-// forward offers one packet of layer rid to every downTrack. The shared counters are
-// updated once per packet, not once per subscriber.
-func (t *track) forward(l *layer, p *rtp.Packet, size int) {
+// receive forwards the packet the read loop of layer l read into p.buf[:n], and gives up
+// the read loop's hold on it.
+func (t *track) receive(l *layer, p *packet, n int) {
+	if p.Unmarshal(p.buf[:n]) == nil {
+		t.forward(l, p, n)
+	}
+	p.release()
+}
+
+// forward offers one packet of layer l to every downTrack: it is queued for each
+// subscriber that follows the layer, not copied. Each downTrack is given a hold on the
+// packet up front, and the unused holds are given back together: two atomic operations
+// per packet instead of one per subscriber. The shared counters, too, are updated once per
+// packet.
+func (t *track) forward(l *layer, p *packet, size int) {
 	l.bytes.Add(uint64(size))
 	now := time.Now().UnixNano()
-	written := 0
-	for _, d := range *t.downs.Load() {
-		if d.write(l.rid, p, now) {
-			written++
+	downs := *t.downs.Load()
+	p.hold(len(downs))
+	var nAccepted, nDropped int
+	for _, d := range downs {
+		switch d.offer(l.rid, p, now) {
+		case accepted:
+			nAccepted++
+		case dropped:
+			nDropped++
 		}
 	}
-	if written > 0 {
-		t.meters.forwarded(written, size)
-	}
+	p.releaseN(len(downs) - nAccepted)
+	t.meters.forwarded(nAccepted, size)
+	t.meters.dropped(nDropped)
 }
 
 // keyframe asks the publisher for a keyframe on layer rid, at most once per
@@ -147,16 +163,23 @@ func (t *track) keyframe(rid string) {
 	t.keyframeTo(l.ssrc)
 }
 
+// addDown starts d's writer and offers it the track's packets, unless d was removed
+// already: a subscriber that ended meanwhile never starts.
 func (t *track) addDown(d *downTrack) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if !d.start() {
+		return
+	}
 	downs := append(slices.Clone(*t.downs.Load()), d)
 	t.downs.Store(&downs)
 }
 
+// removeDown stops d's writer and offers it no more packets.
 func (t *track) removeDown(d *downTrack) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	d.stop()
 	downs := slices.DeleteFunc(slices.Clone(*t.downs.Load()), func(x *downTrack) bool { return x == d })
 	t.downs.Store(&downs)
 }

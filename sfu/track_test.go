@@ -55,11 +55,7 @@ func TestPick(t *testing.T) {
 // comparison with the initial state used to lose track.
 func TestDownTrackSwitch(t *testing.T) {
 	tr, plis := testTrack(t, nil, "h", "l")
-	local, err := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := newDownTrack(tr, local, "h")
+	d, sink := testDownTrack(t, tr, "h")
 	key, inter := []byte{0x10, 0x00}, []byte{0x10, 0x01}
 	type step struct {
 		rid     string
@@ -73,15 +69,24 @@ func TestDownTrackSwitch(t *testing.T) {
 	run := func(name string, steps []step, at int64) {
 		t.Helper()
 		for i, s := range steps {
-			p := &rtp.Packet{Header: rtp.Header{SequenceNumber: s.seq, Timestamp: s.ts}, Payload: s.payload}
+			p := newPacket()
+			p.Header = rtp.Header{SequenceNumber: s.seq, Timestamp: s.ts}
+			p.Payload = s.payload
+			p.hold(1) // the queue's
 			if err := p.SetExtension(4, []byte("1")); err != nil {
 				t.Fatal(err)
 			}
-			got := d.write(s.rid, p, at+int64(i)*10*ms)
-			if got != s.written || (got && d.out.SequenceNumber != s.outSeq) {
-				t.Fatalf("%s step %d: written %v seq %d; want %v seq %d", name, i, got, d.out.SequenceNumber, s.written, s.outSeq)
+			got := d.offer(s.rid, p, at+int64(i)*10*ms) == accepted
+			if got {
+				q := <-d.queue // the writer's part, here on the test's goroutine
+				d.send(q)
 			}
-			if got && (d.out.Extension || len(d.out.Extensions) > 0) {
+			p.releaseN(2) // the queue's hold, used or not, and the test's
+			last := sink.last()
+			if got != s.written || (got && last.SequenceNumber != s.outSeq) {
+				t.Fatalf("%s step %d: written %v seq %d; want %v seq %d", name, i, got, last.SequenceNumber, s.written, s.outSeq)
+			}
+			if got && (last.Extension || len(last.Extensions) > 0) {
 				t.Fatalf("%s step %d: the publisher's header extensions were forwarded", name, i)
 			}
 		}
@@ -96,7 +101,7 @@ func TestDownTrackSwitch(t *testing.T) {
 	if len(*plis) != 1 || (*plis)[0] != 101 {
 		t.Fatalf("keyframe requests %v, want one for layer l (SSRC 101)", *plis)
 	}
-	lastTS := d.out.Timestamp
+	lastTS := sink.last().Timestamp
 	run("switch", []step{
 		{"l", 71, 190, inter, false, 0}, // l is wanted, but not at an interframe
 		{"h", 40003, 11700, inter, true, 40003},
@@ -105,9 +110,37 @@ func TestDownTrackSwitch(t *testing.T) {
 		{"l", 73, 370, inter, true, 40005},
 	}, 100*ms)
 	// The switch came 10 ms after the last h packet: 900 ticks at 90 kHz, then l's own 90.
-	if want := lastTS + 900 + 900 + 90; d.out.Timestamp != want {
-		t.Errorf("timestamp after the switch %d, want %d", d.out.Timestamp, want)
+	if want := lastTS + 900 + 900 + 90; sink.last().Timestamp != want {
+		t.Errorf("timestamp after the switch %d, want %d", sink.last().Timestamp, want)
 	}
+}
+
+// TestDownTrackFullQueue: a keyframe that a full queue drops does not switch the
+// subscriber; the next one does.
+func TestDownTrackFullQueue(t *testing.T) {
+	tr, _ := testTrack(t, nil, "")
+	d, _ := testDownTrack(t, tr, "")
+	for range queueLen {
+		d.queue <- queued{pkt: newPacket()}
+	}
+	key := newPacket()
+	key.Payload = []byte{0x10, 0x00}
+	key.hold(1) // the queue's, given back below when it is dropped
+	if v := d.offer("", key, 0); v != dropped {
+		t.Fatalf("a keyframe offered to a full queue: verdict %d, want dropped", v)
+	}
+	for range queueLen {
+		(<-d.queue).pkt.release()
+	}
+	key.SequenceNumber = 7 // the queue still holds it
+	if v := d.offer("", key, 0); v != accepted || !d.started {
+		t.Fatalf("the next keyframe: verdict %d, started %v; want accepted and started", v, d.started)
+	}
+	(<-d.queue).pkt.release()
+	if refs := key.refs.Load(); refs != 1 {
+		t.Errorf("the keyframe is held %d times, want once (by the test)", refs)
+	}
+	key.release()
 }
 
 // TestPinWinsOverFollow: an automatic move computed before a pin does not undo it.
@@ -125,25 +158,5 @@ func TestPinWinsOverFollow(t *testing.T) {
 	d.follow()
 	if c := d.want.Load(); c.rid != "l" || !c.auto {
 		t.Fatalf("back to automatic with a 300 kbit/s estimate: %+v, want l", *c)
-	}
-}
-
-// BenchmarkForward is the per-packet path of the SFU: one publisher packet offered to ten
-// subscribers.
-func BenchmarkForward(b *testing.B) {
-	tr, _ := testTrack(b, nil, "")
-	for range 10 {
-		local, err := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
-		if err != nil {
-			b.Fatal(err)
-		}
-		tr.addDown(newDownTrack(tr, local, ""))
-	}
-	l := tr.layers[0]
-	p := &rtp.Packet{Header: rtp.Header{Version: 2, SequenceNumber: 1}, Payload: append([]byte{0x10, 0x00}, make([]byte, 1000)...)}
-	b.ReportAllocs()
-	for b.Loop() {
-		p.SequenceNumber++
-		tr.forward(l, p, 1012)
 	}
 }
