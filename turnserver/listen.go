@@ -18,6 +18,9 @@ import (
 
 var errUnknownProto = errors.New("turnserver: unknown listener proto")
 
+// listenerReadBuffer is the receive buffer asked for each UDP listener socket.
+const listenerReadBuffer = 4 << 20
+
 // listenUDP opens a udp listener as one SO_REUSEPORT socket per CPU on the same address:
 // the kernel spreads clients over them by their address, and each has a read loop of its
 // own, so one listener uses every core (one socket tops out at one core's worth of reads,
@@ -33,7 +36,12 @@ func (s *Server) listenUDP(network string, addr netip.AddrPort) (*packetConn, er
 			}
 			return nil, err
 		}
-		socks = append(socks, pc.(*net.UDPConn))
+		sock := pc.(*net.UDPConn)
+		// Every client of the listener shares these sockets' receive buffers (coturn gives
+		// each client a connected socket of its own): a burst must not overflow them. The
+		// kernel caps the size at net.core.rmem_max.
+		_ = sock.SetReadBuffer(listenerReadBuffer)
+		socks = append(socks, sock)
 		addr = pc.LocalAddr().(*net.UDPAddr).AddrPort() // port 0: the next sockets take the port the first got
 	}
 	c := newPacketConn(socks, s.guard)
