@@ -30,10 +30,14 @@ type packetConn struct {
 	// goroutine of the socket touches them.
 	frames [][]byte
 	batch  *udpbatch.Reader
+	// handed and from are the Inbound call's arguments: the admitted datagrams of a batch.
+	handed [][]byte
+	from   []netip.AddrPort
 }
 
-// relayBatch is how many datagrams a relay reads per system call.
-const relayBatch = 4
+// Batch is how many datagrams a relay reads per system call, and so the most an Inbound
+// call carries.
+const Batch = 8
 
 // ReadFrom drops datagrams from sources the policy refuses (another service on the relay
 // host) and returns the next acceptable one. pion needs the source as a *net.UDPAddr, which
@@ -72,7 +76,8 @@ func (c *packetConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) 
 			return 0, netip.AddrPort{}, err
 		}
 		n = copy(c.frames[0][Headroom:], p[:n])
-		in(c.frames[0][:Headroom+n], src)
+		c.handed[0], c.from[0] = c.frames[0][:Headroom+n], src
+		in(c.handed[:1], c.from[:1])
 	}
 }
 
@@ -89,8 +94,10 @@ func (c *packetConn) admit(n int, src netip.AddrPort) bool {
 // startBatches makes the frames and the batch reader, for a relay whose Inbound handler
 // has taken its first datagram.
 func (c *packetConn) startBatches() error {
-	c.frames = make([][]byte, relayBatch)
-	bufs := make([][]byte, relayBatch)
+	c.frames = make([][]byte, Batch)
+	c.handed = make([][]byte, Batch)
+	c.from = make([]netip.AddrPort, Batch)
+	bufs := make([][]byte, Batch)
 	for i := range c.frames {
 		c.frames[i] = make([]byte, Headroom+MaxDatagram+Tailroom)
 		bufs[i] = c.frames[i][Headroom : Headroom+MaxDatagram]
@@ -100,17 +107,22 @@ func (c *packetConn) startBatches() error {
 	return err
 }
 
-// readBatch reads up to relayBatch datagrams and hands those the policy admits to in.
+// readBatch reads up to Batch datagrams and hands those the policy admits to in.
 func (c *packetConn) readBatch(in Inbound) error {
 	n, err := c.batch.Read()
 	if err != nil {
 		return err
 	}
+	k := 0
 	for i := range n {
 		b, src := c.batch.Datagram(i)
 		if c.admit(len(b), src) {
-			in(c.frames[i][:Headroom+len(b)], src)
+			c.handed[k], c.from[k] = c.frames[i][:Headroom+len(b)], src
+			k++
 		}
+	}
+	if k > 0 {
+		in(c.handed[:k], c.from[:k])
 	}
 	return nil
 }

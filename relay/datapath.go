@@ -21,10 +21,12 @@ const Tailroom = 3
 const MaxDatagram = 1600
 
 // Inbound takes over the datagrams a relay receives from peers the policy allows, in place
-// of pion/turn's read loop: frame[Headroom:] is the datagram, frame[:Headroom] free for a
-// header, and cap(frame) leaves Tailroom. frame is only valid during the call. Datagrams
-// handed in process by a LocalPeer arrive the same way, on the LocalPeer's goroutine.
-type Inbound func(frame []byte, from netip.AddrPort)
+// of pion/turn's read loop, a batch at a time (those one read returned): datagram i is
+// frames[i][Headroom:], from from[i]; frames[i][:Headroom] is free for a header, and its
+// capacity leaves Tailroom. The frames are only valid during the call, and the handler may
+// overwrite the frames slice itself. Datagrams handed in process by a LocalPeer arrive the
+// same way, one per call, on the LocalPeer's goroutine.
+type Inbound func(frames [][]byte, from []netip.AddrPort)
 
 // UDPRelay is the data-path side of a UDP relay socket, for Ferry's TURN fast path.
 type UDPRelay interface {

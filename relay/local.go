@@ -52,10 +52,16 @@ func (a *Allocator) Deliver(to netip.AddrPort, p []byte) bool {
 	return pc.deliver(p, lp.Addr)
 }
 
-// frames are the buffers of in-process deliveries, each with Headroom and Tailroom.
-var frames = sync.Pool{New: func() any {
-	b := make([]byte, Headroom+MaxDatagram+Tailroom)
-	return &b
+// handedFrame is an in-process delivery: its buffer, with Headroom and Tailroom, and the
+// Inbound call's arguments.
+type handedFrame struct {
+	buf    []byte
+	frames [1][]byte
+	from   [1]netip.AddrPort
+}
+
+var handedFrames = sync.Pool{New: func() any {
+	return &handedFrame{buf: make([]byte, Headroom+MaxDatagram+Tailroom)}
 }}
 
 // deliver runs a datagram from the local peer through the relay's inbound path on the
@@ -70,10 +76,12 @@ func (c *packetConn) deliver(p []byte, from netip.AddrPort) bool {
 		return true
 	}
 	c.traffic.FromPeer.add(len(p))
-	buf := frames.Get().(*[]byte)
-	n := copy((*buf)[Headroom:], p)
-	in((*buf)[:Headroom+n], from)
-	frames.Put(buf)
+	h := handedFrames.Get().(*handedFrame)
+	n := copy(h.buf[Headroom:], p)
+	h.frames[0], h.from[0] = h.buf[:Headroom+n], from
+	in(h.frames[:], h.from[:])
+	h.frames[0] = nil
+	handedFrames.Put(h)
 	return true
 }
 

@@ -39,8 +39,8 @@ func TestLocalPeerHandOff(t *testing.T) {
 		t.Fatal("Deliver took a datagram for a relay without an Inbound handler")
 	}
 	atRelay := make(chan got, 1)
-	rl.SetInbound(func(frame []byte, from netip.AddrPort) {
-		atRelay <- got{string(frame[Headroom:]), from}
+	rl.SetInbound(func(frames [][]byte, from []netip.AddrPort) {
+		atRelay <- got{string(frames[0][Headroom:]), from[0]}
 	})
 	if !a.Deliver(relayed, []byte("from sfu")) {
 		t.Fatal("Deliver refused a datagram for a relay with an Inbound handler")
@@ -64,7 +64,7 @@ func TestLocalPeerHandOff(t *testing.T) {
 	a.SetLocalPeer(nil)
 	_, relayed2 := allocUDP(t, a, 0)
 	rl2, _ := a.UDPRelay(relayed2.Port())
-	rl2.SetInbound(func([]byte, netip.AddrPort) {})
+	rl2.SetInbound(func([][]byte, []netip.AddrPort) {})
 	if a.Deliver(relayed2, []byte("no peer")) {
 		t.Fatal("Deliver works without a local peer")
 	}

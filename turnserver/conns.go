@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/relay"
 )
 
 // handshakeTimeout bounds a TLS or DTLS handshake, so a client that connects and says
@@ -177,11 +179,26 @@ func (c *streamConn) readFrame() ([]byte, error) {
 	return c.frame, nil
 }
 
-// sendFrame sends ChannelData or a Data indication from the data plane to the client.
-func (c *streamConn) sendFrame(b []byte, _ netip.AddrPort) error {
-	_, err := c.Conn.Write(b)
+// sendFrames sends ChannelData and Data indications from the data plane to the client, in
+// one write (writev on TCP).
+func (c *streamConn) sendFrames(frames [][]byte, _ netip.AddrPort) error {
+	if len(frames) == 1 {
+		_, err := c.Conn.Write(frames[0])
+		return err
+	}
+	g := gathers.Get().(*gather)
+	defer gathers.Put(g)
+	g.v = append(g.base[:0], frames...)
+	_, err := g.v.WriteTo(c.Conn)
+	clear(g.base[:len(frames)]) // keep no frame alive
 	return err
 }
+
+// gather is the scratch of writev: v is what net.Buffers.WriteTo consumes, base the array
+// behind it.
+type gather struct{ base, v net.Buffers }
+
+var gathers = sync.Pool{New: func() any { return &gather{base: make(net.Buffers, relay.Batch)} }}
 
 func (c *streamConn) respond(msg []byte, _ net.Addr) {
 	c.guard.sent(msg)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 	"github.com/ferry-rtc/ferry/relay"
 )
 
@@ -22,8 +23,8 @@ import (
 type dataPlane struct {
 	mu      sync.RWMutex
 	routes  map[routeKey]*route
-	streams map[routeKey]*streamConn        // live TCP, TLS and DTLS client connections
-	sockets map[netip.AddrPort]*net.UDPConn // a UDP listener socket per bound address
+	streams map[routeKey]*streamConn          // live TCP, TLS and DTLS client connections
+	sockets map[netip.AddrPort]*udpbatch.Conn // a UDP listener socket per bound address
 }
 
 // routeKey is an allocation's 5-tuple as the data plane sees it: client and server address,
@@ -50,34 +51,45 @@ type peerTable struct {
 	perms    map[netip.Addr]struct{}
 }
 
-// clientSink sends a frame to a client: a UDP listener socket, or the client's connection.
+// clientSink sends frames to a client, in as few system calls as it can: a UDP listener
+// socket, or the client's connection.
 type clientSink interface {
-	sendFrame(b []byte, to netip.AddrPort) error
+	sendFrames(frames [][]byte, to netip.AddrPort) error
 }
 
-type udpSink struct{ *net.UDPConn }
+type udpSink struct{ *udpbatch.Conn }
 
-func (s udpSink) sendFrame(b []byte, to netip.AddrPort) error {
-	_, err := s.WriteToUDPAddrPort(b, to)
-	return err
+// writers are the sendmmsg scratch of the goroutines sending batches to UDP clients.
+var writers = sync.Pool{New: func() any { return udpbatch.NewWriter(relay.Batch) }}
+
+func (s udpSink) sendFrames(frames [][]byte, to netip.AddrPort) error {
+	w := writers.Get().(*udpbatch.Writer)
+	defer writers.Put(w)
+	return w.WriteTo(s.Conn, frames, to)
 }
 
 func newDataPlane() *dataPlane {
 	return &dataPlane{
 		routes:  map[routeKey]*route{},
 		streams: map[routeKey]*streamConn{},
-		sockets: map[netip.AddrPort]*net.UDPConn{},
+		sockets: map[netip.AddrPort]*udpbatch.Conn{},
 	}
 }
 
 // addSocket makes conn the socket that sends to UDP clients of addr (the first one wins: a
 // listener's SO_REUSEPORT sockets share the address, and any of them sends from it).
-func (d *dataPlane) addSocket(addr netip.AddrPort, conn *net.UDPConn) {
+func (d *dataPlane) addSocket(addr netip.AddrPort, conn *net.UDPConn) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if _, ok := d.sockets[addr]; !ok {
-		d.sockets[addr] = conn
+	if _, ok := d.sockets[addr]; ok {
+		return nil
 	}
+	c, err := udpbatch.NewConn(conn)
+	if err != nil {
+		return err
+	}
+	d.sockets[addr] = c
+	return nil
 }
 
 func (d *dataPlane) addStream(key routeKey, c *streamConn) {
@@ -219,19 +231,24 @@ func (g *guard) sendIndication(key routeKey, b []byte, st *connState) bool {
 	return true
 }
 
-// fromPeer is the relay's Inbound handler: a datagram from a peer goes to the client as
+// fromPeer is the relay's Inbound handler: each datagram from a peer goes to the client as
 // ChannelData if the peer has a channel, as a Data indication if it has a permission, and
-// nowhere otherwise (RFC 8656 section 11.3, 12.6).
-func (r *route) fromPeer(frame []byte, from netip.AddrPort) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+// nowhere otherwise (RFC 8656 section 11.3, 12.6). The batch goes out together.
+func (r *route) fromPeer(frames [][]byte, from []netip.AddrPort) {
 	t := r.peers.Load()
-	var out []byte
-	if n, ok := t.byPeer[from]; ok {
-		out = channelFrame(frame, n, r.stream)
-	} else if _, ok := t.perms[from.Addr()]; ok {
-		out = dataIndication(frame, from)
-	} else {
-		return
+	k := 0
+	for i, frame := range frames {
+		peer := netip.AddrPortFrom(from[i].Addr().Unmap(), from[i].Port())
+		if n, ok := t.byPeer[peer]; ok {
+			frames[k] = channelFrame(frame, n, r.stream)
+		} else if _, ok := t.perms[peer.Addr()]; ok {
+			frames[k] = dataIndication(frame, peer)
+		} else {
+			continue
+		}
+		k++
 	}
-	_ = r.sink.sendFrame(out, r.client)
+	if k > 0 {
+		_ = r.sink.sendFrames(frames[:k], r.client)
+	}
 }

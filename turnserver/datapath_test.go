@@ -3,6 +3,7 @@ package turnserver
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -118,6 +119,18 @@ func TestDataPlane(t *testing.T) {
 			want := channelData(testChannel, []byte("odd-sized"), stream)
 			if got := readClientFrame(t, r.client.conn, buf, len(want)); !bytes.Equal(got, want) {
 				t.Fatalf("peer → client on the channel: % x, want % x", got, want)
+			}
+
+			// A burst is read and sent on in batches (recvmmsg, then sendmmsg or writev):
+			// every datagram arrives, in order.
+			for i := range 20 {
+				mustWriteTo(t, r.channel, []byte(fmt.Sprintf("burst %02d", i)), r.relay)
+			}
+			for i := range 20 {
+				want := channelData(testChannel, []byte(fmt.Sprintf("burst %02d", i)), stream)
+				if got := readClientFrame(t, r.client.conn, buf, len(want)); !bytes.Equal(got, want) {
+					t.Fatalf("burst datagram %d: % x, want % x", i, got, want)
+				}
 			}
 
 			mustWriteTo(t, r.permOnly, []byte("as data"), r.relay)
@@ -256,6 +269,14 @@ func BenchmarkDataPlane(b *testing.B) {
 		run("PeerToChannelData", func() {
 			mustWriteTo(b, r.channel, payload, r.relay)
 			readClientFrame(b, r.client.conn, buf, fromChannel)
+		})
+		run("PeerToChannelDataBurst8", func() {
+			for range 8 {
+				mustWriteTo(b, r.channel, payload, r.relay)
+			}
+			for range 8 {
+				readClientFrame(b, r.client.conn, buf, fromChannel)
+			}
 		})
 		run("PeerToDataIndication", func() {
 			mustWriteTo(b, r.permOnly, payload, r.relay)

@@ -45,7 +45,10 @@ func (s *Server) listenUDP(network string, addr netip.AddrPort) (*packetConn, er
 		addr = pc.LocalAddr().(*net.UDPAddr).AddrPort() // port 0: the next sockets take the port the first got
 	}
 	c := newPacketConn(socks, s.guard)
-	s.guard.plane.addSocket(c.local, socks[0])
+	if err := s.guard.plane.addSocket(c.local, socks[0]); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
 	return c, nil
 }
 

@@ -17,3 +17,17 @@ func (sysReader) read(r *Reader) (int, error) {
 	r.sizes[0], r.addrs[0] = n, netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	return 1, nil
 }
+
+// sysWriter sends one datagram per system call where sendmmsg is not available.
+type sysWriter struct{}
+
+func (sysWriter) init(int) {}
+
+func (sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
+	for _, b := range bufs {
+		if _, err := c.WriteToUDPAddrPort(b, to); err != nil {
+			return err
+		}
+	}
+	return nil
+}
