@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,6 +48,7 @@ const (
 type downTrack struct {
 	track *track
 	local *webrtc.TrackLocalStaticRTP
+	path  *sendPath // nil: never corked
 
 	want     atomic.Pointer[choice]
 	estimate atomic.Uint64 // the subscriber's bandwidth estimate (REMB), bits/s
@@ -65,8 +67,8 @@ type downTrack struct {
 	out rtp.Packet // the writer's: pion copies what it writes
 }
 
-func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string) *downTrack {
-	d := &downTrack{track: t, local: local, queue: make(chan queued, queueLen)}
+func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string, path *sendPath) *downTrack {
+	d := &downTrack{track: t, local: local, path: path, queue: make(chan queued, queueLen)}
 	d.want.Store(&choice{rid: t.pick(requested, 0), auto: requested == ""})
 	return d
 }
@@ -169,13 +171,48 @@ func (d *downTrack) offsets(p *packet, now int64) (uint16, uint32) {
 }
 
 // run is the writer: it sends what offer queued until stop, then gives back what is left.
+// A burst (a video frame's packets) goes out corked: in one system call.
 func (d *downTrack) run() {
 	for q := range d.queue {
-		if !d.stopped.Load() {
-			d.send(q)
+		var dst netip.AddrPort
+		held := false
+		if len(d.queue) > 0 {
+			dst, held = d.path.hold()
 		}
-		q.pkt.release()
+		d.deliver(q)
+		open := d.drain(corkBatch - 1)
+		if held {
+			d.path.release(dst)
+		}
+		if !open {
+			return
+		}
 	}
+}
+
+// drain delivers up to n more queued packets without waiting; false once the queue has
+// closed and is empty.
+func (d *downTrack) drain(n int) bool {
+	for range n {
+		select {
+		case q, ok := <-d.queue:
+			if !ok {
+				return false
+			}
+			d.deliver(q)
+		default:
+			return true
+		}
+	}
+	return true
+}
+
+// deliver sends q unless the downTrack has stopped, and gives back its hold on the packet.
+func (d *downTrack) deliver(q queued) {
+	if !d.stopped.Load() {
+		d.send(q)
+	}
+	q.pkt.release()
 }
 
 // send writes one queued packet with this subscriber's numbers. The publisher's header

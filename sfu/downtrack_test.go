@@ -85,7 +85,7 @@ func testDownTrack(t testing.TB, tr *track, requested string) (*downTrack, *sink
 		RTPCodecCapability: tr.codec.RTPCodecCapability, PayloadType: 96}}); err != nil {
 		t.Fatal(err)
 	}
-	return newDownTrack(tr, local, requested), s
+	return newDownTrack(tr, local, requested, nil), s
 }
 
 // publish is one packet of a publisher's read loop: the raw packet read into a pooled

@@ -9,16 +9,23 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 	"github.com/ferry-rtc/ferry/relay"
 )
 
 // muxConn is the SFU's ICE socket with the in-process hand-off to Ferry's TURN relays (see
 // relay.LocalPeer): a datagram to a relay address goes straight to that allocation's data
 // path, and one from a relay arrives through a queue instead of the kernel. Everything
-// else goes through the real socket.
+// else goes through the real socket, in batches while a writer corks its address (see
+// cork.go).
 type muxConn struct {
 	*net.UDPConn
-	relays *relay.Allocator
+	batch  *udpbatch.Conn
+	relays *relay.Allocator // nil: no hand-off
+
+	mu     sync.RWMutex
+	corks  map[netip.AddrPort]*cork
+	corked atomic.Int32 // len(corks), read on every write
 
 	queue chan handed
 	// waiting is set while ReadFrom blocks on the socket; a hand-off then wakes it with a
@@ -43,11 +50,18 @@ var handBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// newMuxConn wraps conn, the socket at addr, and makes it the relays' local peer.
-func newMuxConn(conn *net.UDPConn, relays *relay.Allocator, addr netip.AddrPort) *muxConn {
-	c := &muxConn{UDPConn: conn, relays: relays, queue: make(chan handed, handQueue)}
-	relays.SetLocalPeer(&relay.LocalPeer{Addr: addr, Deliver: c.handIn})
-	return c
+// newMuxConn wraps conn, the socket at addr, and makes it the local peer of relays, if any.
+func newMuxConn(conn *net.UDPConn, relays *relay.Allocator, addr netip.AddrPort) (*muxConn, error) {
+	batch, err := udpbatch.NewConn(conn)
+	if err != nil {
+		return nil, err
+	}
+	c := &muxConn{UDPConn: conn, batch: batch, relays: relays, corks: map[netip.AddrPort]*cork{},
+		queue: make(chan handed, handQueue)}
+	if relays != nil {
+		relays.SetLocalPeer(&relay.LocalPeer{Addr: addr, Deliver: c.handIn})
+	}
+	return c, nil
 }
 
 // handIn queues a datagram from a relay for ReadFrom.
@@ -91,16 +105,31 @@ func (c *muxConn) ReadFrom(p []byte) (int, net.Addr, error) {
 	}
 }
 
-// WriteTo hands a datagram for a relay of this process to it, and sends any other.
+// WriteTo keeps a datagram for a corked address, hands one for a relay of this process to
+// it, and sends any other.
 func (c *muxConn) WriteTo(p []byte, addr net.Addr) (int, error) {
-	if u, ok := addr.(*net.UDPAddr); ok && c.relays.Deliver(u.AddrPort(), p) {
+	u, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return c.UDPConn.WriteTo(p, addr)
+	}
+	dst := u.AddrPort()
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if (c.corked.Load() > 0 && c.stash(p, dst)) || c.handOut(dst, p) {
 		return len(p), nil
 	}
-	return c.UDPConn.WriteTo(p, addr)
+	return c.UDPConn.WriteToUDPAddrPort(p, dst)
+}
+
+// handOut hands p to the relay at dst in process; false if dst is not a relay of this
+// Ferry.
+func (c *muxConn) handOut(dst netip.AddrPort, p []byte) bool {
+	return c.relays != nil && c.relays.Deliver(dst, p)
 }
 
 // Close stops the hand-off and closes the socket.
 func (c *muxConn) Close() error {
-	c.relays.SetLocalPeer(nil)
+	if c.relays != nil {
+		c.relays.SetLocalPeer(nil)
+	}
 	return c.UDPConn.Close()
 }

@@ -49,7 +49,7 @@ type Config struct {
 type SFU struct {
 	cfg      Config
 	log      *slog.Logger
-	mux      net.PacketConn // the ICE socket, a muxConn when Config.Relays is set
+	mux      *muxConn // the ICE socket
 	port     int
 	pubAPI   *webrtc.API
 	subAPI   *webrtc.API
@@ -105,11 +105,11 @@ func (s *SFU) openMux() error {
 		}
 		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.BindIP, uint16(port))))
 		if err == nil {
-			s.mux, s.port = conn, port
-			if s.cfg.Relays != nil {
-				s.mux = newMuxConn(conn, s.cfg.Relays, s.ICEAddr())
+			s.port = port
+			if s.mux, err = newMuxConn(conn, s.cfg.Relays, s.ICEAddr()); err == nil {
+				return nil
 			}
-			return nil
+			_ = conn.Close()
 		}
 		pool.Put(port)
 		lastErr = err
@@ -292,7 +292,7 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
 	sess := &session{id: newID(), room: roomName, pc: pc}
-	sub := &subscription{stream: st, pc: pc, sess: sess}
+	sub := &subscription{stream: st, pc: pc, sess: sess, path: &sendPath{mux: s.mux}}
 	sess.sub = sub
 	if err := s.setOffer(sess, offer); err != nil {
 		_ = pc.Close()
@@ -307,7 +307,10 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 		if err != nil {
 			continue
 		}
-		d := newDownTrack(t, local, layer)
+		if len(sub.downs) == 0 { // every track shares the one (bundled) transport
+			sub.path.follow(sender.Transport().ICETransport())
+		}
+		d := newDownTrack(t, local, layer, sub.path)
 		sub.downs = append(sub.downs, d)
 		go sub.readRTCP(sender, d)
 	}

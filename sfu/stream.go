@@ -147,6 +147,7 @@ type subscription struct {
 	sess   *session
 	pc     *webrtc.PeerConnection
 	downs  []*downTrack
+	path   *sendPath
 }
 
 // readRTCP handles what a subscriber says about one of its tracks: keyframe requests go

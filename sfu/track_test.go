@@ -147,7 +147,7 @@ func TestDownTrackFullQueue(t *testing.T) {
 func TestPinWinsOverFollow(t *testing.T) {
 	tr, _ := testTrack(t, map[string]uint64{"h": 2_000_000, "l": 100_000}, "h", "l")
 	local, _ := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
-	d := newDownTrack(tr, local, "")
+	d := newDownTrack(tr, local, "", nil)
 	d.estimate.Store(300_000)
 	d.pin("h")
 	d.follow()
