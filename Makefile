@@ -25,8 +25,15 @@ test:
 interop:
 	$(GO) test -race -count=1 -run 'Turnutils' -v ./test/
 
-bench:
+# Go micro-benchmarks, then Ferry against Debian's coturn on loopback (test/bench/turnbench,
+# about 13 minutes on a quiet machine; it needs coturn's turnserver and turnutils_uclient).
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	@if command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null; then \
+		$(GO) run ./test/bench/turnbench -ferry bin/ferry; \
+	else \
+		echo "SKIPPED LOUDLY: turnserver or turnutils_uclient is not installed (apt-get install -y coturn); the coturn comparison did not run" >&2; \
+	fi
 
 lint:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
