@@ -26,7 +26,9 @@ interop:
 	$(GO) test -race -count=1 -run 'Turnutils' -v ./test/
 
 # Go micro-benchmarks, then Ferry against Debian's coturn on loopback (test/bench/turnbench,
-# about 13 minutes on a quiet machine; it needs coturn's turnserver and turnutils_uclient).
+# about 13 minutes on a quiet machine; it needs coturn's turnserver and turnutils_uclient),
+# then the SFU under 10, 50 and 100 subscribers, direct and relayed (test/bench/sfubench,
+# about 3 minutes). BENCHMARKS.md has the results and how to read them.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	@if command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null; then \
@@ -34,6 +36,7 @@ bench: build
 	else \
 		echo "SKIPPED LOUDLY: turnserver or turnutils_uclient is not installed (apt-get install -y coturn); the coturn comparison did not run" >&2; \
 	fi
+	$(GO) run ./test/bench/sfubench -ferry bin/ferry
 
 lint:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

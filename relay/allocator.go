@@ -93,6 +93,10 @@ func (a *Allocator) family(network string) (Addrs, error) {
 	return fam, nil
 }
 
+// relayReadBuffer is the receive buffer asked for each UDP relay socket (capped by the
+// kernel at net.core.rmem_max).
+const relayReadBuffer = 1 << 20
+
 // AllocatePacketConn binds a UDP relay socket on a pool port.
 func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
 	fam, err := a.family(conf.Network)
@@ -107,6 +111,9 @@ func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pa
 	if err != nil {
 		return nil, nil, err
 	}
+	// A relay's read loop is one goroutine among many: a buffer bigger than the default rides
+	// out the moments it waits for a core. The kernel charges only what is queued.
+	_ = conn.SetReadBuffer(relayReadBuffer)
 	e := newEntry()
 	slot := &a.local.udp[port-a.local.min]
 	pc := &packetConn{
