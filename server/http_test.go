@@ -1,6 +1,10 @@
 package server
 
-import "testing"
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
 
 func TestLoopbackHost(t *testing.T) {
 	for host, want := range map[string]bool{
@@ -24,5 +28,22 @@ func TestSetSecretGeneratesOnce(t *testing.T) {
 	}
 	if side.setSecret("") || *side.tokenSecret.Load() != generated {
 		t.Fatal("emptying the secret again did not go back to the generated one")
+	}
+}
+
+// TestPprofHandler: the profiler's pages are served on their own mux, and nothing else is.
+func TestPprofHandler(t *testing.T) {
+	h := pprofHandler()
+	for path, want := range map[string]int{
+		"/debug/pprof/":        http.StatusOK,
+		"/debug/pprof/cmdline": http.StatusOK,
+		"/debug/pprof/heap":    http.StatusOK,
+		"/metrics":             http.StatusNotFound,
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != want {
+			t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
+		}
 	}
 }
