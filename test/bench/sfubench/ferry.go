@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
-	"time"
+
+	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
 const (
@@ -73,20 +70,18 @@ level = "warn"
 
 // ferry is a running ferry process.
 type ferry struct {
-	cmd     *exec.Cmd
-	sfuURL  string // http://127.0.0.1:port
-	output  string // file of its stdout and stderr
-	exited  chan struct{}
-	waitErr error // the exit status, set before exited is closed
+	proc   *benchproc.Process
+	sfuURL string // http://127.0.0.1:port
 }
 
 // startFerry starts bin in its own directory under dir and waits until its SFU answers.
 func startFerry(ctx context.Context, bin, dir string) (*ferry, error) {
-	turnPort, err := freePort()
+	// The TURN listener takes its port on UDP, the SFU's HTTP endpoint on TCP.
+	turnPort, err := benchproc.FreePort(host)
 	if err != nil {
 		return nil, err
 	}
-	httpPort, err := freePort()
+	httpPort, err := benchproc.FreePort(host)
 	if err != nil {
 		return nil, err
 	}
@@ -94,136 +89,27 @@ func startFerry(ctx context.Context, bin, dir string) (*ferry, error) {
 	if err := os.WriteFile(config, []byte(ferryConfig(turnPort, httpPort)), 0o600); err != nil {
 		return nil, fmt.Errorf("ferry config: %w", err)
 	}
-	f := &ferry{sfuURL: "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort)),
-		output: filepath.Join(dir, "output"), exited: make(chan struct{})}
-	out, err := os.Create(f.output)
-	if err != nil {
-		return nil, fmt.Errorf("ferry output file: %w", err)
+	f := &ferry{sfuURL: "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort))}
+	cmd := exec.Command(bin, "serve", "--config", config)
+	if f.proc, err = benchproc.Start("ferry", cmd, filepath.Join(dir, "output")); err != nil {
+		return nil, err
 	}
-	f.cmd = exec.Command(bin, "serve", "--config", config)
-	f.cmd.Stdout, f.cmd.Stderr = out, out
-	// Ferry dies with this program even if it is killed without a chance to clean up.
-	f.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err = f.cmd.Start()
-	_ = out.Close() // ferry has its own copy
+	// Ready when the SFU's HTTP endpoint answers.
+	err = f.proc.WaitReady(ctx, "HTTP answer", func() error {
+		resp, err := httpClient.Get(f.sfuURL + "/api/rooms/ready")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start ferry: %w", err)
-	}
-	go func() {
-		f.waitErr = f.cmd.Wait()
-		close(f.exited)
-	}()
-	if err := f.waitReady(ctx); err != nil {
-		_ = f.stop()
-		return nil, fmt.Errorf("ferry did not start: %w\n%s", err, f.outputTail())
+		return nil, err
 	}
 	return f, nil
 }
 
-func (f *ferry) pid() int { return f.cmd.Process.Pid }
-
-// waitReady polls the SFU's HTTP endpoint until it answers.
-func (f *ferry) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := httpClient.Get(f.sfuURL + "/api/rooms/ready")
-		if err == nil {
-			resp.Body.Close()
-			return nil
-		}
-		select {
-		case <-f.exited:
-			return fmt.Errorf("exited: %v", f.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no HTTP answer in 15s: %w", err)
-		}
-	}
-}
+func (f *ferry) pid() int { return f.proc.Pid() }
 
 // stop ends ferry with SIGTERM (its drain_timeout is 0s: it exits at once) and kills it if
 // it has not exited after 10 seconds.
-func (f *ferry) stop() error {
-	select {
-	case <-f.exited:
-		return fmt.Errorf("ferry had exited before the end of the run: %v\n%s", f.waitErr, f.outputTail())
-	default:
-	}
-	_ = f.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-f.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = f.cmd.Process.Kill()
-		<-f.exited
-		return errors.New("ferry did not stop on SIGTERM in 10s: killed")
-	}
-}
-
-// outputTail is the end of ferry's output, to explain a failure.
-func (f *ferry) outputTail() string {
-	data, err := os.ReadFile(f.output)
-	if err != nil {
-		return ""
-	}
-	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
-}
-
-// freePort returns a port of host free for both UDP and TCP: the TURN listener takes it on
-// UDP, the SFU's HTTP endpoint on TCP.
-func freePort() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("free port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp4", net.JoinHostPort(host, strconv.Itoa(port)))
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("free port: none free for both UDP and TCP in 50 tries")
-}
-
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat: 100 on every Linux
-// ABI, whatever frequency the kernel ticks at.
-const clockTicks = 100
-
-// cpuTime is the CPU time, user and system, that process pid has used so far, over all its
-// threads.
-func cpuTime(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("CPU time: %w", err)
-	}
-	// The command name, field 2, is in parentheses and may hold spaces: count the fields
-	// after its closing parenthesis, where field 3 (state) comes first.
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return 0, fmt.Errorf("CPU time: malformed /proc/%d/stat", pid)
-	}
-	fields := strings.Fields(string(data[end+1:]))
-	const utime, stime = 14 - 3, 15 - 3 // fields 14 and 15 of proc(5)
-	if len(fields) <= stime {
-		return 0, fmt.Errorf("CPU time: short /proc/%d/stat", pid)
-	}
-	var ticks int64
-	for _, field := range []string{fields[utime], fields[stime]} {
-		n, err := strconv.ParseInt(field, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("CPU time: %w", err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * time.Second / clockTicks, nil
-}
+func (f *ferry) stop() error { return f.proc.Stop() }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
+
+	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
 const (
@@ -203,11 +205,11 @@ func attach(ctx context.Context, opts options, api *webrtc.API, sfuURL string, n
 // window measures for d: Ferry's and this program's CPU time, and what the subscribers
 // received.
 func window(ctx context.Context, d time.Duration, f *ferry, pub *publisher, subs []*subscriber, r *result) error {
-	ferry0, err := cpuTime(f.pid())
+	ferry0, err := benchproc.CPUTime(f.pid())
 	if err != nil {
 		return err
 	}
-	bench0, err := cpuTime(os.Getpid())
+	bench0, err := benchproc.CPUTime(os.Getpid())
 	if err != nil {
 		return err
 	}
@@ -216,11 +218,11 @@ func window(ctx context.Context, d time.Duration, f *ferry, pub *publisher, subs
 	slept := sleep(ctx, d)
 	measuring.Store(false)
 	r.wall = time.Since(start)
-	ferry1, err := cpuTime(f.pid())
+	ferry1, err := benchproc.CPUTime(f.pid())
 	if err != nil {
 		return err
 	}
-	bench1, err := cpuTime(os.Getpid())
+	bench1, err := benchproc.CPUTime(os.Getpid())
 	if err != nil {
 		return err
 	}

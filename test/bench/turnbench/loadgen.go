@@ -229,11 +229,7 @@ func idleMemory(ctx context.Context, s *server) ([]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	u, err := m.stop()
-	if err != nil {
-		return nil, err
-	}
-	peak, err := s.peakRSSMiB()
+	u, peak, err := m.stopPeak()
 	if err != nil {
 		return nil, err
 	}

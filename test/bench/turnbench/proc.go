@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,24 +10,18 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat (sysconf(_SC_CLK_TCK)):
-// 100 on every Linux ABI, whatever frequency the kernel ticks at.
-const clockTicks = 100
-
-// cpuSeconds is the CPU time, user and system, that the server has used so far: the sum over
-// all its threads, which is what /proc/PID/stat reports for a process.
+// cpuSeconds is the CPU time, user and system, that the server has used so far, over all
+// its threads.
 func (s *server) cpuSeconds() (float64, error) {
-	fields, err := procStat(strconv.Itoa(s.pid()))
+	cpu, err := benchproc.CPUTime(s.pid())
 	if err != nil {
-		return 0, fmt.Errorf("%s CPU time: %w", s.name, err)
+		return 0, fmt.Errorf("%s %w", s.name, err)
 	}
-	cpu, err := statSeconds(fields, 14, 15) // utime, stime
-	if err != nil {
-		return 0, fmt.Errorf("%s CPU time: %w", s.name, err)
-	}
-	return cpu, nil
+	return cpu.Seconds(), nil
 }
 
 // othersSeconds is the CPU time used so far by every process of the machine but this
@@ -41,55 +34,23 @@ func othersSeconds() (float64, error) {
 		return 0, fmt.Errorf("processes: %w", err)
 	}
 	self := strconv.Itoa(os.Getpid())
-	var sum float64
+	var sum time.Duration
 	for _, e := range entries {
 		pid := e.Name()
 		if pid == self || pid[0] < '0' || pid[0] > '9' {
 			continue
 		}
-		fields, err := procStat(pid)
+		fields, err := benchproc.Stat(pid)
 		if err != nil || fields[4-3] == self { // field 4: the parent's PID
 			continue // exited since ReadDir, or our child
 		}
-		cpu, err := statSeconds(fields, 14, 15, 16, 17) // utime, stime, cutime, cstime
+		cpu, err := benchproc.StatTime(fields, 14, 15, 16, 17) // utime, stime, cutime, cstime
 		if err != nil {
 			return 0, fmt.Errorf("process %s: %w", pid, err)
 		}
 		sum += cpu
 	}
-	return sum, nil
-}
-
-// procStat returns the fields of /proc/PID/stat that follow the command name: the first
-// is field 3 of proc(5). The name is in parentheses and may hold spaces, hence the split
-// after its closing parenthesis.
-func procStat(pid string) ([]string, error) {
-	data, err := os.ReadFile("/proc/" + pid + "/stat")
-	if err != nil {
-		return nil, err
-	}
-	end := bytes.LastIndexByte(data, ')')
-	if end < 0 {
-		return nil, fmt.Errorf("malformed /proc/%s/stat", pid)
-	}
-	fields := strings.Fields(string(data[end+1:]))
-	if len(fields) < 17-3+1 {
-		return nil, fmt.Errorf("short /proc/%s/stat", pid)
-	}
-	return fields, nil
-}
-
-// statSeconds sums fields of procStat, numbered as in proc(5), in seconds.
-func statSeconds(fields []string, numbers ...int) (float64, error) {
-	var ticks uint64
-	for _, n := range numbers {
-		t, err := strconv.ParseUint(fields[n-3], 10, 64)
-		if err != nil {
-			return 0, err
-		}
-		ticks += t
-	}
-	return float64(ticks) / clockTicks, nil
+	return sum.Seconds(), nil
 }
 
 // peakRSSMiB is the server's peak resident set (VmHWM): since every run has a fresh
@@ -283,4 +244,13 @@ func (m meter) stop() (usage, error) {
 	}
 	u.serverDrops, err = m.s.serverDrops()
 	return u, err
+}
+
+// stopPeak is stop, and the server's peak RSS in MiB (peakRSSMiB) after it.
+func (m meter) stopPeak() (u usage, peak float64, err error) {
+	if u, err = m.stop(); err != nil {
+		return u, 0, err
+	}
+	peak, err = m.s.peakRSSMiB()
+	return u, peak, err
 }

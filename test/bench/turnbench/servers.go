@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,10 +11,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
 // The one user, realm and relay port range of both servers.
@@ -149,18 +148,14 @@ func ferryCommand(e *env, dir string, port int) (*exec.Cmd, error) {
 
 // server is a running server process.
 type server struct {
-	name   string
-	port   int
-	cmd    *exec.Cmd
-	logs   []string
-	exited chan struct{}
-	// waitErr is the process's exit status, set before exited is closed.
-	waitErr error
+	name string
+	port int
+	proc *benchproc.Process
 }
 
 func (s *server) addr() string { return net.JoinHostPort(host, strconv.Itoa(s.port)) }
 
-func (s *server) pid() int { return s.cmd.Process.Pid }
+func (s *server) pid() int { return s.proc.Pid() }
 
 // startServer starts a fresh server of kind in its own directory on a free port and waits
 // until it answers STUN Binding requests over UDP and TCP.
@@ -170,7 +165,7 @@ func startServer(ctx context.Context, e *env, kind serverKind) (*server, error) 
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("run directory: %w", err)
 	}
-	port, err := freePort()
+	port, err := benchproc.FreePort(host)
 	if err != nil {
 		return nil, err
 	}
@@ -178,116 +173,31 @@ func startServer(ctx context.Context, e *env, kind serverKind) (*server, error) 
 	if err != nil {
 		return nil, err
 	}
-	logs := []string{filepath.Join(dir, "output")}
+	var logs []string
 	if kind.logFile != "" {
 		logs = append(logs, filepath.Join(dir, kind.logFile))
 	}
-	out, err := os.Create(logs[0])
+	proc, err := benchproc.Start(kind.name, cmd, filepath.Join(dir, "output"), logs...)
 	if err != nil {
-		return nil, fmt.Errorf("%s output file: %w", kind.name, err)
+		return nil, err
 	}
-	cmd.Stdout, cmd.Stderr = out, out
-	// The server dies with this program even if it is killed without a chance to clean up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	err = cmd.Start()
-	_ = out.Close() // the server has its own copy
+	s := &server{name: kind.name, port: port, proc: proc}
+	// Ready when it answers Binding requests on both transports.
+	err = proc.WaitReady(ctx, "Binding response", func() error {
+		if err := bindingProbe("udp", s.addr()); err != nil {
+			return err
+		}
+		return bindingProbe("tcp", s.addr())
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start %s: %w", kind.name, err)
-	}
-	s := &server{name: kind.name, port: port, cmd: cmd, logs: logs, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		close(s.exited)
-	}()
-	if err := s.waitReady(ctx); err != nil {
-		_ = s.stop()
-		return nil, fmt.Errorf("%s did not start: %w\n%s", kind.name, err, s.logTail())
+		return nil, err
 	}
 	return s, nil
 }
 
-// waitReady polls the server with Binding requests until it answers on both transports.
-func (s *server) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := bindingProbe("udp", s.addr())
-		if err == nil {
-			err = bindingProbe("tcp", s.addr())
-		}
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("exited: %v", s.waitErr)
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no Binding response in 15s: %w", err)
-		}
-	}
-}
-
 // stop ends the server with SIGTERM (Ferry's drain_timeout is 0s, so both exit at once) and
 // kills it if it has not exited after 10 seconds.
-func (s *server) stop() error {
-	select {
-	case <-s.exited:
-		return fmt.Errorf("%s had exited before the end of the run: %v\n%s", s.name, s.waitErr, s.logTail())
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-		return fmt.Errorf("%s did not stop on SIGTERM in 10s: killed", s.name)
-	}
-}
-
-// logTail is the end of the server's logs, to explain a failure.
-func (s *server) logTail() string {
-	var b strings.Builder
-	for _, path := range s.logs {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			continue
-		}
-		fmt.Fprintf(&b, "--- %s:\n%s", filepath.Base(path), tail(data, 15))
-	}
-	return b.String()
-}
-
-// tail returns the last n lines of out.
-func tail(out []byte, n int) string {
-	lines := bytes.Split(bytes.TrimRight(out, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n"))) + "\n"
-}
-
-// freePort returns a port of host free for both UDP and TCP, the two listeners' protocols.
-func freePort() (int, error) {
-	for range 50 {
-		ln, err := net.Listen("tcp4", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("free port: %w", err)
-		}
-		port := ln.Addr().(*net.TCPAddr).Port
-		pc, err := net.ListenPacket("udp4", net.JoinHostPort(host, strconv.Itoa(port)))
-		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
-			return port, nil
-		}
-	}
-	return 0, errors.New("free port: none free for both UDP and TCP in 50 tries")
-}
+func (s *server) stop() error { return s.proc.Stop() }
 
 // stunHeaderSize is the fixed header of every STUN message; its bytes 2-3 hold the length
 // of the attributes that follow.

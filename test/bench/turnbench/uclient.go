@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
 // uclientScenarios are coturn's own load client's runs: 100 clients relaying to each other
@@ -66,11 +68,7 @@ func uclientLoad(ctx context.Context, s *server, args []string, timeout time.Dur
 	if err != nil {
 		return nil, err
 	}
-	u, err := m.stop()
-	if err != nil {
-		return nil, err
-	}
-	peak, err := s.peakRSSMiB()
+	u, peak, err := m.stopPeak()
 	if err != nil {
 		return nil, err
 	}
@@ -97,9 +95,9 @@ func runUclient(ctx context.Context, args []string, timeout time.Duration) (sent
 	case ctx.Err() != nil:
 		return 0, 0, fmt.Errorf("turnutils_uclient interrupted: %w", ctx.Err())
 	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
-		return 0, 0, fmt.Errorf("turnutils_uclient timed out after %s and was killed:\n%s", timeout, tail(out.Bytes(), 5))
+		return 0, 0, fmt.Errorf("turnutils_uclient timed out after %s and was killed:\n%s", timeout, benchproc.Tail(out.Bytes(), 5))
 	case err != nil:
-		return 0, 0, fmt.Errorf("turnutils_uclient: %w\n%s", err, tail(out.Bytes(), 5))
+		return 0, 0, fmt.Errorf("turnutils_uclient: %w\n%s", err, benchproc.Tail(out.Bytes(), 5))
 	}
 	return parseUclient(out.Bytes())
 }
@@ -111,7 +109,7 @@ var uclientTotals = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)
 func parseUclient(out []byte) (sent, recv int, err error) {
 	m := uclientTotals.FindAllSubmatch(out, -1)
 	if m == nil {
-		return 0, 0, fmt.Errorf("turnutils_uclient printed no totals:\n%s", tail(out, 5))
+		return 0, 0, fmt.Errorf("turnutils_uclient printed no totals:\n%s", benchproc.Tail(out, 5))
 	}
 	last := m[len(m)-1]
 	if sent, err = strconv.Atoi(string(last[1])); err != nil {
