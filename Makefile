@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 ARGS        ?=
 
-.PHONY: all build run test lint bench interop clean
+.PHONY: all build run test lint bench fuzz interop clean
 
 all: build
 
@@ -37,6 +37,18 @@ bench: build
 		echo "SKIPPED LOUDLY: turnserver or turnutils_uclient is not installed (apt-get install -y coturn); the coturn comparison did not run" >&2; \
 	fi
 	$(GO) run ./test/bench/sfubench -ferry bin/ferry
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). Their seed
+# corpora run with every `make test`.
+FUZZTIME ?= 60s
+FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t#*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
 
 lint:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
