@@ -41,7 +41,8 @@ bench: build
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). Their seed
 # corpora run with every `make test`.
 FUZZTIME ?= 60s
-FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken
+FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken \
+                ./turnserver:FuzzListeners
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
