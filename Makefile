@@ -42,7 +42,7 @@ bench: build
 # corpora run with every `make test`.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken \
-                ./turnserver:FuzzListeners
+                ./turnserver:FuzzListeners ./sfu:FuzzWHIP
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
