@@ -77,6 +77,15 @@ func listenPeerOn(tb testing.TB, ip netip.Addr) *net.UDPConn {
 	return c
 }
 
+func addrPortOf(t *testing.T, a net.Addr) netip.AddrPort {
+	t.Helper()
+	ap, ok := addrPort(a)
+	if !ok {
+		t.Fatalf("no address in %v", a)
+	}
+	return ap
+}
+
 func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
 
 func channelData(n uint16, payload []byte, pad bool) []byte {
@@ -111,6 +120,19 @@ func TestDataPlane(t *testing.T) {
 
 			mustWrite(t, r.client.conn, channelData(testChannel, []byte("via channel"), stream))
 			mustReadFrom(t, r.channel, buf, "via channel", r.relay)
+
+			// That was the data plane's doing, not pion's: it takes the allocation's
+			// ChannelData, and leaves an unbound channel to pion.
+			key := routeKey{client: addrPortOf(t, r.client.conn.LocalAddr()),
+				server: addrPortOf(t, r.client.conn.RemoteAddr()), stream: stream}
+			var st connState
+			if !s.guard.fromClient(key, channelData(testChannel, []byte("direct"), stream), &st) {
+				t.Fatal("the data plane did not take ChannelData on a bound channel")
+			}
+			mustReadFrom(t, r.channel, buf, "direct", r.relay)
+			if s.guard.fromClient(key, channelData(testChannel+1, []byte("unbound"), stream), &st) {
+				t.Fatal("the data plane took ChannelData on an unbound channel")
+			}
 
 			mustWrite(t, r.client.conn, sendIndicationTo(t, addrOf(r.permOnly), []byte("via send")))
 			mustReadFrom(t, r.permOnly, buf, "via send", r.relay)

@@ -98,12 +98,17 @@ func BenchmarkReader(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		for got := 0; got < 8; {
-			n, err := r.Read()
-			if err != nil {
-				b.Fatal(err)
-			}
-			got += n
+		readN(b, r, 8)
+	}
+}
+
+// readN reads batches until n datagrams have arrived.
+func readN(tb testing.TB, r *Reader, n int) {
+	for got := 0; got < n; {
+		k, err := r.Read()
+		if err != nil {
+			tb.Fatal(err)
 		}
+		got += k
 	}
 }

@@ -64,12 +64,6 @@ func BenchmarkWriter(b *testing.B) {
 		if err := w.WriteTo(c, bufs, to); err != nil {
 			b.Fatal(err)
 		}
-		for got := 0; got < 8; {
-			n, err := r.Read()
-			if err != nil {
-				b.Fatal(err)
-			}
-			got += n
-		}
+		readN(b, r, 8)
 	}
 }
