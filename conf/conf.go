@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -81,6 +82,12 @@ type Limits struct {
 	AllocationsPerUser       int `toml:"allocations_per_user"`        // >= 0, 0 = unlimited
 	AllocationsTotal         int `toml:"allocations_total"`           // >= 0, 0 = unlimited
 	UnauthenticatedPerIPRate int `toml:"unauthenticated_per_ip_rate"` // >= 0, 0 = unlimited: 401 answers per second to one source IP
+	BindingPerIPRate         int `toml:"binding_per_ip_rate"`         // >= 0, 0 = unlimited: Binding answers per second to one source IP
+
+	PermissionsPerAllocation int      `toml:"permissions_per_allocation"` // >= 0, 0 = unlimited: peer IPs one allocation may have permissions for
+	ChannelsPerAllocation    int      `toml:"channels_per_allocation"`    // >= 0, 0 = unlimited (the protocol's own limit is 4096)
+	MaxAllocationLifetime    Duration `toml:"max_allocation_lifetime"`    // > 0: longer LIFETIMEs asked for are cut to it
+	AllocateTimeout          Duration `toml:"allocate_timeout"`           // > 0: a TCP, TLS or DTLS connection without an allocation is closed after it
 }
 
 // SFU is the [sfu] table: the SFU co-hosted with the TURN server.
@@ -92,6 +99,10 @@ type SFU struct {
 	TokenTTL          Duration `toml:"token_ttl"`           // > 0: default lifetime of `ferry token` and of the zero-config demo tokens
 	SelfTest          bool     `toml:"self_test"`           // at start, reach the SFU through the own TURN relay and log the outcome
 }
+
+// MaxAllocationLifetime is the most limits.max_allocation_lifetime may be:
+// pion/turn grants no LIFETIME of an hour or more.
+const MaxAllocationLifetime = time.Hour
 
 // MinTokenSecret is the fewest characters a non-empty sfu.token_secret may
 // have: a short HS256 key could be found by trying keys against any token.

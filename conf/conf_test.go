@@ -38,7 +38,11 @@ func TestDefault(t *testing.T) {
 			Secrets:       []string{},
 			CredentialTTL: Duration{24 * time.Hour},
 		},
-		Limits: Limits{AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20},
+		Limits: Limits{
+			AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20, BindingPerIPRate: 100,
+			PermissionsPerAllocation: 100, ChannelsPerAllocation: 100,
+			MaxAllocationLifetime: Duration{time.Hour}, AllocateTimeout: Duration{time.Minute},
+		},
 		SFU: SFU{
 			Enabled:           true,
 			HTTP:              "0.0.0.0:8080",
@@ -149,10 +153,12 @@ func TestParse(t *testing.T) {
 		},
 		{
 			"auth and limits",
-			"[auth]\nusers_file = \"\"\nsecrets = [\"new\", \"old\"]\ncredential_ttl = \"1h30m\"\n[limits]\nallocations_per_user = 0\nallocations_total = 1000\n",
+			"[auth]\nusers_file = \"\"\nsecrets = [\"new\", \"old\"]\ncredential_ttl = \"1h30m\"\n[limits]\nallocations_per_user = 0\nallocations_total = 1000\n" +
+				"binding_per_ip_rate = 0\npermissions_per_allocation = 8\nchannels_per_allocation = 0\nmax_allocation_lifetime = \"5m\"\nallocate_timeout = \"10s\"\n",
 			func(c *Config) {
 				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}}
-				c.Limits = Limits{AllocationsTotal: 1000, UnauthenticatedPerIPRate: 20}
+				c.Limits = Limits{AllocationsTotal: 1000, UnauthenticatedPerIPRate: 20, PermissionsPerAllocation: 8,
+					MaxAllocationLifetime: Duration{5 * time.Minute}, AllocateTimeout: Duration{10 * time.Second}}
 			},
 		},
 		{
@@ -411,6 +417,11 @@ func TestParseErrors(t *testing.T) {
 			"[limits]\nallocations_total = 5\nunauthenticated_per_ip_rate = -1\n",
 			"bad.toml:3: limits.unauthenticated_per_ip_rate: must be 0 (no limit) or more, not -1",
 		},
+		{"negative channel limit", "[limits]\nchannels_per_allocation = -1\n", "bad.toml:2: limits.channels_per_allocation: must be 0 (no limit) or more, not -1"},
+		{"negative binding rate", "[limits]\nbinding_per_ip_rate = -3\n", "bad.toml:2: limits.binding_per_ip_rate: must be 0"},
+		{"zero lifetime cap", "[limits]\nmax_allocation_lifetime = \"0s\"\n", "bad.toml:2: limits.max_allocation_lifetime: must be between 1s and 1h0m0s, not 0s"},
+		{"lifetime cap over an hour", "[limits]\n\nmax_allocation_lifetime = \"2h\"\n", "bad.toml:3: limits.max_allocation_lifetime: must be between 1s and 1h0m0s, not 2h0m0s"},
+		{"sub-second allocate timeout", "[limits]\nallocate_timeout = \"500ms\"\n", "bad.toml:2: limits.allocate_timeout: must be at least 1s, not 500ms"},
 
 		// sfu
 		{"unknown key in sfu", "[sfu]\nenabled = true\nport = 8080\n", "bad.toml:3: sfu.port: unknown key"},

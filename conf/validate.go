@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -290,10 +291,19 @@ func (c *Config) validateLimits() error {
 		{"limits.allocations_per_user", l.AllocationsPerUser},
 		{"limits.allocations_total", l.AllocationsTotal},
 		{"limits.unauthenticated_per_ip_rate", l.UnauthenticatedPerIPRate},
+		{"limits.binding_per_ip_rate", l.BindingPerIPRate},
+		{"limits.permissions_per_allocation", l.PermissionsPerAllocation},
+		{"limits.channels_per_allocation", l.ChannelsPerAllocation},
 	} {
 		if v.n < 0 {
 			return c.Errorf(v.key, "must be 0 (no limit) or more, not %d", v.n)
 		}
+	}
+	if d := l.MaxAllocationLifetime.Duration; d < time.Second || d > MaxAllocationLifetime {
+		return c.Errorf("limits.max_allocation_lifetime", "must be between 1s and %s, not %s", MaxAllocationLifetime, d)
+	}
+	if d := l.AllocateTimeout.Duration; d < time.Second {
+		return c.Errorf("limits.allocate_timeout", "must be at least 1s, not %s", d)
 	}
 	return nil
 }

@@ -77,3 +77,17 @@ func loadCerts(cfg *conf.Config) ([]*tls.Certificate, error) {
 	}
 	return certs, nil
 }
+
+// turnLimits are the [limits] the TURN server applies itself (the allocation quotas are
+// relay.Quota's).
+func turnLimits(cfg *conf.Config) turnserver.Limits {
+	l := cfg.Limits
+	return turnserver.Limits{
+		UnauthenticatedRate: l.UnauthenticatedPerIPRate,
+		BindingRate:         l.BindingPerIPRate,
+		Permissions:         l.PermissionsPerAllocation,
+		Channels:            l.ChannelsPerAllocation,
+		MaxLifetime:         l.MaxAllocationLifetime.Duration,
+		AllocateTimeout:     l.AllocateTimeout.Duration,
+	}
+}

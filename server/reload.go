@@ -43,6 +43,11 @@ var settings = []setting{
 	{"limits.allocations_per_user", false, func(c *conf.Config) any { return c.Limits.AllocationsPerUser }},
 	{"limits.allocations_total", false, func(c *conf.Config) any { return c.Limits.AllocationsTotal }},
 	{"limits.unauthenticated_per_ip_rate", false, func(c *conf.Config) any { return c.Limits.UnauthenticatedPerIPRate }},
+	{"limits.binding_per_ip_rate", false, func(c *conf.Config) any { return c.Limits.BindingPerIPRate }},
+	{"limits.permissions_per_allocation", false, func(c *conf.Config) any { return c.Limits.PermissionsPerAllocation }},
+	{"limits.channels_per_allocation", false, func(c *conf.Config) any { return c.Limits.ChannelsPerAllocation }},
+	{"limits.max_allocation_lifetime", false, func(c *conf.Config) any { return c.Limits.MaxAllocationLifetime }},
+	{"limits.allocate_timeout", false, func(c *conf.Config) any { return c.Limits.AllocateTimeout }},
 	{"sfu.enabled", true, func(c *conf.Config) any { return c.SFU.Enabled }},
 	{"sfu.http", true, func(c *conf.Config) any { return c.SFU.HTTP }},
 	{"sfu.token_secret", false, func(c *conf.Config) any { return c.SFU.TokenSecret }},
@@ -114,9 +119,9 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 	// Nothing below can fail: the reload is applied whole.
 	s.quota.SetLimits(next.Limits.AllocationsPerUser, next.Limits.AllocationsTotal)
 	s.turn.Apply(turnserver.Settings{
-		Auth:                creds.authenticator(next.Server.Realm),
-		Certs:               certs,
-		UnauthenticatedRate: next.Limits.UnauthenticatedPerIPRate,
+		Auth:   creds.authenticator(next.Server.Realm),
+		Certs:  certs,
+		Limits: turnLimits(next),
 	})
 	s.level.Set(next.Log.SlogLevel())
 	if s.sfu != nil && s.sfu.setSecret(next.SFU.TokenSecret) {

@@ -82,17 +82,17 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.turn, err = turnserver.New(turnserver.Config{
-		Realm:               cfg.Server.Realm,
-		Software:            cfg.Server.Software,
-		Listeners:           turnListeners(cfg, certs),
-		Auth:                creds.authenticator(cfg.Server.Realm),
-		Allocator:           s.relays.allocator,
-		Policy:              s.relays.policy,
-		Quota:               s.quota,
-		Log:                 s.log,
-		UnauthenticatedRate: cfg.Limits.UnauthenticatedPerIPRate,
-		Metrics:             s.metrics,
-		PeerLimit:           s.peerLimit,
+		Realm:     cfg.Server.Realm,
+		Software:  cfg.Server.Software,
+		Listeners: turnListeners(cfg, certs),
+		Auth:      creds.authenticator(cfg.Server.Realm),
+		Allocator: s.relays.allocator,
+		Policy:    s.relays.policy,
+		Quota:     s.quota,
+		Log:       s.log,
+		Limits:    turnLimits(cfg),
+		Metrics:   s.metrics,
+		PeerLimit: s.peerLimit,
 	})
 	if err != nil {
 		_ = s.Close()

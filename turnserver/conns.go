@@ -68,6 +68,7 @@ func (l *streamListener) track(conn net.Conn) (net.Conn, error) {
 	}
 	l.conns[c] = struct{}{}
 	l.guard.plane.addStream(c.key, c)
+	c.awaitAllocation(l.guard.limits.Load().AllocateTimeout)
 	return c, nil
 }
 
@@ -224,8 +225,21 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	}
 	if isSTUN && t == connectionBindSuccess {
 		c.raw.Store(true)
+		c.awaitAllocation(0) // a peer data connection: it has its allocation
 	}
 	return len(p), nil
+}
+
+// awaitAllocation sets the deadline by which the connection must have an allocation (0:
+// none). Until then a read past it fails, and pion closes the connection: a client that
+// connects and says nothing, or trickles a frame, cannot hold it open (coturn's
+// max-allocate-timeout).
+func (c *streamConn) awaitAllocation(timeout time.Duration) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	_ = c.Conn.SetReadDeadline(deadline)
 }
 
 // sign returns p with MESSAGE-INTEGRITY under the connection's last verified key, or p

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/stun/v4"
 
@@ -103,6 +104,19 @@ func (d *dataPlane) removeStream(key routeKey, c *streamConn) {
 	defer d.mu.Unlock()
 	if d.streams[key] == c {
 		delete(d.streams, key)
+	}
+}
+
+// awaitAllocation gives the stream connection of a 5-tuple, if there is one, d to make an
+// allocation before it is closed; 0 lifts the deadline.
+func (d *dataPlane) awaitAllocation(client, server net.Addr, timeout time.Duration) {
+	c, _ := addrPort(client)
+	s, _ := addrPort(server)
+	d.mu.RLock()
+	conn, ok := d.streams[routeKey{client: c, server: s, stream: true}]
+	d.mu.RUnlock()
+	if ok {
+		conn.awaitAllocation(timeout)
 	}
 }
 

@@ -34,11 +34,7 @@ func newRelayed(tb testing.TB, s *Server, network string) *relayed {
 		server = s.Addrs()[1].String()
 	}
 	r := &relayed{client: dialCtl(tb, network, server), channel: listenPeer(tb), permOnly: listenPeer(tb)}
-	nonce := r.client.unauthorizedNonce(tb)
-	signed := func(setters ...stun.Setter) []stun.Setter {
-		return append(setters, stun.NewUsername(user), stun.NewRealm(realm), nonce,
-			stun.NewLongTermIntegrity(user, realm, password))
-	}
+	signed := r.client.signer(tb)
 	resp := r.client.roundTrip(tb, signed(stun.NewType(stun.MethodAllocate, stun.ClassRequest),
 		testkit.Attr(stun.AttrRequestedTransport, []byte{17, 0, 0, 0}))...)
 	var relayAddr stun.XORMappedAddress

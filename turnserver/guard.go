@@ -27,7 +27,10 @@ import (
 //     and Send indications to a denied peer are dropped and counted;
 //   - Allocate for an address family without relay addresses gets 440, and any Allocate
 //     while draining 508 (or 300 Try Alternate);
-//   - answers to requests without valid credentials are capped per source IP.
+//   - answers to requests without valid credentials, and to Binding requests, are capped
+//     per source IP;
+//   - CreatePermission and ChannelBind past the allocation's limits get 508, and a LIFETIME
+//     over the maximum is cut to it.
 //
 // It also counts what it sees for the metrics: requests by method, auth failures by reason,
 // peer denials.
@@ -40,6 +43,8 @@ type guard struct {
 	plane    *dataPlane
 	meters   *meters
 	unauth   *ipLimiter
+	bindings *ipLimiter
+	limits   atomic.Pointer[Limits]
 	// peerLimit returns the one peer address a user may use, if it is limited to one.
 	peerLimit func(user string) (netip.AddrPort, bool)
 	log       *slog.Logger
@@ -77,7 +82,11 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	switch {
 	case m.Type == stun.BindingRequest:
 		g.meters.bindings.Inc()
-		g.answerBinding(m, client, w)
+		if g.bindings.allow(sourceIP(client), time.Now()) {
+			g.answerBinding(m, client, w)
+		} else {
+			g.meters.bindingDropped.Inc()
+		}
 		return nil, false
 	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
 		return b, g.permitSend(m)
@@ -91,7 +100,7 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	user, key, err := g.authenticate(m, client)
 	switch {
 	case errors.Is(err, errIncompleteCredentials):
-		return b, true // pion answers 400
+		return b, g.mayAnswer(client) // pion answers 400
 	case err != nil:
 		g.meters.authFailure(err)
 		if !g.mayAnswer(client) {
@@ -103,6 +112,9 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	if code, extra, reject := g.check(m, client, server, user); reject {
 		g.reject(m, code, key, client, w, extra...)
 		return nil, false
+	}
+	if capped, ok := g.capLifetime(m, key); ok {
+		return capped, true
 	}
 	return b, true
 }
@@ -131,8 +143,7 @@ func (g *guard) unauthenticated(m *stun.Message, client net.Addr, w responder) (
 // mayAnswer applies unauthenticated_per_ip_rate to an answer for a request without valid
 // credentials; over the rate, the request is dropped and counted.
 func (g *guard) mayAnswer(client net.Addr) bool {
-	ap, _ := addrPort(client)
-	if g.unauth.allow(ap.Addr(), time.Now()) {
+	if g.unauth.allow(sourceIP(client), time.Now()) {
 		return true
 	}
 	g.meters.unauthDropped.Inc()
@@ -190,6 +201,9 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 	if op, ok := peerOps[m.Type.Method]; ok && !g.permitPeers(m, user, op) {
 		g.meters.peerDenied[op].Add(1)
 		return stun.CodeForbidden, nil, true
+	}
+	if !g.roomForPeers(m, client, server) {
+		return stun.CodeInsufficientCapacity, nil, true
 	}
 	return 0, nil, false
 }

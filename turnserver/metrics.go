@@ -62,33 +62,36 @@ type allocKey struct {
 // not a missing series) and the maps are read-only after newMeters, so the data path reads
 // them without locks.
 type meters struct {
-	bindings      *metrics.Counter
-	requests      map[stun.Method]*metrics.Counter
-	otherRequests *metrics.Counter
-	errors        map[int]*metrics.Counter
-	otherErrors   *metrics.Counter
-	authFailures  []*metrics.Counter // indexed like authReasons
-	staleNonces   *metrics.Counter
-	peerDenied    [deniedOps]atomic.Uint64 // written with the relay's inbound denials, as one family
-	quota         *metrics.Counter
-	unauthDropped *metrics.Counter
-	created       map[allocKey]*metrics.Counter
-	active        map[allocKey]*metrics.Gauge
-	lifetime      *promhist.Histogram
+	bindings        *metrics.Counter
+	requests        map[stun.Method]*metrics.Counter
+	otherRequests   *metrics.Counter
+	errors          map[int]*metrics.Counter
+	otherErrors     *metrics.Counter
+	authFailures    []*metrics.Counter // indexed like authReasons
+	staleNonces     *metrics.Counter
+	peerDenied      [deniedOps]atomic.Uint64 // written with the relay's inbound denials, as one family
+	quota           *metrics.Counter
+	unauthDropped   *metrics.Counter
+	bindingDropped  *metrics.Counter
+	limitRejections [limitKinds]*metrics.Counter
+	created         map[allocKey]*metrics.Counter
+	active          map[allocKey]*metrics.Gauge
+	lifetime        *promhist.Histogram
 }
 
 func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 	m := &meters{
-		bindings:      set.NewCounter("ferry_stun_binding_requests_total"),
-		requests:      map[stun.Method]*metrics.Counter{},
-		otherRequests: set.NewCounter(`ferry_turn_requests_total{method="other"}`),
-		errors:        map[int]*metrics.Counter{},
-		otherErrors:   set.NewCounter(`ferry_error_responses_total{code="other"}`),
-		staleNonces:   set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
-		quota:         set.NewCounter("ferry_quota_rejections_total"),
-		unauthDropped: set.NewCounter("ferry_unauthenticated_dropped_total"),
-		created:       map[allocKey]*metrics.Counter{},
-		active:        map[allocKey]*metrics.Gauge{},
+		bindings:       set.NewCounter("ferry_stun_binding_requests_total"),
+		requests:       map[stun.Method]*metrics.Counter{},
+		otherRequests:  set.NewCounter(`ferry_turn_requests_total{method="other"}`),
+		errors:         map[int]*metrics.Counter{},
+		otherErrors:    set.NewCounter(`ferry_error_responses_total{code="other"}`),
+		staleNonces:    set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
+		quota:          set.NewCounter("ferry_quota_rejections_total"),
+		unauthDropped:  set.NewCounter("ferry_unauthenticated_dropped_total"),
+		bindingDropped: set.NewCounter("ferry_stun_binding_dropped_total"),
+		created:        map[allocKey]*metrics.Counter{},
+		active:         map[allocKey]*metrics.Gauge{},
 		// Allocation lifetimes, from a failed call to a day-long one.
 		lifetime: promhist.New("ferry_allocation_lifetime_seconds",
 			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
@@ -101,6 +104,9 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 	}
 	for _, r := range authReasons {
 		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
+	}
+	for kind, label := range limitLabels {
+		m.limitRejections[kind] = set.NewCounter(fmt.Sprintf("ferry_allocation_limit_rejections_total{limit=%q}", label))
 	}
 	for _, t := range transports {
 		for _, family := range []string{"ipv4", "ipv6"} {

@@ -38,9 +38,7 @@ type Config struct {
 	Policy    *relay.Policy
 	Quota     *relay.Quota
 	Log       *slog.Logger
-	// UnauthenticatedRate caps answers per second to one source IP for requests without
-	// valid credentials; 0 = no cap.
-	UnauthenticatedRate int
+	Limits    Limits
 	// Metrics receives the server's metrics; nil keeps them private.
 	Metrics *metrics.Set
 	// PeerLimit, if set, returns the only peer address a user may relay to: the SFU's
@@ -48,12 +46,27 @@ type Config struct {
 	PeerLimit func(user string) (netip.AddrPort, bool)
 }
 
+// Limits bound what clients can make the server do. Zero means no limit.
+type Limits struct {
+	// UnauthenticatedRate caps answers per second to one source IP for requests without
+	// valid credentials, BindingRate those to Binding requests.
+	UnauthenticatedRate, BindingRate int
+	// Permissions caps the peer IPs one allocation has permissions for, Channels its
+	// channels: one more is answered 508.
+	Permissions, Channels int
+	// MaxLifetime is the longest LIFETIME an allocation gets; 0 leaves pion's own rule
+	// (under an hour, or else its 10-minute default).
+	MaxLifetime time.Duration
+	// AllocateTimeout closes a TCP, TLS or DTLS connection that has had no allocation for
+	// this long.
+	AllocateTimeout time.Duration
+}
+
 // Settings are what a reload changes on a running server.
 type Settings struct {
-	Auth  *auth.Authenticator
-	Certs []*tls.Certificate // one per Config.Listeners entry; nil for udp and tcp
-	// UnauthenticatedRate is Config.UnauthenticatedRate.
-	UnauthenticatedRate int
+	Auth   *auth.Authenticator
+	Certs  []*tls.Certificate // one per Config.Listeners entry; nil for udp and tcp
+	Limits Limits
 }
 
 // ListenError says which listener could not be opened.
@@ -92,12 +105,14 @@ func New(cfg Config) (*Server, error) {
 		sessions:  s.sessions,
 		plane:     newDataPlane(),
 		meters:    s.meters,
-		unauth:    newIPLimiter(cfg.UnauthenticatedRate),
+		unauth:    newIPLimiter(cfg.Limits.UnauthenticatedRate),
+		bindings:  newIPLimiter(cfg.Limits.BindingRate),
 		peerLimit: cfg.PeerLimit,
 		log:       cfg.Log,
 		logLimit:  rate.NewLimiter(rate.Every(time.Second), 20),
 	}
 	s.guard.auth.Store(cfg.Auth)
+	s.guard.limits.Store(&cfg.Limits)
 	if cfg.Software != "" {
 		s.guard.software = stun.NewSoftware(cfg.Software)
 	}
@@ -176,7 +191,9 @@ func (s *Server) Apply(st Settings) {
 			s.certs[i].Store(cert)
 		}
 	}
-	s.guard.unauth.set(st.UnauthenticatedRate)
+	s.guard.limits.Store(&st.Limits)
+	s.guard.unauth.set(st.Limits.UnauthenticatedRate)
+	s.guard.bindings.set(st.Limits.BindingRate)
 }
 
 // Drain stops new allocations: every Allocate is answered 508 Insufficient Capacity, or
@@ -236,6 +253,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			sess.traffic, _ = s.allocator.Traffic(ap.Port())
 			s.openRoute(sess, server, ap.Port())
 			s.sessions.add(server, sess)
+			s.guard.plane.awaitAllocation(client, server, 0)
 			s.meters.allocationCreated(sess.key())
 			s.log.Info("allocation created", "id", sess.id, "user", user, "client", client,
 				"transport", sess.transport, "relay", relayAddr)
@@ -249,6 +267,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			if sess.route != nil {
 				s.guard.plane.close(sess.routeKey, sess.route)
 			}
+			s.guard.plane.awaitAllocation(client, server, s.guard.limits.Load().AllocateTimeout)
 			s.ended(sess)
 		},
 		OnAllocationError: func(client, _ net.Addr, _, message string) {
@@ -259,6 +278,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			if ip, ok := netip.AddrFromSlice(peer); ok {
 				s.sessions.update(client, server, func(sess *session) {
 					sess.perms[ip.Unmap()] = struct{}{}
+					delete(sess.pendingPerms, ip.Unmap())
 					sess.publishPeers()
 				})
 			}
@@ -278,6 +298,7 @@ func (s *Server) events(q *relay.Quota) turn.EventHandler {
 			}
 			s.sessions.update(client, server, func(sess *session) {
 				sess.channels[number] = ap
+				delete(sess.pendingChannels, number)
 				sess.publishPeers()
 			})
 		},

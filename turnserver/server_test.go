@@ -106,11 +106,8 @@ func TestConnectResponsesSigned(t *testing.T) {
 	}()
 
 	control := dialStream(t, server)
-	nonce := control.unauthorizedNonce(t)
 	key := stun.NewLongTermIntegrity(user, realm, password)
-	signed := func(setters ...stun.Setter) []stun.Setter {
-		return append(setters, stun.NewUsername(user), stun.NewRealm(realm), nonce, key)
-	}
+	signed := control.signer(t)
 	resp := control.roundTrip(t, signed(stun.NewType(stun.MethodAllocate, stun.ClassRequest),
 		testkit.Attr(stun.AttrRequestedTransport, []byte{6, 0, 0, 0}))...)
 	if resp.Type.Class != stun.ClassSuccessResponse {
@@ -225,6 +222,16 @@ func (c *ctlClient) readMessage(t testing.TB) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// signer learns a nonce and returns what signs a request as alice with it.
+func (c *ctlClient) signer(tb testing.TB) func(setters ...stun.Setter) []stun.Setter {
+	tb.Helper()
+	nonce := c.unauthorizedNonce(tb)
+	key := stun.NewLongTermIntegrity(user, realm, password)
+	return func(setters ...stun.Setter) []stun.Setter {
+		return append(setters, stun.NewUsername(user), stun.NewRealm(realm), nonce, key)
+	}
 }
 
 // unauthorizedNonce sends an unauthenticated Allocate and returns the nonce of the 401.

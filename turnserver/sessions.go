@@ -23,9 +23,13 @@ type session struct {
 	created     time.Time
 	perms       map[netip.Addr]struct{}
 	channels    map[uint16]netip.AddrPort // channel number → peer address
-	killed      bool                      // ended by the admin; pion has not reported it deleted yet
-	route       *route                    // on the data plane; nil for TCP relays
-	routeKey    routeKey
+	// pendingPerms and pendingChannels are what the guard let through to pion and pion has
+	// not reported created yet, until when they count against the limits (see admitPeers).
+	pendingPerms    map[netip.Addr]time.Time
+	pendingChannels map[uint16]time.Time
+	killed          bool   // ended by the admin; pion has not reported it deleted yet
+	route           *route // on the data plane; nil for TCP relays
+	routeKey        routeKey
 }
 
 // publishPeers gives the data plane the session's permissions and channels after a change.

@@ -60,3 +60,9 @@ func addrPort(a net.Addr) (netip.AddrPort, bool) {
 	}
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
+
+// sourceIP is the IP address of a client address, unmapped.
+func sourceIP(a net.Addr) netip.Addr {
+	ap, _ := addrPort(a)
+	return ap.Addr()
+}
