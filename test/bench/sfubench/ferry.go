@@ -50,6 +50,7 @@ secrets = [%[5]q]
 allocations_per_user = 0
 allocations_total = 0
 unauthenticated_per_ip_rate = 0
+binding_per_ip_rate = 0
 
 [sfu]
 enabled = true
