@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -170,15 +171,23 @@ func (c *streamConn) readFrame() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cap(c.frame) < size {
-		c.frame = make([]byte, size, max(size, 2048))
-	}
-	c.frame = c.frame[:size]
-	if _, err := io.ReadFull(c.r, c.frame); err != nil {
-		return nil, err
+	// The buffer grows as the bytes arrive, not as the header announces them: a client
+	// that announces 64 KiB frames and sends nothing holds no 64 KiB buffer.
+	c.frame = c.frame[:0]
+	for len(c.frame) < size {
+		chunk := min(size-len(c.frame), frameChunk)
+		c.frame = slices.Grow(c.frame, chunk)
+		n, err := io.ReadFull(c.r, c.frame[len(c.frame):len(c.frame)+chunk])
+		c.frame = c.frame[:len(c.frame)+n]
+		if err != nil {
+			return nil, err
+		}
 	}
 	return c.frame, nil
 }
+
+// frameChunk is how much more of a frame's buffer readFrame allocates at a time.
+const frameChunk = 2048
 
 // sendFrames sends ChannelData and Data indications from the data plane to the client, in
 // one write (writev on TCP).

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"testing"
 	"time"
 
@@ -292,4 +293,34 @@ func TestAnswerRates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAnnouncedFrames: connections announcing 64 KiB frames and sending none of it cost
+// the server no 64 KiB buffers.
+func TestAnnouncedFrames(t *testing.T) {
+	const conns = 100
+	s := limitedServer(t, 45410, 45419, Limits{AllocateTimeout: time.Minute})
+	heap := func() uint64 {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	before := heap()
+	for range conns {
+		c := dialCtl(t, "tcp", s.Addrs()[1].String())
+		if _, err := c.conn.Write([]byte{0x40, 0x00, 0xff, 0xff, 1, 2, 3, 4}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The server has read the headers once a Binding on a new connection is answered.
+	dialCtl(t, "tcp", s.Addrs()[1].String()).roundTrip(t, stun.BindingRequest)
+	time.Sleep(100 * time.Millisecond)
+	grown := int64(heap()) - int64(before)
+	// Each connection's reader (4 KiB) and first frame chunk (2 KiB) and pion's read
+	// buffer are expected; 64 KiB frames would be 6.4 MB.
+	if perConn := grown / conns; perConn > 16<<10 {
+		t.Fatalf("heap grew %d bytes per connection announcing a 64 KiB frame", perConn)
+	}
+	t.Logf("heap grew %d bytes per connection", grown/conns)
 }
