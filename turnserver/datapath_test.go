@@ -118,7 +118,7 @@ func TestDataPlane(t *testing.T) {
 			mustReadFrom(t, r.channel, buf, "via channel", r.relay)
 
 			// That was the data plane's doing, not pion's: it takes the allocation's
-			// ChannelData, and leaves an unbound channel to pion.
+			// ChannelData, and leaves an unbound channel to the guard (which drops it).
 			key := routeKey{client: addrPortOf(t, r.client.conn.LocalAddr()),
 				server: addrPortOf(t, r.client.conn.RemoteAddr()), stream: stream}
 			var st connState

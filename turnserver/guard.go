@@ -23,14 +23,18 @@ import (
 //     answers 401 with a fresh nonce instead of 400;
 //   - Refresh, CreatePermission, ChannelBind and Connect without an allocation get 437 (pion
 //     sends nothing), and with another user's allocation 441;
-//   - ChannelBind and Connect to a denied peer get 403 (pion answers ChannelBind with 401),
-//     and Send indications to a denied peer are dropped and counted;
+//   - CreatePermission, ChannelBind and Connect naming a denied peer get 403 (pion answers
+//     ChannelBind with 401, and installs a CreatePermission's peers before the denied
+//     one), and Send indications to a denied peer are dropped and counted;
 //   - Allocate for an address family without relay addresses gets 440, and any Allocate
 //     while draining 508 (or 300 Try Alternate);
 //   - answers to requests without valid credentials, and to Binding requests, are capped
 //     per source IP;
 //   - CreatePermission and ChannelBind past the allocation's limits get 508, and a LIFETIME
-//     over the maximum is cut to it.
+//     over the maximum is cut to it; ChannelBind outside 0x4000-0x7FFF gets 400 (pion
+//     binds any number);
+//   - ChannelData and Send indications the data plane did not relay are dropped here:
+//     pion could not relay them either.
 //
 // It also counts what it sees for the metrics: requests by method, auth failures by reason,
 // peer denials.
@@ -72,7 +76,11 @@ type connState struct {
 // answered or dropped here.
 func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *connState) ([]byte, bool) {
 	if !stun.IsMessage(b) {
-		return b, true // ChannelData; pion also rejects garbage
+		// ChannelData the data plane did not relay (no allocation, no such channel, a
+		// length past the end) or garbage: pion would drop it too, but only after building
+		// an error for it and reporting an allocation error, which costs far more than the
+		// frame did to send.
+		return nil, false
 	}
 	m := &st.msg
 	m.Raw = b
@@ -89,7 +97,10 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 		}
 		return nil, false
 	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
-		return b, g.permitSend(m)
+		// One the data plane did not relay has no allocation, permission or DATA: pion
+		// would drop it too, at the cost of an allocation error. A denied peer is counted.
+		g.permitSend(m)
+		return nil, false
 	case m.Type.Class != stun.ClassRequest:
 		return b, true
 	}
@@ -189,7 +200,12 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 		}
 		code, reject := g.checkFamily(m)
 		return code, nil, reject
-	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodChannelBind, stun.MethodConnect:
+	case stun.MethodChannelBind:
+		if !validChannel(m) {
+			return stun.CodeBadRequest, nil, true // pion binds any number
+		}
+		fallthrough
+	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodConnect:
 		owner, ok := g.sessions.owner(client, server)
 		if !ok {
 			return stun.CodeAllocMismatch, nil, true
@@ -208,6 +224,18 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 	return 0, nil, false
 }
 
+// validChannel reports whether a ChannelBind's CHANNEL-NUMBER is one ChannelData can
+// carry: 0x4000 through 0x7FFF, the range of RFC 5766 (RFC 8656 narrows it to 0x4FFF, but
+// clients written to the first RFC may use the rest). A missing one is pion's 400.
+func validChannel(m *stun.Message) bool {
+	v, err := m.Get(stun.AttrChannelNumber)
+	if err != nil || len(v) < 2 {
+		return true
+	}
+	n := binary.BigEndian.Uint16(v)
+	return n >= 0x4000 && n <= 0x7FFF
+}
+
 // peerOps are the requests that name peers, by the label of their denials.
 var peerOps = map[stun.Method]int{
 	stun.MethodCreatePermission: deniedCreatePermission,
@@ -215,10 +243,11 @@ var peerOps = map[stun.Method]int{
 	stun.MethodConnect:          deniedConnect,
 }
 
-// permitPeers checks every XOR-PEER-ADDRESS of a request against the peer policy
-// (CreatePermission is checked by pion's PermissionHandler) and against the user's peer
-// limit: a user limited to one address (the SFU's clients, limited to the SFU) may name no
-// other.
+// permitPeers checks every XOR-PEER-ADDRESS of a request against the peer policy and
+// against the user's peer limit: a user limited to one address (the SFU's clients, limited
+// to the SFU) may name no other. CreatePermission is checked by IP only, and here rather
+// than only in pion's PermissionHandler: pion installs the peers before a denied one and
+// answers 403 anyway.
 func (g *guard) permitPeers(m *stun.Message, user string, op int) bool {
 	var only netip.AddrPort
 	limited := false
@@ -233,10 +262,13 @@ func (g *guard) permitPeers(m *stun.Message, user string, op int) bool {
 		if !ok {
 			continue // pion answers a malformed address itself
 		}
-		if limited && (peer.Addr().Unmap() != only.Addr() || (op != deniedCreatePermission && peer.Port() != only.Port())) {
-			return false
+		if op == deniedCreatePermission {
+			if (limited && peer.Addr().Unmap() != only.Addr()) || !g.policy.PermitIP(peer.Addr()) {
+				return false
+			}
+			continue
 		}
-		if op != deniedCreatePermission && !g.policy.PermitAddr(peer) {
+		if (limited && (peer.Addr().Unmap() != only.Addr() || peer.Port() != only.Port())) || !g.policy.PermitAddr(peer) {
 			return false
 		}
 	}
@@ -266,8 +298,7 @@ func (g *guard) checkFamily(m *stun.Message) (stun.ErrorCode, bool) {
 	return 0, false
 }
 
-// permitSend drops Send indications to denied peers; pion would drop them too for lack of
-// a permission, but silently.
+// permitSend reports whether a Send indication's peer is allowed, and counts it if not.
 func (g *guard) permitSend(m *stun.Message) bool {
 	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
 		g.meters.peerDenied[deniedSend].Add(1)

@@ -76,6 +76,9 @@ func TestPeerLimits(t *testing.T) {
 		{"third channel", channelBind(0x4002, "127.0.0.4:1000"), 0},
 		{"fourth channel", channelBind(0x4003, "127.0.0.4:1001"), stun.CodeInsufficientCapacity},
 		{"channel refresh", channelBind(0x4000, "127.0.0.2:1000"), 0},
+		{"a denied peer among new ones: 403, not 508", peersAttr("127.0.0.7:1", "10.0.0.1:1"), stun.CodeForbidden},
+		{"channel number below the range", channelBind(0x3FFF, "127.0.0.2:1002"), stun.CodeBadRequest},
+		{"channel number above the range", channelBind(0x8000, "127.0.0.2:1003"), stun.CodeBadRequest},
 	}
 	for _, st := range steps {
 		resp := c.roundTrip(t, signed(st.request...)...)
