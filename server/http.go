@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -16,6 +17,62 @@ import (
 
 	"github.com/ferry-rtc/ferry/conf"
 )
+
+// Limits of every HTTP endpoint against slow or oversized requests. The servers set no
+// ReadTimeout: it would also cut the SFU's long-lived event feeds (net/http cancels a
+// request's context once a read deadline passes), so bodies get a deadline of their own.
+const (
+	// readHeaderTimeout is how long a client has to send a request's header, counted from
+	// the first byte of the request or, on a new connection, from the accept: a connection
+	// that sends nothing, or trickles its header (slowloris), is closed then.
+	readHeaderTimeout = 5 * time.Second
+	// maxHeaderBytes caps a request's header (net/http's default is 1 MiB). The largest
+	// legitimate header is a bearer token and a few cookies; a connection that may send a
+	// mebibyte in readHeaderTimeout costs that much memory each.
+	maxHeaderBytes = 64 << 10
+	// bodyTimeout is how long a client has to send a request body, counted from the start of
+	// the handler. It also bounds what net/http does with a body a handler left unread (a
+	// 401, 404 or 405 answer): it reads up to 256 KiB of it before answering, to keep the
+	// connection, and without a deadline a client trickling that body held the connection
+	// and its goroutine for as long as it liked.
+	bodyTimeout = 10 * time.Second
+	// maxBody caps any request body. No endpoint takes more than an SDP offer, which the
+	// SFU caps lower.
+	maxBody = 1 << 20
+)
+
+// limitBody gives a request that carries a body bodyTimeout to send it and caps it at
+// maxBody. The read deadline is lifted once the body is read to its end, so a handler
+// that then runs long (a WHIP answer) is not cancelled by it; on any other outcome it
+// stays, and the connection is closed after the answer.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+			rc := http.NewResponseController(w)
+			if rc.SetReadDeadline(time.Now().Add(bodyTimeout)) == nil {
+				r.Body = &deadlineBody{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// deadlineBody calls lift when the body has been read to its end.
+type deadlineBody struct {
+	io.ReadCloser
+	lift   func()
+	lifted bool
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF && !b.lifted {
+		b.lifted = true
+		b.lift()
+	}
+	return n, err
+}
 
 // httpServer is one of the server's HTTP endpoints.
 type httpServer struct {
@@ -71,8 +128,9 @@ func (s *Server) serveHTTP(cfg *conf.Config, name, key, addr string, handler htt
 		return cfg.Errorf(key, "%v", err)
 	}
 	h := &httpServer{name: name, addr: ln.Addr(), srv: &http.Server{
-		Handler:           handler,
-		ReadHeaderTimeout: 5 * time.Second,
+		Handler:           limitBody(handler),
+		ReadHeaderTimeout: readHeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		IdleTimeout:       time.Minute, // no write or read timeout: event feeds are long
 	}}
 	s.http = append(s.http, h)

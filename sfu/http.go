@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -15,7 +16,10 @@ import (
 )
 
 const (
-	maxSDP        = 64 << 10 // an offer with a few dozen tracks is well under this
+	maxSDP  = 64 << 10 // an offer with a few dozen tracks is well under this
+	maxForm = 1 << 10  // the layer form: one rid
+	// bodyTimeout is how long a client has to send a request body (a slow one holds a
+	// connection and a goroutine).
 	bodyTimeout   = 10 * time.Second
 	answerTimeout = 10 * time.Second
 )
@@ -85,11 +89,39 @@ func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, rig
 	return true
 }
 
-// readBody reads a small request body within bodyTimeout: the server has no read timeout,
-// which would cut the long-lived event feeds.
+// limitBody caps r's body at limit bytes and gives the client bodyTimeout to send it: the
+// server has no read timeout, which would cut the long-lived event feeds. After a failed
+// read the deadline stays, so that net/http does not wait for the rest of the body before
+// it answers; readBody lifts it once the body is read.
+func limitBody(w http.ResponseWriter, r *http.Request, limit int64) *http.ResponseController {
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(bodyTimeout))
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	return rc
+}
+
+// readBody reads a small request body (an offer or a trickle fragment).
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(bodyTimeout))
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, maxSDP))
+	rc := limitBody(w, r, maxSDP)
+	body, err := io.ReadAll(r.Body)
+	if err == nil {
+		_ = rc.SetReadDeadline(time.Time{}) // an answer may take answerTimeout more
+	}
+	return body, err
+}
+
+// bodyFailed answers a request whose body could not be read: 413 over the limit, 408 when
+// it came too slowly, 400 otherwise.
+func bodyFailed(w http.ResponseWriter, what string, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		http.Error(w, what+" too large", http.StatusRequestEntityTooLarge)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		http.Error(w, what+" not sent in time", http.StatusRequestTimeout)
+	default:
+		http.Error(w, what+" unreadable", http.StatusBadRequest)
+	}
 }
 
 func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -99,7 +131,7 @@ func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		http.Error(w, "offer too large or unreadable", http.StatusRequestEntityTooLarge)
+		bodyFailed(w, "offer", err)
 		return "", false
 	}
 	return string(body), true
@@ -194,7 +226,7 @@ func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := readBody(w, r)
 	if err != nil {
-		http.Error(w, "fragment too large or too slow", http.StatusRequestEntityTooLarge)
+		bodyFailed(w, "fragment", err)
 		return
 	}
 	frag := parseFragment(string(body))
@@ -245,6 +277,11 @@ func (s *SFU) handleLayer(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.lookup(r.PathValue("id"))
 	if !ok || sess.sub == nil {
 		http.Error(w, "no such subscriber session", http.StatusNotFound)
+		return
+	}
+	limitBody(w, r, maxForm)
+	if err := r.ParseForm(); err != nil {
+		bodyFailed(w, "form", err)
 		return
 	}
 	rid := r.FormValue("layer")
