@@ -128,9 +128,10 @@ const (
 // flow keeps data moving through an allocation on a channel: the client sends ChannelData
 // every few milliseconds, an echo peer returns it, and the echoes are counted.
 type flow struct {
-	received atomic.Int64
-	stop     chan struct{}
-	wg       sync.WaitGroup
+	sent, received atomic.Int64
+	stopSend       chan struct{}
+	stop           chan struct{}
+	wg             sync.WaitGroup
 }
 
 func startFlow(t *testing.T, c *rawClient, channel uint16) *flow {
@@ -140,7 +141,7 @@ func startFlow(t *testing.T, c *rawClient, channel uint16) *flow {
 	binary.BigEndian.PutUint16(frame, channel)
 	binary.BigEndian.PutUint16(frame[2:], uint16(len(payload)))
 	copy(frame[4:], payload)
-	f := &flow{stop: make(chan struct{})}
+	f := &flow{stopSend: make(chan struct{}), stop: make(chan struct{})}
 	f.wg.Add(2)
 	go func() { // the test goroutine owns t: errors here only stop the flow
 		defer f.wg.Done()
@@ -148,10 +149,12 @@ func startFlow(t *testing.T, c *rawClient, channel uint16) *flow {
 		defer tick.Stop()
 		for {
 			select {
-			case <-f.stop:
+			case <-f.stopSend:
 				return
 			case <-tick.C:
-				_, _ = c.conn.Write(frame)
+				if _, err := c.conn.Write(frame); err == nil {
+					f.sent.Add(1)
+				}
 			}
 		}
 	}()
@@ -176,9 +179,31 @@ func (f *flow) end() {
 	select {
 	case <-f.stop:
 	default:
+		f.stopSending()
 		close(f.stop)
 		f.wg.Wait()
 	}
+}
+
+func (f *flow) stopSending() {
+	select {
+	case <-f.stopSend:
+	default:
+		close(f.stopSend)
+	}
+}
+
+// loss stops sending, waits for the echoes still on their way, ends the flow and returns
+// the fraction of echoes that never came back.
+func (f *flow) loss() (lost float64, sent int64) {
+	f.stopSending()
+	time.Sleep(500 * time.Millisecond)
+	f.end()
+	sent = f.sent.Load()
+	if sent == 0 {
+		return 1, 0
+	}
+	return 1 - float64(f.received.Load())/float64(sent), sent
 }
 
 // moving waits until at least n more echoes have come back.

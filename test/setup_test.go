@@ -29,6 +29,9 @@ type setup struct {
 	metricsAddr, adminAddr string
 	adminToken             string
 	unauthRate             int
+	// Per-allocation limits; zero values keep Ferry's defaults.
+	permissionsPerAlloc, channelsPerAlloc int
+	maxLifetime, allocateTimeout          string
 	// sfuAddr is the SFU's HTTP address; "" turns the SFU off.
 	sfuAddr     string
 	sfuSelfTest bool
@@ -92,10 +95,26 @@ func (s *setup) toml() string {
 	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\n", s.usersFile, tomlList(s.secrets))
 	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\nunauthenticated_per_ip_rate = %d\n",
 		s.perUser, s.total, s.unauthRate)
+	s.writeAllocationLimits(&b)
 	fmt.Fprintf(&b, "[metrics]\nlisten = %q\n[admin]\nlisten = %q\ntoken = %q\n", s.metricsAddr, s.adminAddr, s.adminToken)
 	fmt.Fprintf(&b, "[sfu]\nenabled = %t\nhttp = %q\nself_test = %t\ntoken_secret = %q\n",
 		s.sfuAddr != "", s.sfuAddr, s.sfuSelfTest, s.tokenSecret)
 	return b.String()
+}
+
+func (s *setup) writeAllocationLimits(b *strings.Builder) {
+	if s.permissionsPerAlloc != 0 {
+		fmt.Fprintf(b, "permissions_per_allocation = %d\n", s.permissionsPerAlloc)
+	}
+	if s.channelsPerAlloc != 0 {
+		fmt.Fprintf(b, "channels_per_allocation = %d\n", s.channelsPerAlloc)
+	}
+	if s.maxLifetime != "" {
+		fmt.Fprintf(b, "max_allocation_lifetime = %q\n", s.maxLifetime)
+	}
+	if s.allocateTimeout != "" {
+		fmt.Fprintf(b, "allocate_timeout = %q\n", s.allocateTimeout)
+	}
 }
 
 func tomlList(items []string) string {
