@@ -7,7 +7,7 @@ LDFLAGS     := -X main.version=$(VERSION)
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 ARGS        ?=
 
-.PHONY: all build run test lint bench fuzz interop clean
+.PHONY: all build run test lint bench fuzz soak interop clean
 
 all: build
 
@@ -50,6 +50,14 @@ fuzz:
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# The soak test for SOAKTIME: allocations, permissions, channels, TCP allocations and SFU
+# sessions churn against one server, then goroutines, descriptors, pool ports and memory
+# must be back at their baseline; it prints the numbers. `make test` runs it for 5 s.
+SOAKTIME ?= 10m
+
+soak:
+	FERRY_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 60m ./test/
 
 lint:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
