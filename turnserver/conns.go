@@ -210,6 +210,9 @@ type gather struct{ base, v net.Buffers }
 
 var gathers = sync.Pool{New: func() any { return &gather{base: make(net.Buffers, relay.Batch)} }}
 
+// refuse closes the connection: pion's read loop ends at its next read.
+func (c *streamConn) refuse() { _ = c.Conn.Close() }
+
 func (c *streamConn) respond(msg []byte, _ net.Addr) {
 	c.guard.sent(msg)
 	_, _ = c.Conn.Write(msg)

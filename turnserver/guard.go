@@ -58,9 +58,14 @@ type guard struct {
 	alternate atomic.Pointer[stun.AlternateServer] // while draining: answer Allocate 300 with it
 }
 
-// responder sends a message back to the client a request came from.
+// responder sends a message back to the client a request came from, or refuses it an
+// answer.
 type responder interface {
 	respond(msg []byte, to net.Addr)
+	// refuse is told that a request of the client goes unanswered (over a rate): a
+	// datagram is just dropped, a stream connection is closed, since its client, which
+	// does not retransmit, would otherwise wait for the answer forever.
+	refuse()
 }
 
 // connState is the guard's scratch space for one listener socket or stream.
@@ -111,10 +116,10 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	user, key, err := g.authenticate(m, client)
 	switch {
 	case errors.Is(err, errIncompleteCredentials):
-		return b, g.mayAnswer(client) // pion answers 400
+		return b, g.mayAnswer(client, w) // pion answers 400
 	case err != nil:
 		g.meters.authFailure(err)
-		if !g.mayAnswer(client) {
+		if !g.mayAnswer(client, w) {
 			return nil, false
 		}
 		return b[:stripIntegrity(b)], true // pion answers 401 with a fresh nonce
@@ -140,7 +145,7 @@ func (g *guard) sent(b []byte) {
 // unauthenticated handles a request without credentials: pion answers it 401 with a nonce,
 // unless the source is over its rate or the server is draining.
 func (g *guard) unauthenticated(m *stun.Message, client net.Addr, w responder) ([]byte, bool) {
-	if !g.mayAnswer(client) {
+	if !g.mayAnswer(client, w) {
 		return nil, false
 	}
 	if m.Type.Method == stun.MethodAllocate && g.draining.Load() {
@@ -153,11 +158,12 @@ func (g *guard) unauthenticated(m *stun.Message, client net.Addr, w responder) (
 
 // mayAnswer applies unauthenticated_per_ip_rate to an answer for a request without valid
 // credentials; over the rate, the request is dropped and counted.
-func (g *guard) mayAnswer(client net.Addr) bool {
+func (g *guard) mayAnswer(client net.Addr, w responder) bool {
 	if g.unauth.allow(sourceIP(client), time.Now()) {
 		return true
 	}
 	g.meters.unauthDropped.Inc()
+	w.refuse()
 	return false
 }
 

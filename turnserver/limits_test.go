@@ -3,6 +3,7 @@ package turnserver
 import (
 	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -326,4 +327,36 @@ func TestAnnouncedFrames(t *testing.T) {
 		t.Fatalf("heap grew %d bytes per connection announcing a 64 KiB frame", perConn)
 	}
 	t.Logf("heap grew %d bytes per connection", grown/conns)
+}
+
+// TestStreamRefusedOverRate: over TCP, a request the unauthenticated rate leaves
+// unanswered closes the connection, whose client would otherwise wait forever (it does not
+// retransmit); the answers within the rate come first.
+func TestStreamRefusedOverRate(t *testing.T) {
+	const rate = 3
+	s := limitedServer(t, 45420, 45429, Limits{UnauthenticatedRate: rate})
+	c := dialCtl(t, "tcp", s.Addrs()[1].String())
+	for range 2 * rate {
+		if _, err := c.conn.Write(stun.MustBuild(append([]stun.Setter{stun.TransactionID}, allocateUDP...)...).Raw); err != nil {
+			break // closed already
+		}
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	answers := 0
+	hdr := make([]byte, stunHeaderSize)
+	for {
+		if _, err := io.ReadFull(c.conn, hdr); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("connection still open after %d answers to %d requests at %d/s", answers, 2*rate, rate)
+			}
+			break
+		}
+		if _, err := io.ReadFull(c.conn, make([]byte, binary.BigEndian.Uint16(hdr[2:4]))); err != nil {
+			t.Fatal(err)
+		}
+		answers++
+	}
+	if answers != rate {
+		t.Fatalf("%d answers before the close, want %d", answers, rate)
+	}
 }

@@ -107,6 +107,8 @@ func (c *packetConn) WriteTo(p []byte, to net.Addr) (int, error) {
 
 func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.WriteTo(msg, to) }
 
+func (c *packetConn) refuse() {}
+
 // Close closes every socket and ends pion's read loop.
 func (c *packetConn) Close() error {
 	var err error
