@@ -39,16 +39,24 @@ bench: build
 	$(GO) run ./test/bench/sfubench -ferry bin/ferry
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). Their seed
-# corpora run with every `make test`.
+# corpora run with every `make test`. Go 1.26's fuzz coordinator can fail a target with a
+# bare "context deadline exceeded" when FUZZTIME ends (go.dev/issue/75804, fixed in Go
+# 1.27): that exact failure, with no failing input written, is reported and passed over;
+# any other failure fails.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken \
                 ./turnserver:FuzzListeners ./sfu:FuzzWHIP
 
 fuzz:
-	@set -e; for t in $(FUZZ_TARGETS); do \
+	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t#*:}; \
 		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		if $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg >$$log 2>&1; then cat $$log; continue; fi; \
+		cat $$log; \
+		if grep -A1 "^--- FAIL: $$name " $$log | grep -qx '    context deadline exceeded' && \
+			! grep -q 'Failing input written' $$log; then \
+			echo "NOTE: $$name hit go.dev/issue/75804 (the coordinator's own deadline), not a crasher"; \
+		else exit 1; fi; \
 	done
 
 # The soak test for SOAKTIME: allocations, permissions, channels, TCP allocations and SFU
