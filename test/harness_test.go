@@ -57,7 +57,11 @@ func relayRange(size int) (min, max int) {
 	return start, start + size - 1
 }
 
-// freePort returns a port free for both UDP and TCP on ip.
+// handedOut holds every port freePort returned: the kernel may offer a closed port again
+// at once, and two endpoints of one config (metrics and admin) must not get the same.
+var handedOut sync.Map
+
+// freePort returns a port free for both UDP and TCP on ip, and never the same twice.
 func freePort(t *testing.T, ip string) int {
 	t.Helper()
 	for range 50 {
@@ -68,8 +72,11 @@ func freePort(t *testing.T, ip string) int {
 		port := ln.Addr().(*net.TCPAddr).Port
 		pc, err := net.ListenPacket("udp", net.JoinHostPort(ip, fmt.Sprint(port)))
 		_ = ln.Close()
-		if err == nil {
-			_ = pc.Close()
+		if err != nil {
+			continue
+		}
+		_ = pc.Close()
+		if _, taken := handedOut.LoadOrStore(port, true); !taken {
 			return port
 		}
 	}
