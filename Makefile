@@ -65,7 +65,7 @@ fuzz:
 SOAKTIME ?= 10m
 
 soak:
-	FERRY_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -run '^TestSoak$$' -v -timeout 60m ./test/
+	cd test && FERRY_SOAK=$(SOAKTIME) $(GO) test -race -count=1 -run '^TestSoak$$' -timeout 60m
 
 lint:
 	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2

@@ -497,7 +497,8 @@ func (k *soak) settle(t *testing.T, base *soakSample) soakSample {
 	}
 }
 
-// report logs what the soak did and the numbers (`make soak` runs with -v to show them).
+// report prints what the soak did and the numbers on stdout, which `make soak` shows (it
+// runs go test in the package's directory, where output is shown whatever the outcome).
 func (k *soak) report(t *testing.T, d time.Duration, workers []soakWorker, base, end soakSample) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "soak %v: rounds", d)
@@ -527,7 +528,7 @@ func (k *soak) report(t *testing.T, d time.Duration, workers []soakWorker, base,
 	row("relay ports", base.ports, end.ports, k.tol.ports)
 	row("allocations", base.allocations, end.allocations, 0)
 	row("SFU sessions", base.sfuSessions, end.sfuSessions, 0)
-	t.Log("\n" + b.String())
+	fmt.Print(b.String())
 }
 
 // check fails the soak when a worker kind never ran, an operation never happened, or the
