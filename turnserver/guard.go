@@ -99,6 +99,7 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 			g.answerBinding(m, client, w)
 		} else {
 			g.meters.bindingDropped.Inc()
+			w.refuse()
 		}
 		return nil, false
 	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
