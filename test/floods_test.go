@@ -35,8 +35,7 @@ func TestHostileAllocationFlood(t *testing.T) {
 		clients  = 12              // per flooding user, more than its quota
 		lifetime = 4 * time.Second // limits.max_allocation_lifetime: uclient asks for 777 s
 	)
-	s, port := newSetup(t, pool)
-	s.allowPeers = []string{"127.0.0.1/32"}
+	s, port := hostileSetup(t, pool)
 	s.perUser = perUser
 	s.maxLifetime = lifetime.String()
 	f := startFerry(t, s.toml())
