@@ -48,12 +48,26 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// relayPorts hands each test its own relay port range, below Linux's ephemeral range
-// (32768+) so that no client socket of the tests lands in a pool.
+// relayRange hands each test its own relay port range, below Linux's ephemeral range
+// (32768+) so that no client socket of the tests lands in a pool. The blocks start at an
+// offset taken from the process ID, so that two `go test` runs on one machine (a developer's
+// and another's) seldom use the same block at the same time.
 var nextRelayBlock atomic.Int32
 
+const (
+	relayBlockBase = 20000
+	relayBlockSize = 200
+	relayBlocks    = 60 // 20000-31999
+)
+
+var relayBlockOffset = os.Getpid() % relayBlocks
+
 func relayRange(size int) (min, max int) {
-	start := 20000 + int(nextRelayBlock.Add(1))*200
+	if size > relayBlockSize {
+		panic(fmt.Sprintf("relayRange: %d ports do not fit a block of %d", size, relayBlockSize))
+	}
+	block := (relayBlockOffset + int(nextRelayBlock.Add(1))) % relayBlocks
+	start := relayBlockBase + block*relayBlockSize
 	return start, start + size - 1
 }
 
