@@ -104,7 +104,7 @@ func (a *Allocator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.Pa
 		return nil, nil, err
 	}
 	var conn *net.UDPConn
-	port, err := a.bind(conf.RequestedPort, func(port int) (err error) {
+	port, err := a.bind(conf.RequestedPort, UDP, func(port int) (err error) {
 		conn, err = net.ListenUDP(conf.Network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(fam.Bind, uint16(port))))
 		return err
 	})
@@ -140,7 +140,7 @@ func (a *Allocator) AllocateListener(conf turn.AllocateListenerConfig) (net.List
 	}
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
-	port, err := a.bind(conf.RequestedPort, func(port int) (err error) {
+	port, err := a.bind(conf.RequestedPort, TCP, func(port int) (err error) {
 		addr := netip.AddrPortFrom(fam.Bind, uint16(port)).String()
 		ln, err = lc.Listen(context.Background(), conf.Network, addr)
 		return err
@@ -174,7 +174,7 @@ func (a *Allocator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error)
 	if !ok {
 		return nil, fmt.Errorf("relay: connect: peer address %v is not TCP", conf.RemoteAddr)
 	}
-	if !a.policy.PermitAddr(remote.AddrPort()) {
+	if !a.policy.PermitAddr(TCP, remote.AddrPort()) {
 		return nil, fmt.Errorf("%w: %s", ErrPeerDenied, remote)
 	}
 	e, ok := a.refPort(local.Port)
@@ -200,12 +200,12 @@ func dial(network string, local netip.AddrPort, remote *net.TCPAddr) (net.Conn, 
 	return conn, nil
 }
 
-// bind takes a port (the requested one, or the next free one) and calls listen on it. A
-// port that another program holds is skipped (and put back: it may be free later), so
+// bind takes a port for proto (the requested one, or the next free one) and calls listen on
+// it. A port that another program holds is skipped (and put back: it may be free later), so
 // allocation fails only when every free port has been tried.
-func (a *Allocator) bind(requested int, listen func(port int) error) (int, error) {
+func (a *Allocator) bind(requested int, proto Proto, listen func(port int) error) (int, error) {
 	if requested != 0 {
-		if !a.pool.Take(requested) {
+		if !a.pool.Take(requested, proto) {
 			return 0, fmt.Errorf("%w: %d", ErrPortTaken, requested)
 		}
 		if err := listen(requested); err != nil {
@@ -216,7 +216,7 @@ func (a *Allocator) bind(requested int, listen func(port int) error) (int, error
 	}
 	var lastErr error
 	for range a.pool.Free() {
-		port, ok := a.pool.Get()
+		port, ok := a.pool.Get(proto)
 		if !ok {
 			break
 		}

@@ -83,7 +83,7 @@ func (c *packetConn) ReadFromUDPAddrPort(p []byte) (int, netip.AddrPort, error) 
 
 // admit applies the policy to a datagram of n bytes from src and counts it if it passes.
 func (c *packetConn) admit(n int, src netip.AddrPort) bool {
-	if !c.policy.PermitSource(src) {
+	if !c.policy.PermitSource(UDP, src) {
 		c.denied.Add(1)
 		return false
 	}
@@ -190,7 +190,7 @@ func (l *listener) admit(conn net.Conn) (net.Conn, bool) {
 	if !ok {
 		return nil, false
 	}
-	if !l.policy.PermitSource(addr.AddrPort()) {
+	if !l.policy.PermitSource(TCP, addr.AddrPort()) {
 		l.denied.Add(1)
 		return nil, false
 	}

@@ -9,10 +9,21 @@ import (
 // interface: the address a zero-config Ferry advertises when it binds the wildcard address
 // and no public_ip is set. It reads interface addresses only; it sends nothing.
 func DetectIP(want6 bool) (netip.Addr, bool) {
-	ifaces, err := net.Interfaces()
-	if err != nil {
+	ips := hostIPs(want6)
+	if len(ips) == 0 {
 		return netip.Addr{}, false
 	}
+	return ips[0], true
+}
+
+// hostIPs are the unicast addresses of the wanted family on the up, non-loopback
+// interfaces, in interface order.
+func hostIPs(want6 bool) []netip.Addr {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
 	for _, ifc := range ifaces {
 		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
 			continue
@@ -21,26 +32,38 @@ func DetectIP(want6 bool) (netip.Addr, bool) {
 		if err != nil {
 			continue
 		}
-		if ip, ok := pickUnicast(addrs, want6); ok {
-			return ip, true
-		}
+		out = append(out, unicast(addrs, want6)...)
 	}
-	return netip.Addr{}, false
+	return out
 }
 
-func pickUnicast(addrs []net.Addr, want6 bool) (netip.Addr, bool) {
+func unicast(addrs []net.Addr, want6 bool) []netip.Addr {
+	var out []netip.Addr
 	for _, a := range addrs {
 		pfx, err := netip.ParsePrefix(a.String())
 		if err != nil {
 			continue
 		}
-		ip := pfx.Addr()
-		if ip.Is6() != want6 || !ip.IsGlobalUnicast() {
-			continue
+		if ip := pfx.Addr(); ip.Is6() == want6 && ip.IsGlobalUnicast() {
+			out = append(out, ip)
 		}
-		return ip, true
 	}
-	return netip.Addr{}, false
+	return out
+}
+
+// OwnIPs are the addresses a's relay sockets are reached at: the public and the bind
+// address, and, when the bind address is the wildcard, every unicast address of the host in
+// the family (a relay socket bound to 0.0.0.0 answers on all of them, and so may the other
+// services of the host: the peer policy must treat them all as Ferry's own).
+func (a Addrs) OwnIPs() []netip.Addr {
+	if !a.Bind.IsValid() {
+		return nil
+	}
+	out := []netip.Addr{a.Public}
+	if !a.Bind.IsUnspecified() {
+		return append(out, a.Bind)
+	}
+	return append(out, hostIPs(a.Bind.Is6())...)
 }
 
 // ResolveAddrs turns configured bind and public IPs into the addresses relays use. An

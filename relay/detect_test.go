@@ -1,12 +1,14 @@
 package relay
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 )
 
-func TestPickUnicast(t *testing.T) {
+func TestUnicast(t *testing.T) {
 	ipnet := func(cidr string) net.Addr {
 		ip, n, err := net.ParseCIDR(cidr)
 		if err != nil {
@@ -28,28 +30,43 @@ func TestPickUnicast(t *testing.T) {
 		name  string
 		addrs []net.Addr
 		want6 bool
-		want  string // "" = none
+		want  string // the addresses, in order
 	}{
-		{"first global v4", addrs, false, "10.0.0.5"},
-		{"first global v6", addrs, true, "2001:db8::5"},
-		{"only loopback and link-local", addrs[:4], false, ""},
-		{"only loopback and link-local v6", addrs[:4], true, ""},
-		{"no addresses", nil, false, ""},
-		{"unparsable entries are skipped", []net.Addr{&net.UnixAddr{Name: "/x", Net: "unix"}, ipnet("192.0.2.9/24")}, false, "192.0.2.9"},
+		{"global v4", addrs, false, "[10.0.0.5 192.0.2.9]"},
+		{"global v6", addrs, true, "[2001:db8::5]"},
+		{"only loopback and link-local", addrs[:4], false, "[]"},
+		{"only loopback and link-local v6", addrs[:4], true, "[]"},
+		{"no addresses", nil, false, "[]"},
+		{"unparsable entries are skipped", []net.Addr{&net.UnixAddr{Name: "/x", Net: "unix"}, ipnet("192.0.2.9/24")}, false, "[192.0.2.9]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, ok := pickUnicast(tt.addrs, tt.want6)
-			if tt.want == "" {
-				if ok {
-					t.Fatalf("pickUnicast = %s, want none", got)
-				}
-				return
-			}
-			if !ok || got != netip.MustParseAddr(tt.want) {
-				t.Fatalf("pickUnicast = %s, %v; want %s", got, ok, tt.want)
+			if got := fmt.Sprint(unicast(tt.addrs, tt.want6)); got != tt.want {
+				t.Fatalf("unicast = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestOwnIPs: a relay bound to the wildcard is reached at every address of the host, so
+// all of them are Ferry's own to the peer policy; a specific bind address is reached there
+// and at the public address only.
+func TestOwnIPs(t *testing.T) {
+	ip := netip.MustParseAddr
+	specific := Addrs{Bind: ip("10.0.0.5"), Public: ip("203.0.113.7")}
+	if got := fmt.Sprint(specific.OwnIPs()); got != "[203.0.113.7 10.0.0.5]" {
+		t.Errorf("OwnIPs of %+v = %s", specific, got)
+	}
+	if got := (Addrs{}).OwnIPs(); got != nil {
+		t.Errorf("OwnIPs of a family that is off = %v", got)
+	}
+	wildcard := Addrs{Bind: netip.IPv4Unspecified(), Public: ip("203.0.113.7")}
+	got := wildcard.OwnIPs()
+	if want := append([]netip.Addr{wildcard.Public}, hostIPs(false)...); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("OwnIPs of %+v = %v, want %v", wildcard, got, want)
+	}
+	if detected, ok := DetectIP(false); ok && !slices.Contains(got, detected) {
+		t.Errorf("OwnIPs of %+v = %v lacks the host's address %v", wildcard, got, detected)
 	}
 }
 

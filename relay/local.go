@@ -71,7 +71,7 @@ func (c *packetConn) deliver(p []byte, from netip.AddrPort) bool {
 	if in == nil {
 		return false
 	}
-	if !c.policy.PermitSource(from) {
+	if !c.policy.PermitSource(UDP, from) {
 		c.denied.Add(1)
 		return true
 	}

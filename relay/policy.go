@@ -35,18 +35,20 @@ func mustPrefixes(cidrs ...string) []netip.Prefix {
 }
 
 // Policy decides which peers a relay may talk to. allow wins over deny. Ferry's own relay
-// addresses are always allowed, but only with a port the pool has handed out: two clients
-// relaying through the same Ferry reach each other (coturn#584), and so do clients and the
-// SFU, while no other service on the host does, even when the relay IP lies in a denied
-// range. A port merely inside the pool's range is not enough: the range usually overlaps
-// the kernel's ephemeral ports, which other programs' sockets get.
+// addresses are always allowed, but only with a port the pool has handed out for the same
+// protocol: two clients relaying through the same Ferry reach each other (coturn#584), and
+// so do clients and the SFU, while no other service on the host does, even when the relay
+// IP lies in a denied range. A port merely inside the pool's range is not enough: the range
+// usually overlaps the kernel's ephemeral ports, which other programs' sockets get. Nor is
+// a port Ferry holds for the other protocol: a TCP service may listen on the port number of
+// a UDP relay or of the SFU's ICE socket.
 //
 // The deny and allow rules can be replaced while relays run (SetPeers). Every check loads
 // them once, so it sees either the old rules or the new ones, never a mix.
 type Policy struct {
 	rules atomic.Pointer[peerRules]
 	own   []netip.Addr // relay IPs, in canonical form
-	held  func(port uint16) bool
+	held  func(port uint16, proto Proto) bool
 }
 
 // peerRules are the parsed deny_peers and allow_peers. They are never modified: SetPeers
@@ -57,8 +59,8 @@ type peerRules struct {
 
 // NewPolicy parses deny and allow entries (the keyword "recommended", CIDRs or single IPs;
 // "recommended" only in deny). own are the relay IPs, and held tells which of their ports
-// are Ferry's (Pool.Held).
-func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16) bool) (*Policy, error) {
+// are Ferry's, by protocol (Pool.Held).
+func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16, proto Proto) bool) (*Policy, error) {
 	p := &Policy{held: held}
 	if err := p.SetPeers(deny, allow); err != nil {
 		return nil, err
@@ -157,9 +159,9 @@ func (p *Policy) PermitIP(ip netip.Addr) bool {
 	return !matches(r.deny, ip, canon)
 }
 
-// PermitAddr is the check for a concrete peer transport address: ChannelBind, Connect and
-// Send indications.
-func (p *Policy) PermitAddr(peer netip.AddrPort) bool {
+// PermitAddr is the check for a concrete peer transport address reached over proto:
+// ChannelBind and Send indications (UDP), Connect (TCP), the SFU's remote candidates (UDP).
+func (p *Policy) PermitAddr(proto Proto, peer netip.AddrPort) bool {
 	r := p.rules.Load()
 	ip := peer.Addr()
 	canon := canonical(ip)
@@ -167,22 +169,22 @@ func (p *Policy) PermitAddr(peer netip.AddrPort) bool {
 		return true
 	}
 	if p.isOwn(canon) {
-		return p.held(peer.Port())
+		return p.held(peer.Port(), proto)
 	}
 	return !matches(r.deny, ip, canon)
 }
 
-// PermitSource filters datagrams and connections arriving at a relay: an own relay IP is a
-// legitimate source only from a port Ferry holds (another relay), so nothing else on the host
-// can talk to clients through a permission granted for that IP. Other sources are filtered
-// by the allocation's permissions.
-func (p *Policy) PermitSource(src netip.AddrPort) bool {
+// PermitSource filters datagrams (UDP) and connections (TCP) arriving at a relay: an own
+// relay IP is a legitimate source only from a port Ferry holds for that protocol (another
+// relay), so nothing else on the host can talk to clients through a permission granted for
+// that IP. Other sources are filtered by the allocation's permissions.
+func (p *Policy) PermitSource(proto Proto, src netip.AddrPort) bool {
 	if len(p.own) == 0 {
 		return true
 	}
 	ip := src.Addr()
 	canon := canonical(ip)
-	if !p.isOwn(canon) || p.held(src.Port()) {
+	if !p.isOwn(canon) || p.held(src.Port(), proto) {
 		return true
 	}
 	return matches(p.rules.Load().allow, ip, canon)

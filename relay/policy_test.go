@@ -15,9 +15,11 @@ const (
 	testMaxPort = 40099
 )
 
-// heldRange pretends every port of [min, max] is held by the pool.
-func heldRange(min, max int) func(uint16) bool {
-	return func(port uint16) bool { return int(port) >= min && int(port) <= max }
+// heldRange pretends every port of [min, max] is held by the pool for UDP.
+func heldRange(min, max int) func(uint16, Proto) bool {
+	return func(port uint16, proto Proto) bool {
+		return proto == UDP && int(port) >= min && int(port) <= max
+	}
 }
 
 func mustPolicy(t testing.TB, deny, allow []string, own ...string) *Policy {
@@ -145,8 +147,8 @@ func TestPolicyDeniesEveryRecommendedRange(t *testing.T) {
 					t.Errorf("PermitIP(%s) = true, want false", ip)
 				}
 				for _, port := range []uint16{1, 3478, testMinPort, 65535} {
-					if ap := netip.AddrPortFrom(ip, port); p.PermitAddr(ap) {
-						t.Errorf("PermitAddr(%s) = true, want false", ap)
+					if ap := netip.AddrPortFrom(ip, port); p.PermitAddr(UDP, ap) {
+						t.Errorf("PermitAddr(udp, %s) = true, want false", ap)
 					}
 				}
 			}
@@ -221,8 +223,8 @@ func TestPolicyRecommended(t *testing.T) {
 				t.Errorf("PermitIP(%s) = %v, want %v", ip, got, tt.want)
 			}
 			ap := netip.AddrPortFrom(ip, 5000)
-			if got := p.PermitAddr(ap); got != tt.want {
-				t.Errorf("PermitAddr(%s) = %v, want %v", ap, got, tt.want)
+			if got := p.PermitAddr(UDP, ap); got != tt.want {
+				t.Errorf("PermitAddr(udp, %s) = %v, want %v", ap, got, tt.want)
 			}
 		})
 	}
@@ -272,8 +274,8 @@ func TestPolicyAllowWinsOverDeny(t *testing.T) {
 			}
 			for _, port := range []uint16{22, testMinPort, 50000} {
 				ap := netip.AddrPortFrom(ip, port)
-				if got := p.PermitAddr(ap); got != tt.want {
-					t.Errorf("PermitAddr(%s) = %v, want %v", ap, got, tt.want)
+				if got := p.PermitAddr(UDP, ap); got != tt.want {
+					t.Errorf("PermitAddr(udp, %s) = %v, want %v", ap, got, tt.want)
 				}
 			}
 		})
@@ -288,11 +290,11 @@ func TestPolicyEmptyDenyAllowsEverything(t *testing.T) {
 			if !p.PermitIP(ip) {
 				t.Errorf("deny %q: PermitIP(%s) = false, want true", deny, ip)
 			}
-			if ap := netip.AddrPortFrom(ip, 22); !p.PermitAddr(ap) {
-				t.Errorf("deny %q: PermitAddr(%s) = false, want true", deny, ap)
+			if ap := netip.AddrPortFrom(ip, 22); !p.PermitAddr(UDP, ap) {
+				t.Errorf("deny %q: PermitAddr(udp, %s) = false, want true", deny, ap)
 			}
-			if ap := netip.AddrPortFrom(ip, 22); !p.PermitSource(ap) {
-				t.Errorf("deny %q: PermitSource(%s) = false, want true", deny, ap)
+			if ap := netip.AddrPortFrom(ip, 22); !p.PermitSource(UDP, ap) {
+				t.Errorf("deny %q: PermitSource(udp, %s) = false, want true", deny, ap)
 			}
 		}
 	}
@@ -348,8 +350,8 @@ func TestPolicyOwnRelayAddresses(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ap := netip.MustParseAddrPort(tt.peer)
-			if got := tt.policy.PermitAddr(ap); got != tt.want {
-				t.Errorf("PermitAddr(%s) = %v, want %v", ap, got, tt.want)
+			if got := tt.policy.PermitAddr(UDP, ap); got != tt.want {
+				t.Errorf("PermitAddr(udp, %s) = %v, want %v", ap, got, tt.want)
 			}
 		})
 	}
@@ -408,8 +410,8 @@ func TestPolicyPermitSource(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ap := netip.MustParseAddrPort(tt.src)
-			if got := tt.policy.PermitSource(ap); got != tt.want {
-				t.Errorf("PermitSource(%s) = %v, want %v", ap, got, tt.want)
+			if got := tt.policy.PermitSource(UDP, ap); got != tt.want {
+				t.Errorf("PermitSource(udp, %s) = %v, want %v", ap, got, tt.want)
 			}
 		})
 	}
@@ -474,12 +476,12 @@ func TestCanonical(t *testing.T) {
 
 func ExamplePolicy() {
 	pool, _ := NewPool(49152, 65535)
-	port, _ := pool.Get() // 49152, as a relay allocation would take it
+	port, _ := pool.Get(UDP) // 49152, as a relay allocation would take it
 	own := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 	p, _ := NewPolicy([]string{Recommended}, nil, own, pool.Held)
 	for _, peer := range []string{"8.8.8.8:53", "10.0.0.1:80", "[::ffff:127.0.0.1]:22",
 		fmt.Sprintf("127.0.0.1:%d", port), "127.0.0.1:50000"} {
-		fmt.Println(peer, p.PermitAddr(netip.MustParseAddrPort(peer)))
+		fmt.Println(peer, p.PermitAddr(UDP, netip.MustParseAddrPort(peer)))
 	}
 	// Output:
 	// 8.8.8.8:53 true
@@ -500,18 +502,52 @@ func TestOwnAddressNeedsHeldPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := netip.MustParseAddrPort("127.0.0.1:40000")
-	if p.PermitAddr(addr) || p.PermitSource(addr) {
+	if p.PermitAddr(UDP, addr) || p.PermitSource(UDP, addr) {
 		t.Fatalf("%v permitted while the pool has not handed the port out", addr)
 	}
-	if port, ok := pool.Get(); !ok || port != 40000 {
+	if port, ok := pool.Get(UDP); !ok || port != 40000 {
 		t.Fatalf("Get = %d, %v", port, ok)
 	}
-	if !p.PermitAddr(addr) || !p.PermitSource(addr) {
+	if !p.PermitAddr(UDP, addr) || !p.PermitSource(UDP, addr) {
 		t.Fatalf("%v refused while the pool holds the port", addr)
 	}
 	pool.Put(40000)
-	if p.PermitAddr(addr) || p.PermitSource(addr) {
+	if p.PermitAddr(UDP, addr) || p.PermitSource(UDP, addr) {
 		t.Fatalf("%v permitted after the port went back to the pool", addr)
+	}
+}
+
+// TestOwnAddressNeedsSameProto: a port Ferry holds for one protocol does not make the same
+// port number of the other protocol a permitted peer or source. A TCP service listening on
+// the port of a UDP relay (or of the SFU's ICE socket) is not Ferry's, and neither is a UDP
+// service on the port of a TCP relay.
+func TestOwnAddressNeedsSameProto(t *testing.T) {
+	pool := mustPool(t, 40000, 40009)
+	own := []netip.Addr{netip.MustParseAddr("203.0.113.10")}
+	p, err := NewPolicy([]string{Recommended, "203.0.113.0/24"}, nil, own, pool.Held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpPort, _ := pool.Get(UDP)
+	tcpPort, _ := pool.Get(TCP)
+	for _, tt := range []struct {
+		proto Proto
+		port  int
+		want  bool
+	}{
+		{UDP, udpPort, true}, {TCP, udpPort, false},
+		{TCP, tcpPort, true}, {UDP, tcpPort, false},
+	} {
+		addr := netip.AddrPortFrom(own[0], uint16(tt.port))
+		if got := p.PermitAddr(tt.proto, addr); got != tt.want {
+			t.Errorf("PermitAddr(%v, %v) = %v, want %v", tt.proto, addr, got, tt.want)
+		}
+		if got := p.PermitSource(tt.proto, addr); got != tt.want {
+			t.Errorf("PermitSource(%v, %v) = %v, want %v", tt.proto, addr, got, tt.want)
+		}
+	}
+	if pool.Take(udpPort, TCP) {
+		t.Errorf("Take(%d, tcp) took a port held for udp", udpPort)
 	}
 }
 
@@ -574,8 +610,8 @@ func TestPolicySetPeers(t *testing.T) {
 			}
 			for _, c := range st.checks {
 				ap := netip.MustParseAddrPort(c.peer)
-				if got := p.PermitAddr(ap); got != c.want {
-					t.Errorf("PermitAddr(%s) = %v, want %v", ap, got, c.want)
+				if got := p.PermitAddr(UDP, ap); got != c.want {
+					t.Errorf("PermitAddr(udp, %s) = %v, want %v", ap, got, c.want)
 				}
 			}
 		})
@@ -601,12 +637,12 @@ func TestPolicySetPeersConcurrent(t *testing.T) {
 					return
 				default:
 				}
-				_ = p.PermitAddr(netip.MustParseAddrPort("8.8.8.8:53")) // decided differently
-				if !p.PermitAddr(netip.MustParseAddrPort("1.1.1.1:53")) || p.PermitIP(netip.MustParseAddr("10.0.0.1")) {
+				_ = p.PermitAddr(UDP, netip.MustParseAddrPort("8.8.8.8:53")) // decided differently
+				if !p.PermitAddr(UDP, netip.MustParseAddrPort("1.1.1.1:53")) || p.PermitIP(netip.MustParseAddr("10.0.0.1")) {
 					t.Error("a check saw neither rule set")
 					return
 				}
-				if p.PermitSource(netip.MustParseAddrPort("127.0.0.1:22")) {
+				if p.PermitSource(UDP, netip.MustParseAddrPort("127.0.0.1:22")) {
 					t.Error("PermitSource let an unheld own port through")
 					return
 				}
@@ -641,7 +677,7 @@ func BenchmarkPolicyPermitAddr(b *testing.B) {
 			ap := netip.MustParseAddrPort(pp.peer)
 			b.ReportAllocs()
 			for b.Loop() {
-				p.PermitAddr(ap)
+				p.PermitAddr(UDP, ap)
 			}
 		})
 	}

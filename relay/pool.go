@@ -9,13 +9,35 @@ import (
 	"sync/atomic"
 )
 
+// Proto is the transport protocol Ferry holds a pool port for. The pool is shared by UDP
+// relays, TCP relays (RFC 6062) and the SFU's UDP ICE socket, but a port held for one
+// protocol says nothing about the other: another program may listen on TCP 50000 while a
+// UDP relay holds UDP 50000. The peer policy asks for the exact protocol.
+type Proto uint32
+
+// The protocols of pool ports.
+const (
+	UDP Proto = 1 << iota
+	TCP
+)
+
+func (p Proto) String() string {
+	switch p {
+	case UDP:
+		return "udp"
+	case TCP:
+		return "tcp"
+	}
+	return fmt.Sprintf("proto(%d)", uint32(p))
+}
+
 // Pool hands out ports of [min, max] from a free list. Unlike pion's random-retry range
 // generator, Get succeeds whenever any port is free. Ports come back in FIFO order, so a port
 // released a moment ago is the last to be reused (stale peer traffic meant for the previous
 // allocation then has time to die out, and pion's EVEN-PORT search sees a new port each try).
 //
 // The free list is intrusive: next/prev arrays indexed by port-min, so Take can remove any
-// port in O(1) and the pool costs 9 bytes per port. Held reads a port's state without the
+// port in O(1) and the pool costs 12 bytes per port. Held reads a port's state without the
 // lock: the peer policy asks it for every datagram from Ferry's own relay address.
 type Pool struct {
 	min, max int
@@ -23,7 +45,7 @@ type Pool struct {
 	mu         sync.Mutex
 	next, prev []int32 // links of the free list; -1 ends it
 	head, tail int32
-	free       []atomic.Bool // written under mu
+	held       []atomic.Uint32 // the Proto a port is held for, 0 while free; written under mu
 	nfree      int
 }
 
@@ -36,7 +58,7 @@ func NewPool(min, max int) (*Pool, error) {
 	p := &Pool{
 		min: min, max: max,
 		next: make([]int32, n), prev: make([]int32, n),
-		free: make([]atomic.Bool, n),
+		held: make([]atomic.Uint32, n),
 		head: -1, tail: -1,
 	}
 	for i := range n {
@@ -64,36 +86,37 @@ func (p *Pool) Free() int {
 // InUse is the number of ports handed out.
 func (p *Pool) InUse() int { return p.Size() - p.Free() }
 
-// Held reports whether port is handed out (by Get or Take) and not yet Put back.
-func (p *Pool) Held(port uint16) bool {
-	return p.Contains(int(port)) && !p.free[int(port)-p.min].Load()
+// Held reports whether port is handed out for proto (by Get or Take) and not yet Put back.
+func (p *Pool) Held(port uint16, proto Proto) bool {
+	return p.Contains(int(port)) && Proto(p.held[int(port)-p.min].Load()) == proto
 }
 
-// Get takes the least recently released free port. ok is false only when none is free.
-func (p *Pool) Get() (port int, ok bool) {
+// Get takes the least recently released free port for proto. ok is false only when none is
+// free.
+func (p *Pool) Get(proto Proto) (port int, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.head < 0 {
 		return 0, false
 	}
 	i := p.head
-	p.unlink(i)
+	p.unlink(i, proto)
 	return p.min + int(i), true
 }
 
-// Take takes a specific port (a client's RESERVATION-TOKEN or EVEN-PORT pair). It reports
-// false when the port is outside the range or already taken.
-func (p *Pool) Take(port int) bool {
+// Take takes a specific port for proto (a client's RESERVATION-TOKEN or EVEN-PORT pair). It
+// reports false when the port is outside the range or already taken.
+func (p *Pool) Take(port int, proto Proto) bool {
 	if !p.Contains(port) {
 		return false
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	i := int32(port - p.min)
-	if !p.free[i].Load() {
+	if p.held[i].Load() != 0 {
 		return false
 	}
-	p.unlink(i)
+	p.unlink(i, proto)
 	return true
 }
 
@@ -106,7 +129,7 @@ func (p *Pool) Put(port int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	i := int32(port - p.min)
-	if p.free[i].Load() {
+	if p.held[i].Load() == 0 {
 		return
 	}
 	p.pushBack(i)
@@ -120,11 +143,11 @@ func (p *Pool) pushBack(i int32) {
 		p.head = i
 	}
 	p.tail = i
-	p.free[i].Store(true)
+	p.held[i].Store(0)
 	p.nfree++
 }
 
-func (p *Pool) unlink(i int32) {
+func (p *Pool) unlink(i int32, proto Proto) {
 	if p.prev[i] >= 0 {
 		p.next[p.prev[i]] = p.next[i]
 	} else {
@@ -135,6 +158,6 @@ func (p *Pool) unlink(i int32) {
 	} else {
 		p.tail = p.prev[i]
 	}
-	p.free[i].Store(false)
+	p.held[i].Store(uint32(proto))
 	p.nfree--
 }

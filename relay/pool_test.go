@@ -22,7 +22,7 @@ func drain(t testing.TB, p *Pool) []int {
 	t.Helper()
 	var got []int
 	for range p.Size() + 1 { // bounded: a broken pool must not loop forever
-		port, ok := p.Get()
+		port, ok := p.Get(UDP)
 		if !ok {
 			return got
 		}
@@ -88,7 +88,7 @@ func TestPoolGetHandsOutEveryPortOnce(t *testing.T) {
 		t.Fatalf("Get order = %v, want %v", got, want)
 	}
 	checkCounts(t, p, 0)
-	if port, ok := p.Get(); ok {
+	if port, ok := p.Get(UDP); ok {
 		t.Fatalf("Get on an empty pool = %d, true", port)
 	}
 	checkCounts(t, p, 0)
@@ -107,7 +107,7 @@ func TestPoolPutIsFIFO(t *testing.T) {
 
 	// A port released a moment ago is the last to be reused.
 	p = mustPool(t, 40000, 40004)
-	first, _ := p.Get()
+	first, _ := p.Get(UDP)
 	p.Put(first)
 	if got, want := drain(t, p), []int{40001, 40002, 40003, 40004, 40000}; !slices.Equal(got, want) {
 		t.Fatalf("Get after releasing %d = %v, want %v", first, got, want)
@@ -136,11 +136,11 @@ func TestPoolTake(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustPool(t, 40000, 40004)
 			for _, port := range tt.taken {
-				if !p.Take(port) {
+				if !p.Take(port, UDP) {
 					t.Fatalf("setup: Take(%d) = false", port)
 				}
 			}
-			if got := p.Take(tt.take); got != tt.want {
+			if got := p.Take(tt.take, UDP); got != tt.want {
 				t.Fatalf("Take(%d) = %v, want %v", tt.take, got, tt.want)
 			}
 			checkCounts(t, p, tt.wantFree)
@@ -159,7 +159,7 @@ func TestPoolTake(t *testing.T) {
 func TestPoolTakeFromMiddleKeepsOrder(t *testing.T) {
 	p := mustPool(t, 40000, 40004)
 	for _, port := range []int{40002, 40000, 40004} { // middle, head, tail of the list
-		if !p.Take(port) {
+		if !p.Take(port, UDP) {
 			t.Fatalf("Take(%d) = false", port)
 		}
 	}
@@ -168,7 +168,7 @@ func TestPoolTakeFromMiddleKeepsOrder(t *testing.T) {
 	}
 	p.Put(40004)
 	p.Put(40000)
-	if !p.Take(40000) { // the tail
+	if !p.Take(40000, UDP) { // the tail
 		t.Fatal("Take(40000) after Put = false")
 	}
 	if got, want := drain(t, p), []int{40004}; !slices.Equal(got, want) {
@@ -193,7 +193,7 @@ func TestPoolPutNoOps(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			p := mustPool(t, 40000, 40003)
 			for range 2 {
-				if _, ok := p.Get(); !ok {
+				if _, ok := p.Get(UDP); !ok {
 					t.Fatal("setup: Get failed")
 				}
 			}
@@ -211,12 +211,12 @@ func TestPoolPutNoOps(t *testing.T) {
 func TestPoolAccounting(t *testing.T) {
 	p := mustPool(t, 40000, 40009)
 	checkCounts(t, p, 10)
-	a, _ := p.Get()
-	b, _ := p.Get()
+	a, _ := p.Get(UDP)
+	b, _ := p.Get(UDP)
 	checkCounts(t, p, 8)
-	p.Take(40005)
+	p.Take(40005, UDP)
 	checkCounts(t, p, 7)
-	p.Take(40005) // taken already: no change
+	p.Take(40005, UDP) // taken already: no change
 	checkCounts(t, p, 7)
 	p.Put(a)
 	checkCounts(t, p, 8)
@@ -256,11 +256,11 @@ func TestPoolConcurrent(t *testing.T) {
 			for i := range rounds {
 				switch {
 				case (i+w)%3 != 0:
-					if port, ok := p.Get(); ok {
+					if port, ok := p.Get(UDP); ok {
 						acquire(port)
 					}
 				case (i+w)%5 == 0:
-					if port := minPort + (i*7+w)%ports; p.Take(port) {
+					if port := minPort + (i*7+w)%ports; p.Take(port, UDP) {
 						acquire(port)
 					}
 				case len(mine) > 0:
@@ -297,7 +297,7 @@ func BenchmarkPoolGetPut(b *testing.B) {
 	p := mustPool(b, 49152, 65535)
 	b.ReportAllocs()
 	for b.Loop() {
-		port, ok := p.Get()
+		port, ok := p.Get(UDP)
 		if !ok {
 			b.Fatal("empty pool")
 		}
@@ -308,8 +308,8 @@ func BenchmarkPoolGetPut(b *testing.B) {
 func TestPoolGetPutDoesNotAllocate(t *testing.T) {
 	p := mustPool(t, 49152, 65535)
 	allocs := testing.AllocsPerRun(1000, func() {
-		port, _ := p.Get()
-		p.Take(port + 1)
+		port, _ := p.Get(UDP)
+		p.Take(port + 1, UDP)
 		p.Put(port)
 		p.Put(port + 1)
 	})

@@ -553,9 +553,9 @@ func TestDataPathAllocs(t *testing.T) {
 			return err
 		}},
 		{"PermitAddr", func() error {
-			_ = policy.PermitAddr(netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), 80))
+			_ = policy.PermitAddr(UDP, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, 0, 1}), 80))
 			_ = policy.PermitIP(netip.AddrFrom4([4]byte{8, 8, 8, 8}))
-			_ = policy.PermitSource(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 22))
+			_ = policy.PermitSource(UDP, netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), 22))
 			return nil
 		}},
 	}

@@ -28,7 +28,7 @@ func newRelays(cfg *conf.Config, log *slog.Logger) (*relays, error) {
 	if err != nil {
 		return nil, cfg.Errorf("relay.min_port", "%v", err)
 	}
-	own := []netip.Addr{r.v4.Bind, r.v4.Public, r.v6.Bind, r.v6.Public}
+	own := append(r.v4.OwnIPs(), r.v6.OwnIPs()...)
 	r.policy, err = relay.NewPolicy(cfg.Relay.DenyPeers, cfg.Relay.AllowPeers, own, pool.Held)
 	if err != nil {
 		return nil, cfg.Errorf("relay.deny_peers", "%v", err)

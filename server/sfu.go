@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/relay"
 	"github.com/ferry-rtc/ferry/sfu"
 	"github.com/ferry-rtc/ferry/sfu/demo"
 )
@@ -52,7 +53,7 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 		PublicIP:    s.relays.v4.Public,
 		TokenSecret: func() string { return *side.tokenSecret.Load() },
 		ICEServers:  s.sfuICEServers,
-		PermitPeer:  s.relays.policy.PermitAddr,
+		PermitPeer:  func(peer netip.AddrPort) bool { return s.relays.policy.PermitAddr(relay.UDP, peer) },
 		Log:         s.log,
 		Metrics:     s.metrics,
 	})

@@ -99,7 +99,7 @@ func (s *SFU) openMux() error {
 	pool := s.cfg.Pool
 	var lastErr error
 	for range pool.Free() {
-		port, ok := pool.Get()
+		port, ok := pool.Get(relay.UDP)
 		if !ok {
 			break
 		}

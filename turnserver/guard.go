@@ -250,6 +250,15 @@ var peerOps = map[stun.Method]int{
 	stun.MethodConnect:          deniedConnect,
 }
 
+// protoOf is the transport a request's peers are reached over: TCP for an RFC 6062
+// Connect, UDP for the rest.
+func protoOf(op int) relay.Proto {
+	if op == deniedConnect {
+		return relay.TCP
+	}
+	return relay.UDP
+}
+
 // permitPeers checks every XOR-PEER-ADDRESS of a request against the peer policy and
 // against the user's peer limit: a user limited to one address (the SFU's clients, limited
 // to the SFU) may name no other. CreatePermission is checked by IP only, and here rather
@@ -275,7 +284,7 @@ func (g *guard) permitPeers(m *stun.Message, user string, op int) bool {
 			}
 			continue
 		}
-		if (limited && (peer.Addr().Unmap() != only.Addr() || peer.Port() != only.Port())) || !g.policy.PermitAddr(peer) {
+		if (limited && (peer.Addr().Unmap() != only.Addr() || peer.Port() != only.Port())) || !g.policy.PermitAddr(protoOf(op), peer) {
 			return false
 		}
 	}
@@ -307,7 +316,7 @@ func (g *guard) checkFamily(m *stun.Message) (stun.ErrorCode, bool) {
 
 // permitSend reports whether a Send indication's peer is allowed, and counts it if not.
 func (g *guard) permitSend(m *stun.Message) bool {
-	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(peer) {
+	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(relay.UDP, peer) {
 		g.meters.peerDenied[deniedSend].Add(1)
 		return false
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 func benchGuard(b *testing.B) *guard {
-	policy, err := relay.NewPolicy([]string{relay.Recommended}, nil, nil, func(uint16) bool { return false })
+	policy, err := relay.NewPolicy([]string{relay.Recommended}, nil, nil, func(uint16, relay.Proto) bool { return false })
 	if err != nil {
 		b.Fatal(err)
 	}
