@@ -126,3 +126,106 @@ func TestOwnAddressByProtocol(t *testing.T) {
 		t.Fatalf("the UDP service on a TCP relay's port got %q from %v", buf[:n], from)
 	}
 }
+
+// sfuCredential publishes to the SFU and returns the TURN credential of the answer's Link
+// headers: a user limited to the SFU's address.
+func sfuCredential(t *testing.T, s *setup) (user, pass string) {
+	t.Helper()
+	p := newPublisher(t, peerOptions{}, "")
+	sess, status := signal(t, p.pc, "http://"+s.sfuAddr+"/whip/cred", accessToken(t, "cred", true, false, time.Hour))
+	if status != 201 {
+		t.Fatalf("WHIP: %d", status)
+	}
+	for _, srv := range iceServersFromLinks(t, sess.links) {
+		if srv.Username != "" {
+			return srv.Username, srv.Credential.(string)
+		}
+	}
+	t.Fatalf("no TURN credential in the Link headers %q", sess.links)
+	return "", ""
+}
+
+// malformedPeerAddresses are XOR-PEER-ADDRESS values whose length does not fit their
+// family, or whose family is unknown. A lenient decoder reads the first ones as a.b.c.0.
+var malformedPeerAddresses = map[string][]byte{
+	"IPv4 with 1 address byte":  {0, 1, 0x21, 0x13, 0x5e},
+	"IPv4 with 2 address bytes": {0, 1, 0x21, 0x13, 0x5e, 0x12},
+	"IPv4 with 3 address bytes": {0, 1, 0x21, 0x13, 0x5e, 0x12, 0xa4},
+	"IPv4 with 5 address bytes": {0, 1, 0x21, 0x13, 0x5e, 0x12, 0xa4, 0x43, 0x01},
+	"IPv6 with 15 address bytes": append([]byte{0, 2, 0x21, 0x13},
+		0x5e, 0x12, 0xa4, 0x43, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11),
+	"family 3": {0, 3, 0x21, 0x13, 0x5e, 0x12, 0xa4, 0x43},
+}
+
+// TestMalformedPeerAddress: a truncated or unknown-family XOR-PEER-ADDRESS is 400 in every
+// request that names peers, before any check: read leniently it names a peer the policy
+// and the SFU credential's one-peer limit never saw. In a Send indication it is dropped
+// and counted.
+func TestMalformedPeerAddress(t *testing.T) {
+	s, port := sfuSetup(t)
+	startFerry(t, s.toml())
+	server := addrString("127.0.0.1", port)
+	user, pass := sfuCredential(t, s)
+
+	limited := dialRaw(t, "udp", server, user, pass)
+	limited.allocate()
+	plain := dialRaw(t, "udp", server, testUser, testPass)
+	plain.allocate()
+	connector := dialRaw(t, "tcp", server, user, pass)
+	connector.allocateTCP()
+	for name, value := range malformedPeerAddresses {
+		peer := testkit.Attr(stun.AttrXORPeerAddress, value)
+		for _, c := range []*rawClient{limited, plain} {
+			mustCode(t, c.user+": ChannelBind with "+name,
+				c.request(stun.MethodChannelBind, channelNumber(0x4001), peer), stun.CodeBadRequest)
+			mustCode(t, c.user+": CreatePermission with "+name,
+				c.request(stun.MethodCreatePermission, peer), stun.CodeBadRequest)
+		}
+		mustCode(t, "Connect with "+name, connector.request(stun.MethodConnect, peer), stun.CodeBadRequest)
+	}
+	// One malformed address among good ones spoils the request.
+	good := testkit.PeerAddr(netip.MustParseAddrPort("198.51.100.7:5000"))
+	mustCode(t, "CreatePermission with a good and a malformed address",
+		plain.request(stun.MethodCreatePermission, good, testkit.Attr(stun.AttrXORPeerAddress, malformedPeerAddresses["family 3"])),
+		stun.CodeBadRequest)
+
+	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
+		testkit.Attr(stun.AttrXORPeerAddress, malformedPeerAddresses["IPv4 with 3 address bytes"]),
+		testkit.Attr(stun.AttrData, []byte("to a.b.c.0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain.send(m.Raw)
+	waitFor(t, "the malformed Send indication to be counted", func() bool {
+		return scrape(t, s.metricsAddr)[`ferry_stun_dropped_total{reason="malformed"}`] == 1
+	})
+}
+
+// TestSFUCredentialSend: an SFU credential relays to the SFU's ICE address only, by Send
+// indication as by ChannelBind: its permission for the relay IP does not let it reach
+// another relay (or any other port) there.
+func TestSFUCredentialSend(t *testing.T) {
+	s, port := sfuSetup(t)
+	startFerry(t, s.toml())
+	server := addrString("127.0.0.1", port)
+	user, pass := sfuCredential(t, s)
+
+	other := dialRaw(t, "udp", server, testUser, testPass)
+	otherRelay := other.allocate()
+	mustSucceed(t, "CreatePermission for the own IP", other.request(stun.MethodCreatePermission,
+		testkit.PeerAddr(netip.MustParseAddrPort("127.0.0.1:9"))))
+
+	limited := dialRaw(t, "udp", server, user, pass)
+	limited.allocate()
+	mustSucceed(t, "CreatePermission for the SFU's IP", limited.request(stun.MethodCreatePermission,
+		testkit.PeerAddr(otherRelay)))
+	mustCode(t, "ChannelBind to another relay", limited.request(stun.MethodChannelBind, channelNumber(0x4001),
+		testkit.PeerAddr(otherRelay)), stun.CodeForbidden)
+	limited.sendIndication(otherRelay, []byte("past the one-peer limit"))
+	waitFor(t, "the Send indication to be denied", func() bool {
+		return scrape(t, s.metricsAddr)[`ferry_peer_denied_total{op="send"}`] == 1
+	})
+	if d, err := other.nextData(100 * time.Millisecond); err == nil {
+		t.Fatalf("another relay got %q from an SFU credential", d.payload)
+	}
+}

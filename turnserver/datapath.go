@@ -40,7 +40,8 @@ type route struct {
 	relay  relay.UDPRelay
 	client netip.AddrPort
 	sink   clientSink
-	stream bool // ChannelData to the client is padded to 4 bytes
+	stream bool           // ChannelData to the client is padded to 4 bytes
+	only   netip.AddrPort // the one peer the allocation's user may send to; zero: any
 	peers  atomic.Pointer[peerTable]
 }
 
@@ -120,9 +121,9 @@ func (d *dataPlane) awaitAllocation(client, server net.Addr, timeout time.Durati
 	}
 }
 
-// open starts relaying for a new allocation whose relay socket is rl; nil if the client's
-// socket or connection is gone already.
-func (d *dataPlane) open(key routeKey, rl relay.UDPRelay) *route {
+// open starts relaying for a new allocation whose relay socket is rl, and whose user may
+// send to only (if valid); nil if the client's socket or connection is gone already.
+func (d *dataPlane) open(key routeKey, rl relay.UDPRelay, only netip.AddrPort) *route {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var sink clientSink
@@ -136,7 +137,7 @@ func (d *dataPlane) open(key routeKey, rl relay.UDPRelay) *route {
 	if sink == nil {
 		return nil
 	}
-	r := &route{relay: rl, client: key.client, sink: sink, stream: key.stream}
+	r := &route{relay: rl, client: key.client, sink: sink, stream: key.stream, only: only}
 	r.peers.Store(&peerTable{})
 	d.routes[key] = r
 	rl.SetInbound(r.fromPeer)
@@ -214,8 +215,9 @@ func (g *guard) channelData(key routeKey, b []byte) bool {
 }
 
 // sendIndication relays the DATA of a Send indication to its XOR-PEER-ADDRESS (RFC 8656
-// section 11.2), if the allocation has a permission for it; one to a peer the policy denies
-// is dropped and counted, as the guard does.
+// section 11.2), if the allocation has a permission for it. Whatever it cannot relay is
+// dropped here and counted by its reason; false only when the 5-tuple has no allocation
+// on the data plane.
 func (g *guard) sendIndication(key routeKey, b []byte, st *connState) bool {
 	r := g.plane.route(key)
 	if r == nil {
@@ -223,23 +225,17 @@ func (g *guard) sendIndication(key routeKey, b []byte, st *connState) bool {
 	}
 	m := &st.msg
 	m.Raw = b
-	if m.Decode() != nil {
-		return false
+	if !g.decode(m) {
+		return true
 	}
-	peer, ok := peerAddr(m)
+	peer, ok := g.sendPeer(m, r.only)
 	if !ok {
-		return false
-	}
-	if !g.permitSend(m) {
 		return true
 	}
 	data, err := m.Get(stun.AttrData)
-	if err != nil {
-		return false
-	}
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-	if _, ok := r.peers.Load().perms[peer.Addr()]; !ok {
-		return false
+	if _, permitted := r.peers.Load().perms[peer.Addr()]; err != nil || !permitted {
+		g.meters.dropped[dropUnrelayable].Inc()
+		return true
 	}
 	_, _ = r.relay.WriteToUDPAddrPort(data, peer)
 	return true

@@ -85,27 +85,33 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 		// length past the end) or garbage: pion would drop it too, but only after building
 		// an error for it and reporting an allocation error, which costs far more than the
 		// frame did to send.
+		g.meters.dropped[dropUnrelayable].Inc()
 		return nil, false
 	}
 	m := &st.msg
 	m.Raw = b
-	if err := m.Decode(); err != nil {
-		return b, true // pion answers or drops malformed messages itself
+	if !g.decode(m) {
+		return nil, false
 	}
 	switch {
 	case m.Type == stun.BindingRequest:
 		g.meters.bindings.Inc()
-		if g.bindings.allow(sourceIP(client), time.Now()) {
-			g.answerBinding(m, client, w)
-		} else {
+		switch unknown := unknownRequired(m); {
+		case !g.bindings.allow(sourceIP(client), time.Now()):
 			g.meters.bindingDropped.Inc()
 			w.refuse()
+		case unknown != nil:
+			g.reject(m, stun.CodeUnknownAttribute, nil, client, w, stun.UnknownAttributes(unknown))
+		default:
+			g.answerBinding(m, client, w)
 		}
 		return nil, false
 	case m.Type.Method == stun.MethodSend && m.Type.Class == stun.ClassIndication:
-		// One the data plane did not relay has no allocation, permission or DATA: pion
-		// would drop it too, at the cost of an allocation error. A denied peer is counted.
-		g.permitSend(m)
+		// One the data plane did not take has no allocation (or a TCP one): pion would
+		// drop it too, at the cost of an allocation error.
+		if _, ok := g.sendPeer(m, netip.AddrPort{}); ok {
+			g.meters.dropped[dropUnrelayable].Inc()
+		}
 		return nil, false
 	case m.Type.Class != stun.ClassRequest:
 		return b, true
@@ -126,6 +132,10 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 		return b[:stripIntegrity(b)], true // pion answers 401 with a fresh nonce
 	}
 	st.key = key
+	if unknown := unknownRequired(m); unknown != nil {
+		g.reject(m, stun.CodeUnknownAttribute, key, client, w, stun.UnknownAttributes(unknown))
+		return nil, false
+	}
 	if code, extra, reject := g.check(m, client, server, user); reject {
 		g.reject(m, code, key, client, w, extra...)
 		return nil, false
@@ -196,14 +206,36 @@ func (g *guard) authenticate(m *stun.Message, client net.Addr) (user string, key
 	return user, key, err
 }
 
+// decode parses m.Raw, and reports whether the message is one to look at any further: one
+// that does not parse, or whose FINGERPRINT does not match (RFC 8489 section 7.3), is
+// discarded silently and counted.
+func (g *guard) decode(m *stun.Message) bool {
+	if m.Decode() != nil {
+		g.meters.dropped[dropMalformed].Inc()
+		return false
+	}
+	if badFingerprint(m) {
+		g.meters.dropped[dropFingerprint].Inc()
+		return false
+	}
+	return true
+}
+
 // check applies the drain, allocation and peer rules to an authenticated request: the
 // error code to answer with, and its extra attributes, if any.
 func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (stun.ErrorCode, []stun.Setter, bool) {
+	peers, ok := peerAddrs(m)
+	if !ok {
+		return stun.CodeBadRequest, nil, true // before anything looks at a peer
+	}
 	switch m.Type.Method {
 	case stun.MethodAllocate:
 		if g.draining.Load() {
 			code, extra := g.drainAnswer()
 			return code, extra, true
+		}
+		if requestsTCP(m) && client.Network() == "udp" {
+			return stun.CodeBadRequest, nil, true // RFC 6062 section 5.1: TCP relays need a TCP or TLS client
 		}
 		code, reject := g.checkFamily(m)
 		return code, nil, reject
@@ -221,11 +253,11 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 			return stun.CodeWrongCredentials, nil, true
 		}
 	}
-	if op, ok := peerOps[m.Type.Method]; ok && !g.permitPeers(m, user, op) {
+	if op, ok := peerOps[m.Type.Method]; ok && !g.permitPeers(peers, user, op) {
 		g.meters.peerDenied[op].Add(1)
 		return stun.CodeForbidden, nil, true
 	}
-	if !g.roomForPeers(m, client, server) {
+	if !g.roomForPeers(m, peers, client, server) {
 		return stun.CodeInsufficientCapacity, nil, true
 	}
 	return 0, nil, false
@@ -264,31 +296,37 @@ func protoOf(op int) relay.Proto {
 // to the SFU) may name no other. CreatePermission is checked by IP only, and here rather
 // than only in pion's PermissionHandler: pion installs the peers before a denied one and
 // answers 403 anyway.
-func (g *guard) permitPeers(m *stun.Message, user string, op int) bool {
-	var only netip.AddrPort
-	limited := false
-	if g.peerLimit != nil {
-		only, limited = g.peerLimit(user)
-	}
-	for _, a := range m.Attributes {
-		if a.Type != stun.AttrXORPeerAddress {
-			continue
-		}
-		peer, ok := xorPeerAddress(a.Value, m.TransactionID)
-		if !ok {
-			continue // pion answers a malformed address itself
-		}
+func (g *guard) permitPeers(peers []netip.AddrPort, user string, op int) bool {
+	only := g.onlyPeer(user)
+	for _, peer := range peers {
 		if op == deniedCreatePermission {
-			if (limited && peer.Addr().Unmap() != only.Addr()) || !g.policy.PermitIP(peer.Addr()) {
+			if (only.IsValid() && peer.Addr().Unmap() != only.Addr()) || !g.policy.PermitIP(peer.Addr()) {
 				return false
 			}
 			continue
 		}
-		if (limited && (peer.Addr().Unmap() != only.Addr() || peer.Port() != only.Port())) || !g.policy.PermitAddr(protoOf(op), peer) {
+		if (only.IsValid() && unmapped(peer) != only) || !g.policy.PermitAddr(protoOf(op), peer) {
 			return false
 		}
 	}
 	return true
+}
+
+// onlyPeer is the one peer address user may relay to, if the user is limited to one; the
+// zero AddrPort if not.
+func (g *guard) onlyPeer(user string) netip.AddrPort {
+	if g.peerLimit == nil {
+		return netip.AddrPort{}
+	}
+	only, limited := g.peerLimit(user)
+	if !limited {
+		return netip.AddrPort{}
+	}
+	return unmapped(only)
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the
@@ -314,24 +352,53 @@ func (g *guard) checkFamily(m *stun.Message) (stun.ErrorCode, bool) {
 	return 0, false
 }
 
-// permitSend reports whether a Send indication's peer is allowed, and counts it if not.
-func (g *guard) permitSend(m *stun.Message) bool {
-	if peer, ok := peerAddr(m); ok && !g.policy.PermitAddr(relay.UDP, peer) {
+// sendPeer is the peer a Send indication may be relayed to, with the allocation's user
+// limited to only (if valid). false, counted, when it names none or a malformed one, carries
+// an unknown comprehension-required attribute (RFC 8489 section 6.3.2: discarded
+// silently), or names a peer the policy denies or the user may not reach.
+func (g *guard) sendPeer(m *stun.Message, only netip.AddrPort) (netip.AddrPort, bool) {
+	peer, ok := peerAddr(m)
+	switch {
+	case !ok:
+		g.meters.dropped[dropMalformed].Inc()
+	case unknownRequired(m) != nil:
+		g.meters.dropped[dropUnknownAttribute].Inc()
+	case (only.IsValid() && unmapped(peer) != only) || !g.policy.PermitAddr(relay.UDP, peer):
 		g.meters.peerDenied[deniedSend].Add(1)
-		return false
+	default:
+		return unmapped(peer), true
 	}
-	return true
+	return netip.AddrPort{}, false
 }
 
-// peerAddr reads XOR-PEER-ADDRESS (RFC 8489 section 14.2). It runs for every Send
-// indication, so it decodes in place instead of through stun.XORMappedAddress, which
-// allocates the IP.
+// peerAddr reads the XOR-PEER-ADDRESS of an indication (RFC 8489 section 14.2); false if it
+// has none, or a malformed one. It runs for every Send indication, so it decodes in place
+// instead of through stun.XORMappedAddress, which allocates the IP.
 func peerAddr(m *stun.Message) (netip.AddrPort, bool) {
 	v, err := m.Get(stun.AttrXORPeerAddress)
 	if err != nil {
 		return netip.AddrPort{}, false
 	}
 	return xorPeerAddress(v, m.TransactionID)
+}
+
+// peerAddrs decodes every XOR-PEER-ADDRESS of a request; false if any is malformed (a
+// length that does not fit its family, an unknown family), which is a 400 (RFC 8656
+// section 18.3) before any check looks at the peers: decoded leniently, a truncated IPv4
+// address would name a different peer than the one checked.
+func peerAddrs(m *stun.Message) ([]netip.AddrPort, bool) {
+	var peers []netip.AddrPort
+	for _, a := range m.Attributes {
+		if a.Type != stun.AttrXORPeerAddress {
+			continue
+		}
+		peer, ok := xorPeerAddress(a.Value, m.TransactionID)
+		if !ok {
+			return nil, false
+		}
+		peers = append(peers, peer)
+	}
+	return peers, true
 }
 
 // xorPeerAddress decodes the value of an XOR-PEER-ADDRESS attribute: the address is XORed

@@ -41,7 +41,7 @@ type peerAsk struct {
 
 // roomForPeers applies the per-allocation limits to a CreatePermission or ChannelBind
 // whose sender owns the allocation: false means it would go past one of them.
-func (g *guard) roomForPeers(m *stun.Message, client, server net.Addr) bool {
+func (g *guard) roomForPeers(m *stun.Message, peers []netip.AddrPort, client, server net.Addr) bool {
 	lim := g.limits.Load()
 	if lim.Permissions == 0 && lim.Channels == 0 {
 		return true
@@ -58,13 +58,8 @@ func (g *guard) roomForPeers(m *stun.Message, client, server net.Addr) bool {
 	default:
 		return true
 	}
-	for _, a := range m.Attributes {
-		if a.Type != stun.AttrXORPeerAddress {
-			continue
-		}
-		if peer, ok := xorPeerAddress(a.Value, m.TransactionID); ok {
-			ask.ips = append(ask.ips, peer.Addr().Unmap())
-		}
+	for _, peer := range peers {
+		ask.ips = append(ask.ips, peer.Addr().Unmap())
 	}
 	kind, ok := g.sessions.admitPeers(client, server, ask, lim, time.Now())
 	if !ok {

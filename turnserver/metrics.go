@@ -41,6 +41,17 @@ const (
 	deniedOps
 )
 
+// Why a message was dropped unanswered, for ferry_stun_dropped_total.
+const (
+	dropMalformed        = iota // does not parse, or an indication's XOR-PEER-ADDRESS does not
+	dropFingerprint             // a FINGERPRINT that does not match (RFC 8489 section 7.3)
+	dropUnknownAttribute        // an indication with an unknown comprehension-required attribute
+	dropUnrelayable             // ChannelData or a Send indication without an allocation, channel or permission
+	dropKinds
+)
+
+var dropLabels = [dropKinds]string{"malformed", "fingerprint", "unknown_attribute", "unrelayable"}
+
 // authReasons label auth failures by the Authenticator's errors.
 var authReasons = []struct {
 	err    error
@@ -74,6 +85,7 @@ type meters struct {
 	unauthDropped   *metrics.Counter
 	bindingDropped  *metrics.Counter
 	limitRejections [limitKinds]*metrics.Counter
+	dropped         [dropKinds]*metrics.Counter
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
@@ -104,6 +116,9 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 	}
 	for _, r := range authReasons {
 		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
+	}
+	for kind, label := range dropLabels {
+		m.dropped[kind] = set.NewCounter(fmt.Sprintf("ferry_stun_dropped_total{reason=%q}", label))
 	}
 	for kind, label := range limitLabels {
 		m.limitRejections[kind] = set.NewCounter(fmt.Sprintf("ferry_allocation_limit_rejections_total{limit=%q}", label))

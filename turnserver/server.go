@@ -320,7 +320,7 @@ func (s *Server) openRoute(sess *session, server net.Addr, relayPort uint16) {
 	client, _ := addrPort(sess.client)
 	local, _ := addrPort(server)
 	sess.routeKey = routeKey{client: client, server: local, stream: sess.transport != "udp"}
-	sess.route = s.guard.plane.open(sess.routeKey, rl)
+	sess.route = s.guard.plane.open(sess.routeKey, rl, s.guard.onlyPeer(sess.user))
 }
 
 // ended accounts for an allocation pion deleted: metrics and the log line with its traffic.
