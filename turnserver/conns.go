@@ -110,6 +110,7 @@ type streamConn struct {
 	// loop both read the connection until it closes.
 	readMu       sync.Mutex
 	state        connState
+	caps         connCaps // the connection's answer caps; used under readMu
 	handshake    sync.Once
 	handshakeErr error
 	frame        []byte
@@ -212,6 +213,10 @@ var gathers = sync.Pool{New: func() any { return &gather{base: make(net.Buffers,
 
 // refuse closes the connection: pion's read loop ends at its next read.
 func (c *streamConn) refuse() { _ = c.Conn.Close() }
+
+func (c *streamConn) allow(cap *ipLimiter, _ net.Addr, now time.Time) bool {
+	return c.caps.allow(cap, now)
+}
 
 func (c *streamConn) respond(msg []byte, _ net.Addr) {
 	c.guard.sent(msg)

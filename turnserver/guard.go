@@ -62,6 +62,11 @@ type guard struct {
 // answer.
 type responder interface {
 	respond(msg []byte, to net.Addr)
+	// allow applies an answer cap to client: per source IP on a datagram transport, whose
+	// source address costs nothing to spoof (the cap is against reflection), and per
+	// connection on a stream, whose source is proven by its handshake (so that a spoofed
+	// flood cannot lock a real client's connections out).
+	allow(cap *ipLimiter, client net.Addr, now time.Time) bool
 	// refuse is told that a request of the client goes unanswered (over a rate): a
 	// datagram is just dropped, a stream connection is closed, since its client, which
 	// does not retransmit, would otherwise wait for the answer forever.
@@ -97,7 +102,7 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	case m.Type == stun.BindingRequest:
 		g.meters.bindings.Inc()
 		switch unknown := unknownRequired(m); {
-		case !g.bindings.allow(sourceIP(client), time.Now()):
+		case !w.allow(g.bindings, client, time.Now()):
 			g.meters.bindingDropped.Inc()
 			w.refuse()
 		case unknown != nil:
@@ -170,7 +175,7 @@ func (g *guard) unauthenticated(m *stun.Message, client net.Addr, w responder) (
 // mayAnswer applies unauthenticated_per_ip_rate to an answer for a request without valid
 // credentials; over the rate, the request is dropped and counted.
 func (g *guard) mayAnswer(client net.Addr, w responder) bool {
-	if g.unauth.allow(sourceIP(client), time.Now()) {
+	if w.allow(g.unauth, client, time.Now()) {
 		return true
 	}
 	g.meters.unauthDropped.Inc()

@@ -74,6 +74,47 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	return lim.AllowN(now, 1)
 }
 
+// rate is the cap in answers per second; 0: none.
+func (l *ipLimiter) rate() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.perSec
+}
+
+// connCaps are one stream connection's buckets for the caps of the guard's ipLimiters: on
+// a stream the cap counts by connection, not by source IP. A bucket is made at the first
+// answer it caps, and made again when a reload has changed the rate.
+type connCaps []connCap
+
+type connCap struct {
+	of     *ipLimiter
+	perSec int
+	bucket *rate.Limiter
+}
+
+func (cs *connCaps) allow(l *ipLimiter, now time.Time) bool {
+	perSec := l.rate()
+	if perSec == 0 {
+		return true
+	}
+	c := cs.of(l)
+	if c.perSec != perSec {
+		c.perSec, c.bucket = perSec, rate.NewLimiter(rate.Limit(perSec), perSec)
+	}
+	return c.bucket.AllowN(now, 1)
+}
+
+// of is the connection's bucket for l, empty if new.
+func (cs *connCaps) of(l *ipLimiter) *connCap {
+	for i := range *cs {
+		if (*cs)[i].of == l {
+			return &(*cs)[i]
+		}
+	}
+	*cs = append(*cs, connCap{of: l})
+	return &(*cs)[len(*cs)-1]
+}
+
 // sourceKey is what the limit counts by: the IPv4 address, or the IPv6 /64.
 func sourceKey(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()

@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
@@ -108,6 +109,10 @@ func (c *packetConn) WriteTo(p []byte, to net.Addr) (int, error) {
 func (c *packetConn) respond(msg []byte, to net.Addr) { _, _ = c.WriteTo(msg, to) }
 
 func (c *packetConn) refuse() {}
+
+func (c *packetConn) allow(cap *ipLimiter, client net.Addr, now time.Time) bool {
+	return cap.allow(sourceIP(client), now)
+}
 
 // Close closes every socket and ends pion's read loop.
 func (c *packetConn) Close() error {
