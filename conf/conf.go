@@ -88,6 +88,9 @@ type Limits struct {
 	ChannelsPerAllocation    int      `toml:"channels_per_allocation"`    // >= 0, 0 = unlimited (the protocol's own limit is 4096)
 	MaxAllocationLifetime    Duration `toml:"max_allocation_lifetime"`    // > 0: longer LIFETIMEs asked for are cut to it
 	AllocateTimeout          Duration `toml:"allocate_timeout"`           // > 0: a TCP, TLS or DTLS connection without an allocation is closed after it
+
+	ConnectionsPerAllocation int `toml:"connections_per_allocation"` // >= 0, 0 = unlimited: RFC 6062 peer connections of one allocation
+	TCPConnectionsTotal      int `toml:"tcp_connections_total"`      // >= 0, 0 = a quarter of the open-file limit: RFC 6062 peer connections in all
 }
 
 // SFU is the [sfu] table: the SFU co-hosted with the TURN server.

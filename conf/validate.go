@@ -294,10 +294,14 @@ func (c *Config) validateLimits() error {
 		{"limits.binding_per_ip_rate", l.BindingPerIPRate},
 		{"limits.permissions_per_allocation", l.PermissionsPerAllocation},
 		{"limits.channels_per_allocation", l.ChannelsPerAllocation},
+		{"limits.connections_per_allocation", l.ConnectionsPerAllocation},
 	} {
 		if v.n < 0 {
 			return c.Errorf(v.key, "must be 0 (no limit) or more, not %d", v.n)
 		}
+	}
+	if l.TCPConnectionsTotal < 0 {
+		return c.Errorf("limits.tcp_connections_total", "must be 0 (a quarter of the open-file limit) or more, not %d", l.TCPConnectionsTotal)
 	}
 	if d := l.MaxAllocationLifetime.Duration; d < time.Second || d > MaxAllocationLifetime {
 		return c.Errorf("limits.max_allocation_lifetime", "must be between 1s and %s, not %s", MaxAllocationLifetime, d)

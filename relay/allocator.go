@@ -20,6 +20,7 @@ var (
 	ErrPortTaken      = errors.New("relay: requested port is not free")
 	ErrFamilyDisabled = errors.New("relay: no relay address configured for this address family")
 	ErrPeerDenied     = errors.New("relay: peer address denied by policy")
+	ErrConnLimit      = errors.New("relay: TCP peer connection limit reached")
 )
 
 // connectTimeout bounds an RFC 6062 Connect; the RFC asks for at least 30 seconds.
@@ -53,6 +54,7 @@ type Allocator struct {
 	_      [cacheLine - 8]byte
 
 	local localPeers
+	conns connCounts
 
 	mu        sync.Mutex
 	relays    map[uint16]*relayEntry   // live relays by relay port
@@ -177,14 +179,14 @@ func (a *Allocator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error)
 	if !a.policy.PermitAddr(TCP, remote.AddrPort()) {
 		return nil, fmt.Errorf("%w: %s", ErrPeerDenied, remote)
 	}
-	e, ok := a.refPort(local.Port)
-	if !ok {
-		return nil, fmt.Errorf("relay: connect %s from port %d: no open relay there", remote, local.Port)
+	e, err := a.refPort(local.Port)
+	if err != nil {
+		return nil, fmt.Errorf("relay: connect %s from port %d: %w", remote, local.Port, err)
 	}
 	port := uint16(local.Port) // within the pool's range: refPort checked
 	conn, err := dial(conf.Network, netip.AddrPortFrom(fam.Bind, port), remote)
 	if err != nil {
-		a.unref(port, e)
+		a.unrefConn(port, e)
 		return nil, err
 	}
 	return a.countConn(conn, port, e), nil

@@ -309,7 +309,7 @@ func TestPoolGetPutDoesNotAllocate(t *testing.T) {
 	p := mustPool(t, 49152, 65535)
 	allocs := testing.AllocsPerRun(1000, func() {
 		port, _ := p.Get(UDP)
-		p.Take(port + 1, UDP)
+		p.Take(port+1, UDP)
 		p.Put(port)
 		p.Put(port + 1)
 	})

@@ -1,6 +1,9 @@
 package relay
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // relayEntry is a relay in the Allocator's registry: a UDP relay socket or a TCP relay
 // listener with the connections of its port. It stays registered, and live, until the
@@ -32,6 +35,9 @@ func (a *Allocator) register(port uint16, e *relayEntry, end func() error) {
 	a.relays[port] = e
 }
 
+// errRelayClosed is why a connection of a relay whose socket has closed is refused.
+var errRelayClosed = errors.New("no open relay there")
+
 // socketClosed drops the reference of e's socket; e takes no new connections from now on.
 func (a *Allocator) socketClosed(port uint16, e *relayEntry) {
 	a.mu.Lock()
@@ -40,7 +46,9 @@ func (a *Allocator) socketClosed(port uint16, e *relayEntry) {
 	a.unrefLocked(port, e)
 }
 
-func (a *Allocator) unref(port uint16, e *relayEntry) {
+// unrefConn gives back the reference of one of e's peer connections.
+func (a *Allocator) unrefConn(port uint16, e *relayEntry) {
+	a.conns.live.Add(-1)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.unrefLocked(port, e)
@@ -62,45 +70,50 @@ func (a *Allocator) unrefLocked(port uint16, e *relayEntry) {
 	}
 }
 
-// ref takes a reference on e for a connection of it.
-func (a *Allocator) ref(e *relayEntry) bool {
+// refConn takes a reference on e for a new peer connection of it, within the connection
+// limits.
+func (a *Allocator) refConn(e *relayEntry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return refLocked(e)
+	return a.refConnLocked(e)
 }
 
-// refPort is ref for the relay registered on port (a pion LocalAddr, so an int).
-func (a *Allocator) refPort(port int) (*relayEntry, bool) {
+// refPort is refConn for the relay registered on port (a pion LocalAddr, so an int).
+func (a *Allocator) refPort(port int) (*relayEntry, error) {
 	if !a.pool.Contains(port) {
-		return nil, false
+		return nil, errRelayClosed
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	e := a.relays[uint16(port)]
-	return e, refLocked(e)
+	return e, a.refConnLocked(e)
 }
 
-// refLocked fails once e's socket has closed: e may have ended already, and counting it
-// again would count its traffic twice.
-func refLocked(e *relayEntry) bool {
+// refConnLocked fails once e's socket has closed (e may have ended already, and counting
+// it again would count its traffic twice), and past the connection limits.
+func (a *Allocator) refConnLocked(e *relayEntry) error {
 	if e == nil || !e.open {
-		return false
+		return errRelayClosed
 	}
+	if err := a.conns.check(e.refs - 1); err != nil {
+		return err
+	}
+	a.conns.live.Add(1)
 	e.refs++
-	return true
+	return nil
 }
 
 // countConn wraps conn, a connection of e's port, so its traffic counts as e's, and makes it
 // give back its reference when it closes. The caller has taken the reference.
 func (a *Allocator) countConn(conn net.Conn, port uint16, e *relayEntry) net.Conn {
-	return &countingConn{Conn: conn, traffic: e.traffic, release: func() { a.unref(port, e) }}
+	return &countingConn{Conn: conn, traffic: e.traffic, release: func() { a.unrefConn(port, e) }}
 }
 
 // counter returns what the listener of e does with a connection it accepts: count it as e's,
 // or refuse it (false) once the listener has closed.
 func (a *Allocator) counter(port uint16, e *relayEntry) func(net.Conn) (net.Conn, bool) {
 	return func(conn net.Conn) (net.Conn, bool) {
-		if !a.ref(e) {
+		if a.refConn(e) != nil {
 			return nil, false
 		}
 		return a.countConn(conn, port, e), true

@@ -34,6 +34,7 @@ func newRelays(cfg *conf.Config, log *slog.Logger) (*relays, error) {
 		return nil, cfg.Errorf("relay.deny_peers", "%v", err)
 	}
 	r.allocator = relay.NewAllocator(pool, r.policy, r.v4, r.v6)
+	r.applyConnLimits(cfg)
 	return r, nil
 }
 
@@ -90,4 +91,15 @@ func turnLimits(cfg *conf.Config) turnserver.Limits {
 		MaxLifetime:         l.MaxAllocationLifetime.Duration,
 		AllocateTimeout:     l.AllocateTimeout.Duration,
 	}
+}
+
+// applyConnLimits sets the RFC 6062 connection limits of cfg on the allocator.
+// tcp_connections_total 0 is a quarter of the open-file limit: every peer connection holds a
+// descriptor and its data connection another, and listeners and relays need the rest.
+func (r *relays) applyConnLimits(cfg *conf.Config) {
+	total := cfg.Limits.TCPConnectionsTotal
+	if total == 0 {
+		total = openFileLimit() / 4
+	}
+	r.allocator.SetConnLimits(cfg.Limits.ConnectionsPerAllocation, total)
 }

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"regexp"
@@ -228,4 +229,58 @@ func TestSFUCredentialSend(t *testing.T) {
 	if d, err := other.nextData(100 * time.Millisecond); err == nil {
 		t.Fatalf("another relay got %q from an SFU credential", d.payload)
 	}
+}
+
+// TestConnectionLimits: RFC 6062 peer connections are capped per allocation and in all
+// (the attacker's review bound 504 connections of one allocation in 0.3 s and used up every
+// descriptor). One Connect past a limit is 508, one peer connecting past it is refused, both
+// counted; the connections of an allocation that ends give their places back.
+func TestConnectionLimits(t *testing.T) {
+	s, port := newSetup(t, 10)
+	s.allowPeers = []string{"127.0.0.0/8"}
+	s.connsPerAlloc, s.tcpConnsTotal = 3, 5
+	startFerry(t, s.toml())
+	server := addrString("127.0.0.1", port)
+	// RFC 6062 allows one connection per peer address and allocation (446 for a second).
+	peers := make([]netip.AddrPort, 5)
+	for i := range peers {
+		peers[i] = netip.MustParseAddrPort(tcpEchoPeer(t))
+	}
+	connect := func(c *rawClient, peer netip.AddrPort) *stun.Message {
+		return c.request(stun.MethodConnect, testkit.PeerAddr(peer))
+	}
+
+	first := dialRaw(t, "tcp", server, testUser, testPass)
+	firstRelay := first.allocateTCP()
+	for i := range 3 {
+		mustSucceed(t, fmt.Sprintf("Connect %d", i+1), connect(first, peers[i]))
+	}
+	mustCode(t, "Connect past connections_per_allocation", connect(first, peers[3]), stun.CodeInsufficientCapacity)
+	mustSucceed(t, "CreatePermission", first.request(stun.MethodCreatePermission, testkit.PeerAddr(peers[0])))
+	in, err := net.Dial("tcp4", firstRelay.String())
+	if err == nil {
+		_ = in.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := in.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("a peer connection past the limit was kept (read %d bytes)", n)
+		}
+		_ = in.Close()
+	}
+	second := dialRaw(t, "tcp", server, testUser, testPass)
+	second.allocateTCP()
+	for i := range 2 {
+		mustSucceed(t, fmt.Sprintf("second allocation's Connect %d", i+1), connect(second, peers[i]))
+	}
+	mustCode(t, "Connect past tcp_connections_total", connect(second, peers[2]), stun.CodeInsufficientCapacity)
+	m := scrape(t, s.metricsAddr)
+	if m["ferry_tcp_peer_connections"] != 5 || m[`ferry_tcp_peer_connections_refused_total{limit="allocation"}`] != 2 ||
+		m[`ferry_tcp_peer_connections_refused_total{limit="total"}`] != 1 {
+		t.Fatalf("metrics: %v live, refused %v per allocation, %v in all; want 5, 2, 1", m["ferry_tcp_peer_connections"],
+			m[`ferry_tcp_peer_connections_refused_total{limit="allocation"}`], m[`ferry_tcp_peer_connections_refused_total{limit="total"}`])
+	}
+
+	mustSucceed(t, "Refresh 0", first.request(stun.MethodRefresh, lifetime(0)))
+	waitFor(t, "the ended allocation's connections to be given back", func() bool {
+		return scrape(t, s.metricsAddr)["ferry_tcp_peer_connections"] == 2
+	})
+	mustSucceed(t, "Connect after places came back", connect(second, peers[2]))
 }

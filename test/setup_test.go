@@ -31,6 +31,7 @@ type setup struct {
 	unauthRate             int
 	// Per-allocation limits; zero values keep Ferry's defaults.
 	permissionsPerAlloc, channelsPerAlloc int
+	connsPerAlloc, tcpConnsTotal          int
 	maxLifetime, allocateTimeout          string
 	// sfuAddr is the SFU's HTTP address; "" turns the SFU off.
 	sfuAddr     string
@@ -108,6 +109,12 @@ func (s *setup) writeAllocationLimits(b *strings.Builder) {
 	}
 	if s.channelsPerAlloc != 0 {
 		fmt.Fprintf(b, "channels_per_allocation = %d\n", s.channelsPerAlloc)
+	}
+	if s.connsPerAlloc != 0 {
+		fmt.Fprintf(b, "connections_per_allocation = %d\n", s.connsPerAlloc)
+	}
+	if s.tcpConnsTotal != 0 {
+		fmt.Fprintf(b, "tcp_connections_total = %d\n", s.tcpConnsTotal)
 	}
 	if s.maxLifetime != "" {
 		fmt.Fprintf(b, "max_allocation_lifetime = %q\n", s.maxLifetime)

@@ -43,6 +43,7 @@ type guard struct {
 	auth     atomic.Pointer[auth.Authenticator]
 	policy   *relay.Policy
 	families func(ipv6 bool) bool
+	connRoom func(relayPort uint16) error // whether a TCP relay may take one more peer connection
 	sessions *sessions
 	plane    *dataPlane
 	meters   *meters
@@ -233,6 +234,7 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 	if !ok {
 		return stun.CodeBadRequest, nil, true // before anything looks at a peer
 	}
+	var relayPort uint16
 	switch m.Type.Method {
 	case stun.MethodAllocate:
 		if g.draining.Load() {
@@ -250,17 +252,21 @@ func (g *guard) check(m *stun.Message, client, server net.Addr, user string) (st
 		}
 		fallthrough
 	case stun.MethodRefresh, stun.MethodCreatePermission, stun.MethodConnect:
-		owner, ok := g.sessions.owner(client, server)
+		owner, port, ok := g.sessions.owner(client, server)
 		if !ok {
 			return stun.CodeAllocMismatch, nil, true
 		}
 		if owner != user {
 			return stun.CodeWrongCredentials, nil, true
 		}
+		relayPort = port
 	}
 	if op, ok := peerOps[m.Type.Method]; ok && !g.permitPeers(peers, user, op) {
 		g.meters.peerDenied[op].Add(1)
 		return stun.CodeForbidden, nil, true
+	}
+	if m.Type.Method == stun.MethodConnect && errors.Is(g.connRoom(relayPort), relay.ErrConnLimit) {
+		return stun.CodeInsufficientCapacity, nil, true // RFC 6062 connections past the limits
 	}
 	if !g.roomForPeers(m, peers, client, server) {
 		return stun.CodeInsufficientCapacity, nil, true

@@ -135,6 +135,7 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 		m.lifetime.WritePrometheus(w)
 		writeRelayTotals(w, alloc)
 		m.writePeerDenied(w, alloc.DeniedSources())
+		writeTCPConns(w, alloc)
 	})
 	return m
 }
@@ -163,6 +164,17 @@ func writeRelayTotals(w io.Writer, alloc *relay.Allocator) {
 	metrics.WriteMetadataIfNeeded(w, "ferry_relay_bytes_total", "counter")
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"client_to_peer\"} %d\n", u.ToPeerBytes)
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"peer_to_client\"} %d\n", u.FromPeerBytes)
+}
+
+// writeTCPConns writes the RFC 6062 peer connections the allocator holds and the ones its
+// limits refused.
+func writeTCPConns(w io.Writer, alloc *relay.Allocator) {
+	live, refused := alloc.TCPConns()
+	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections", "gauge")
+	fmt.Fprintf(w, "ferry_tcp_peer_connections %d\n", live)
+	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections_refused_total", "counter")
+	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"allocation\"} %d\n", refused[relay.ConnLimitRelay])
+	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"total\"} %d\n", refused[relay.ConnLimitTotal])
 }
 
 // allocationCreated and allocationEnded count an allocation under its labels; one whose

@@ -102,6 +102,7 @@ func New(cfg Config) (*Server, error) {
 	s.guard = &guard{
 		policy:    cfg.Policy,
 		families:  cfg.Allocator.Enabled,
+		connRoom:  cfg.Allocator.ConnRoom,
 		sessions:  s.sessions,
 		plane:     newDataPlane(),
 		meters:    s.meters,

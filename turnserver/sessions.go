@@ -99,16 +99,17 @@ func (s *sessions) remove(client, server net.Addr) (*session, bool) {
 	return sess, ok
 }
 
-// owner returns the user of the live allocation of a 5-tuple. One the admin ended counts as
-// gone at once, though pion reports its deletion a moment later.
-func (s *sessions) owner(client, server net.Addr) (string, bool) {
+// owner returns the user and relay port of the live allocation of a 5-tuple. One the admin
+// ended counts as gone at once, though pion reports its deletion a moment later.
+func (s *sessions) owner(client, server net.Addr) (user string, relayPort uint16, ok bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	sess, ok := s.byFive[fiveTuple(client, server)]
 	if !ok || sess.killed {
-		return "", false
+		return "", 0, false
 	}
-	return sess.user, true
+	relay, _ := addrPort(sess.relay)
+	return sess.user, relay.Port(), true
 }
 
 // update runs f on the session of a 5-tuple, if there is one.
