@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -279,5 +280,39 @@ func checkAllUsers(t *testing.T, path string, n int) {
 		if want := user(fmt.Sprintf("user%02d", i), "ferry.local", "pw"); u != want {
 			t.Errorf("user %d = %v, want %v", i, u, want)
 		}
+	}
+}
+
+// TestStaleTempFilesRemoved: a writer killed between creating its temporary file and the
+// rename (kill -9 during `ferry user add`) leaves HA1 keys in a file nobody owns; the next
+// write under the lock removes it, whether it adds or deletes.
+func TestStaleTempFilesRemoved(t *testing.T) {
+	for _, write := range []struct {
+		name string
+		do   func(path string) error
+	}{
+		{"add", func(path string) error { return AddUser(path, user("bob", "ferry.local", "pw")) }},
+		{"delete", func(path string) error { return DeleteUser(path, "alice") }},
+	} {
+		t.Run(write.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "users.toml")
+			if err := AddUser(path, user("alice", "ferry.local", "pw")); err != nil {
+				t.Fatal(err)
+			}
+			stale := filepath.Join(filepath.Dir(path), ".users.toml.tmp-123456")
+			if err := os.WriteFile(stale, []byte("[[user]]\nname = \"alice\"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := write.do(path); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(stale); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("the stale temporary file is still there: %v", err)
+			}
+			left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), ".users.toml.tmp-*"))
+			if len(left) != 0 {
+				t.Fatalf("temporary files left: %v", left)
+			}
+		})
 	}
 }

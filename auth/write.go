@@ -48,6 +48,7 @@ func updateUsers(path string, mkdir bool, modify func([]User) ([]User, error)) e
 		return err
 	}
 	defer unlock()
+	removeStaleTemps(path)
 
 	// Read under the lock: another process may have written the file since any earlier read.
 	data, err := os.ReadFile(path)
@@ -119,11 +120,8 @@ func encodeUsers(users []User) ([]byte, error) {
 // crash leaves one of the two on disk: temp file in the same directory, fsync, rename, fsync of
 // the directory (which makes the rename itself durable).
 func writeFileAtomic(path string, content []byte) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, filepath.Base(tempPattern(path)))
 	if err != nil {
 		return fmt.Errorf("write users file %s: %w", path, err)
 	}
@@ -161,6 +159,23 @@ func writeFileAtomic(path string, content []byte) (err error) {
 		return fmt.Errorf("sync users directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// tempPattern is the name pattern of writeFileAtomic's temporary files for path.
+func tempPattern(path string) string {
+	dir, base := filepath.Split(path)
+	return filepath.Join(dir, "."+base+".tmp-*")
+}
+
+// removeStaleTemps removes temporary users files that a writer killed before its rename
+// left behind: they hold HA1 keys, which nobody would ever clean up. It runs under the
+// users lock, which every writer holds while its temporary file exists, so whatever it
+// finds is stale.
+func removeStaleTemps(path string) {
+	stale, _ := filepath.Glob(tempPattern(path))
+	for _, f := range stale {
+		_ = os.Remove(f)
+	}
 }
 
 func syncDir(dir string) error {

@@ -12,8 +12,9 @@ const Recommended = "recommended"
 
 // RecommendedDeny lists the ranges a TURN server on the internet must not relay to: "this
 // network", loopback, private, CGNAT, link-local, multicast, reserved, broadcast, the IPv6
-// unspecified and loopback addresses, unique-local, link-local and multicast IPv6, and the
-// NAT64 prefixes (well-known and local-use), which reach IPv4 hosts through a translator.
+// unspecified and loopback addresses, unique-local, link-local and multicast IPv6, the
+// NAT64 prefixes (well-known and local-use), which reach IPv4 hosts through a translator,
+// and 6to4 (2002::/16) and Teredo (2001::/32), whose addresses embed IPv4 ones too.
 // IPv4-mapped (::ffff:a.b.c.d) and IPv4-compatible (::a.b.c.d) IPv6 forms are not listed:
 // Policy checks every address in its IPv4 form too, which is what CVE-2020-26262 got around
 // in coturn with 0.0.0.0, [::] and [::1].
@@ -22,7 +23,7 @@ func RecommendedDeny() []netip.Prefix {
 		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
 		"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
 		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
-		"64:ff9b::/96", "64:ff9b:1::/48",
+		"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32",
 	)
 }
 

@@ -108,12 +108,14 @@ func TestFirstMiddleLast(t *testing.T) {
 }
 
 func TestRecommendedDenyListsTheIssueRanges(t *testing.T) {
-	// The ranges the issue names; RecommendedDeny may list more (it adds the local-use NAT64
-	// prefix 64:ff9b:1::/48), never fewer.
+	// The ranges the issues name (the security review added 6to4 and Teredo);
+	// RecommendedDeny may list more (it adds the local-use NAT64 prefix 64:ff9b:1::/48),
+	// never fewer.
 	want := []string{
 		"0.0.0.0/8", "127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
 		"100.64.0.0/10", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
 		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8", "64:ff9b::/96",
+		"2002::/16", "2001::/32",
 	}
 	got := RecommendedDeny()
 	for _, w := range want {
@@ -184,6 +186,14 @@ func TestPolicyRecommended(t *testing.T) {
 		// is 0.0.0.0/8 and denied too, though no IPv6 rule names it.
 		{"compat 0.0.0.2", "::2", false},
 		{"compat 0.255.255.255", "::ff:ffff", false},
+		// 6to4 and Teredo addresses embed an IPv4 address (2002:7f00:1:: is 127.0.0.1's
+		// 6to4 prefix); a relay that reaches them through a gateway reaches that address.
+		{"6to4 of loopback", "2002:7f00:1::1", false},
+		{"6to4 of a private address", "2002:a00:1::1", false},
+		{"Teredo", "2001:0:4136:e378:8000:63bf:3fff:fdd2", false},
+		{"just after Teredo", "2001:1::1", true},
+		{"just before 6to4", "2001:ffff:ffff:ffff:ffff:ffff:ffff:ffff", true},
+		{"just after 6to4", "2003::1", true},
 
 		// Public addresses, also when written as IPv6: canonicalisation turns
 		// ::ffff:8.8.8.8 and ::8.8.8.8 into 8.8.8.8, which is allowed.

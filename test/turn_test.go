@@ -187,7 +187,8 @@ func TestErrorCodes(t *testing.T) {
 	t.Run("403 for denied peers", func(t *testing.T) {
 		c := dialRaw(t, "udp", server, testUser, testPass)
 		c.allocate()
-		for _, ip := range []string{"10.1.2.3", "127.0.0.2", "0.0.0.0", "169.254.1.1", "224.0.0.1"} {
+		for _, ip := range []string{"10.1.2.3", "127.0.0.2", "0.0.0.0", "169.254.1.1", "224.0.0.1", "::ffff:10.1.2.3",
+			"64:ff9b::7f00:1", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:3fff:fdd2"} {
 			m := c.request(stun.MethodCreatePermission, testkit.PeerAddr(netip.AddrPortFrom(netip.MustParseAddr(ip), 9)))
 			mustCode(t, "CreatePermission to "+ip, m, stun.CodeForbidden)
 		}
