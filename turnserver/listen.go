@@ -13,6 +13,7 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/transport/v4/reuseport"
 
+	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/pionlog"
 )
 
@@ -91,13 +92,42 @@ func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
 		})
 		return nil, newStreamListener(tlsLn, s.guard, s.log), nil
 	case "dtls":
-		ln, err := dtls.ListenWithOptions("udp"+family, net.UDPAddrFromAddrPort(l.Addr),
-			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() }),
-			dtls.WithLoggerFactory(pionlog.Factory{Log: s.log}))
+		ln, err := s.listenDTLS("udp"+family, l.Addr, getCert)
 		if err != nil {
 			return nil, nil, err
 		}
 		return nil, newStreamListener(ln, s.guard, s.log), nil
 	}
 	return nil, nil, fmt.Errorf("%w %q", errUnknownProto, l.Proto)
+}
+
+// listenDTLS opens a dtls listener: a UDP socket of Ferry's own behind a gate that bounds
+// what a ClientHello flood can cost (internal/dtlsgate). It hands on only connections
+// whose handshake is done.
+func (s *Server) listenDTLS(network string, addr netip.AddrPort, getCert func() (*tls.Certificate, error)) (net.Listener, error) {
+	sock, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+	if err != nil {
+		return nil, err
+	}
+	_ = sock.SetReadBuffer(listenerReadBuffer) // a burst of handshakes must not overflow it
+	gate, err := dtlsgate.New(sock, dtlsgate.Config{
+		Options: []dtls.ServerOption{
+			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() }),
+			dtls.WithLoggerFactory(pionlog.Factory{Log: s.log}),
+		},
+		Limits:  s.dtlsLimits,
+		Timeout: handshakeTimeout,
+		Events:  s.meters.dtls,
+	})
+	if err != nil {
+		_ = sock.Close()
+		return nil, fmt.Errorf("turnserver: dtls listener on %s: %w", addr, err)
+	}
+	return gate, nil
+}
+
+// dtlsLimits are the caps on DTLS handshakes as the last reload left them.
+func (s *Server) dtlsLimits() dtlsgate.Limits {
+	l := s.guard.limits.Load()
+	return dtlsgate.Limits{Handshakes: l.DTLSHandshakes, HandshakesPerIP: l.DTLSHandshakesPerIP}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/promhist"
 	"github.com/ferry-rtc/ferry/relay"
 )
@@ -89,6 +90,7 @@ type meters struct {
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
+	dtls            *dtlsMeters
 }
 
 func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
@@ -107,6 +109,7 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 		// Allocation lifetimes, from a failed call to a day-long one.
 		lifetime: promhist.New("ferry_allocation_lifetime_seconds",
 			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
+		dtls: newDTLSMeters(set),
 	}
 	for method, label := range labelledMethods {
 		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", label))
@@ -219,4 +222,48 @@ func (m *meters) authFailure(err error) {
 			return
 		}
 	}
+}
+
+// dtlsMeters count what the DTLS listeners' gates do (internal/dtlsgate): the
+// HelloVerifyRequests sent, the ClientHellos the caps refused, the handshakes in progress
+// and how they ended, and the datagrams dropped.
+type dtlsMeters struct {
+	helloVerify *metrics.Counter
+	refused     [dtlsgate.Refusals]*metrics.Counter
+	ended       [dtlsgate.Results]*metrics.Counter
+	dropped     [dtlsgate.Drops]*metrics.Counter
+	inProgress  *metrics.Gauge
+}
+
+var (
+	dtlsRefusalLabels = [dtlsgate.Refusals]string{"total", "per_ip"}
+	dtlsResultLabels  = [dtlsgate.Results]string{"ok", "failed", "timeout", "cookie_timeout"}
+	dtlsDropLabels    = [dtlsgate.Drops]string{"unknown_source", "queue_full", "oversize"}
+)
+
+func newDTLSMeters(set *metrics.Set) *dtlsMeters {
+	m := &dtlsMeters{
+		helloVerify: set.NewCounter("ferry_dtls_hello_verify_total"),
+		inProgress:  set.NewGauge("ferry_dtls_handshakes_in_progress", nil),
+	}
+	for r, label := range dtlsRefusalLabels {
+		m.refused[r] = set.NewCounter(fmt.Sprintf("ferry_dtls_handshakes_refused_total{reason=%q}", label))
+	}
+	for r, label := range dtlsResultLabels {
+		m.ended[r] = set.NewCounter(fmt.Sprintf("ferry_dtls_handshakes_total{result=%q}", label))
+	}
+	for d, label := range dtlsDropLabels {
+		m.dropped[d] = set.NewCounter(fmt.Sprintf("ferry_dtls_dropped_total{reason=%q}", label))
+	}
+	return m
+}
+
+func (m *dtlsMeters) HelloVerify()               { m.helloVerify.Inc() }
+func (m *dtlsMeters) Refused(r dtlsgate.Refusal) { m.refused[r].Inc() }
+func (m *dtlsMeters) HandshakeStarted()          { m.inProgress.Inc() }
+func (m *dtlsMeters) Dropped(d dtlsgate.Drop)    { m.dropped[d].Inc() }
+
+func (m *dtlsMeters) HandshakeEnded(r dtlsgate.Result) {
+	m.inProgress.Dec()
+	m.ended[r].Inc()
 }

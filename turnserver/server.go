@@ -60,6 +60,9 @@ type Limits struct {
 	// AllocateTimeout closes a TCP, TLS or DTLS connection that has had no allocation for
 	// this long.
 	AllocateTimeout time.Duration
+	// DTLSHandshakes caps the DTLS handshakes in progress, DTLSHandshakesPerIP those from
+	// one source IP: a ClientHello past either is dropped (internal/dtlsgate).
+	DTLSHandshakes, DTLSHandshakesPerIP int
 }
 
 // Settings are what a reload changes on a running server.
