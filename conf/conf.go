@@ -91,6 +91,9 @@ type Limits struct {
 
 	ConnectionsPerAllocation int `toml:"connections_per_allocation"` // >= 0, 0 = unlimited: RFC 6062 peer connections of one allocation
 	TCPConnectionsTotal      int `toml:"tcp_connections_total"`      // >= 0, 0 = a quarter of the open-file limit: RFC 6062 peer connections in all
+
+	DTLSHandshakes      int `toml:"dtls_handshakes"`        // >= 0, 0 = unlimited: DTLS handshakes in progress at once
+	DTLSHandshakesPerIP int `toml:"dtls_handshakes_per_ip"` // >= 0, 0 = unlimited: of them from one source IP
 }
 
 // SFU is the [sfu] table: the SFU co-hosted with the TURN server.

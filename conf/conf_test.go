@@ -42,7 +42,7 @@ func TestDefault(t *testing.T) {
 			AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20, BindingPerIPRate: 100,
 			PermissionsPerAllocation: 100, ChannelsPerAllocation: 100,
 			MaxAllocationLifetime: Duration{time.Hour}, AllocateTimeout: Duration{time.Minute},
-			ConnectionsPerAllocation: 32,
+			ConnectionsPerAllocation: 32, DTLSHandshakes: 1000, DTLSHandshakesPerIP: 32,
 		},
 		SFU: SFU{
 			Enabled:           true,
@@ -156,12 +156,12 @@ func TestParse(t *testing.T) {
 			"auth and limits",
 			"[auth]\nusers_file = \"\"\nsecrets = [\"new\", \"old\"]\ncredential_ttl = \"1h30m\"\n[limits]\nallocations_per_user = 0\nallocations_total = 1000\n" +
 				"binding_per_ip_rate = 0\npermissions_per_allocation = 8\nchannels_per_allocation = 0\nmax_allocation_lifetime = \"5m\"\nallocate_timeout = \"10s\"\n" +
-				"connections_per_allocation = 4\ntcp_connections_total = 100\n",
+				"connections_per_allocation = 4\ntcp_connections_total = 100\ndtls_handshakes = 0\ndtls_handshakes_per_ip = 5\n",
 			func(c *Config) {
 				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}}
 				c.Limits = Limits{AllocationsTotal: 1000, UnauthenticatedPerIPRate: 20, PermissionsPerAllocation: 8,
 					MaxAllocationLifetime: Duration{5 * time.Minute}, AllocateTimeout: Duration{10 * time.Second},
-					ConnectionsPerAllocation: 4, TCPConnectionsTotal: 100}
+					ConnectionsPerAllocation: 4, TCPConnectionsTotal: 100, DTLSHandshakesPerIP: 5}
 			},
 		},
 		{
@@ -425,6 +425,8 @@ func TestParseErrors(t *testing.T) {
 		{"negative TCP total", "[limits]\ntcp_connections_total = -2\n",
 			"bad.toml:2: limits.tcp_connections_total: must be 0 (a quarter of the open-file limit) or more, not -2"},
 		{"negative binding rate", "[limits]\nbinding_per_ip_rate = -3\n", "bad.toml:2: limits.binding_per_ip_rate: must be 0"},
+		{"negative dtls handshakes", "[limits]\ndtls_handshakes = -1\n", "bad.toml:2: limits.dtls_handshakes: must be 0 (no limit) or more, not -1"},
+		{"negative dtls handshakes per ip", "[limits]\n\ndtls_handshakes_per_ip = -4\n", "bad.toml:3: limits.dtls_handshakes_per_ip: must be 0 (no limit) or more, not -4"},
 		{"zero lifetime cap", "[limits]\nmax_allocation_lifetime = \"0s\"\n", "bad.toml:2: limits.max_allocation_lifetime: must be between 1s and 1h0m0s, not 0s"},
 		{"lifetime cap over an hour", "[limits]\n\nmax_allocation_lifetime = \"2h\"\n", "bad.toml:3: limits.max_allocation_lifetime: must be between 1s and 1h0m0s, not 2h0m0s"},
 		{"sub-second allocate timeout", "[limits]\nallocate_timeout = \"500ms\"\n", "bad.toml:2: limits.allocate_timeout: must be at least 1s, not 500ms"},

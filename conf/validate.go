@@ -295,6 +295,8 @@ func (c *Config) validateLimits() error {
 		{"limits.permissions_per_allocation", l.PermissionsPerAllocation},
 		{"limits.channels_per_allocation", l.ChannelsPerAllocation},
 		{"limits.connections_per_allocation", l.ConnectionsPerAllocation},
+		{"limits.dtls_handshakes", l.DTLSHandshakes},
+		{"limits.dtls_handshakes_per_ip", l.DTLSHandshakesPerIP},
 	} {
 		if v.n < 0 {
 			return c.Errorf(v.key, "must be 0 (no limit) or more, not %d", v.n)

@@ -90,6 +90,8 @@ func turnLimits(cfg *conf.Config) turnserver.Limits {
 		Channels:            l.ChannelsPerAllocation,
 		MaxLifetime:         l.MaxAllocationLifetime.Duration,
 		AllocateTimeout:     l.AllocateTimeout.Duration,
+		DTLSHandshakes:      l.DTLSHandshakes,
+		DTLSHandshakesPerIP: l.DTLSHandshakesPerIP,
 	}
 }
 

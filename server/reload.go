@@ -48,6 +48,8 @@ var settings = []setting{
 	{"limits.channels_per_allocation", false, func(c *conf.Config) any { return c.Limits.ChannelsPerAllocation }},
 	{"limits.max_allocation_lifetime", false, func(c *conf.Config) any { return c.Limits.MaxAllocationLifetime }},
 	{"limits.allocate_timeout", false, func(c *conf.Config) any { return c.Limits.AllocateTimeout }},
+	{"limits.dtls_handshakes", false, func(c *conf.Config) any { return c.Limits.DTLSHandshakes }},
+	{"limits.dtls_handshakes_per_ip", false, func(c *conf.Config) any { return c.Limits.DTLSHandshakesPerIP }},
 	{"sfu.enabled", true, func(c *conf.Config) any { return c.SFU.Enabled }},
 	{"sfu.http", true, func(c *conf.Config) any { return c.SFU.HTTP }},
 	{"sfu.token_secret", false, func(c *conf.Config) any { return c.SFU.TokenSecret }},
