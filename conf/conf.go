@@ -104,6 +104,11 @@ type SFU struct {
 	TURNCredentialTTL Duration `toml:"turn_credential_ttl"` // > 0: lifetime of the TURN credentials in WHIP/WHEP Link headers
 	TokenTTL          Duration `toml:"token_ttl"`           // > 0: default lifetime of `ferry token` and of the zero-config demo tokens
 	SelfTest          bool     `toml:"self_test"`           // at start, reach the SFU through the own TURN relay and log the outcome
+	SessionsPerToken  int      `toml:"sessions_per_token"`  // >= 0, 0 = unlimited: live WHIP/WHEP sessions of one access token
+	SessionsPerIP     int      `toml:"sessions_per_ip"`     // >= 0, 0 = unlimited: live WHIP/WHEP sessions from one source IP (IPv6: /64)
+	FeedsPerToken     int      `toml:"feeds_per_token"`     // >= 0, 0 = unlimited: open room event feeds of one access token
+	FeedsPerIP        int      `toml:"feeds_per_ip"`        // >= 0, 0 = unlimited: open room event feeds from one source IP (IPv6: /64)
+	ConnectTimeout    Duration `toml:"connect_timeout"`     // >= 1s: a session not connected this long after its answer is ended
 }
 
 // MaxAllocationLifetime is the most limits.max_allocation_lifetime may be:

@@ -50,6 +50,11 @@ func TestDefault(t *testing.T) {
 			TURNCredentialTTL: Duration{12 * time.Hour},
 			TokenTTL:          Duration{time.Hour},
 			SelfTest:          true,
+			SessionsPerToken:  100,
+			SessionsPerIP:     200,
+			FeedsPerToken:     100,
+			FeedsPerIP:        200,
+			ConnectTimeout:    Duration{15 * time.Second},
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9641"},
 		Admin:   Admin{Listen: "127.0.0.1:9642"},
@@ -219,11 +224,13 @@ func TestParse(t *testing.T) {
 		},
 		{
 			"sfu",
-			"[sfu]\nenabled = true\nhttp = \"[::]:8443\"\ntoken_secret = \"0123456789abcdef\"\nturn_credential_ttl = \"2h\"\ntoken_ttl = \"15m\"\n",
+			"[sfu]\nenabled = true\nhttp = \"[::]:8443\"\ntoken_secret = \"0123456789abcdef\"\nturn_credential_ttl = \"2h\"\ntoken_ttl = \"15m\"\n" +
+				"sessions_per_token = 0\nsessions_per_ip = 3\nfeeds_per_token = 4\nfeeds_per_ip = 0\nconnect_timeout = \"1s\"\n",
 			func(c *Config) {
 				c.SFU = SFU{
 					Enabled: true, HTTP: "[::]:8443", TokenSecret: "0123456789abcdef",
 					TURNCredentialTTL: Duration{2 * time.Hour}, TokenTTL: Duration{15 * time.Minute}, SelfTest: true,
+					SessionsPerIP: 3, FeedsPerToken: 4, ConnectTimeout: Duration{time.Second},
 				}
 			},
 		},
@@ -434,6 +441,13 @@ func TestParseErrors(t *testing.T) {
 		// sfu
 		{"unknown key in sfu", "[sfu]\nenabled = true\nport = 8080\n", "bad.toml:3: sfu.port: unknown key"},
 		{"sfu on without an address", "[sfu]\nhttp = \"\"\n", "bad.toml:2: sfu.http: must be set when sfu.enabled is true"},
+		{"negative sessions per token", "[sfu]\nsessions_per_token = -1\n", "bad.toml:2: sfu.sessions_per_token: must be 0 (no limit) or more, not -1"},
+		{"negative sessions per ip", "[sfu]\nenabled = true\nsessions_per_ip = -2\n", "bad.toml:3: sfu.sessions_per_ip: must be 0 (no limit) or more, not -2"},
+		{"negative feeds per token", "[sfu]\nfeeds_per_token = -1\n", "bad.toml:2: sfu.feeds_per_token: must be 0 (no limit) or more, not -1"},
+		{"negative feeds per ip", "[sfu]\nfeeds_per_ip = -1\n", "bad.toml:2: sfu.feeds_per_ip: must be 0 (no limit) or more, not -1"},
+		{"sub-second connect timeout", "[sfu]\nconnect_timeout = \"500ms\"\n", "bad.toml:2: sfu.connect_timeout: must be at least 1s, not 500ms"},
+		{"no connect timeout", "[sfu]\nconnect_timeout = \"0s\"\n", "bad.toml:2: sfu.connect_timeout: must be at least 1s, not 0s"},
+		{"string for a session limit", "[sfu]\nsessions_per_ip = \"10\"\n", "bad.toml:2: sfu.sessions_per_ip: expected an integer, found a string"},
 		{"sfu host name", "[sfu]\nhttp = \"localhost:8080\"\n", `bad.toml:2: sfu.http: "localhost:8080" is not IP:port with a literal IP (IPv6 in brackets), e.g. "0.0.0.0:8080"`},
 		{"sfu without IP", "[sfu]\nhttp = \":8080\"\n", `bad.toml:2: sfu.http: ":8080" is not IP:port`},
 		{"sfu off with a bad address", "[sfu]\nenabled = false\nhttp = \"0.0.0.0\"\n", `bad.toml:3: sfu.http: "0.0.0.0" is not IP:port`},

@@ -284,10 +284,7 @@ func (c *Config) validateAuth() error {
 
 func (c *Config) validateLimits() error {
 	l := c.Limits
-	for _, v := range []struct {
-		key string
-		n   int
-	}{
+	if err := c.checkCounts([]countKey{
 		{"limits.allocations_per_user", l.AllocationsPerUser},
 		{"limits.allocations_total", l.AllocationsTotal},
 		{"limits.unauthenticated_per_ip_rate", l.UnauthenticatedPerIPRate},
@@ -297,10 +294,8 @@ func (c *Config) validateLimits() error {
 		{"limits.connections_per_allocation", l.ConnectionsPerAllocation},
 		{"limits.dtls_handshakes", l.DTLSHandshakes},
 		{"limits.dtls_handshakes_per_ip", l.DTLSHandshakesPerIP},
-	} {
-		if v.n < 0 {
-			return c.Errorf(v.key, "must be 0 (no limit) or more, not %d", v.n)
-		}
+	}); err != nil {
+		return err
 	}
 	if l.TCPConnectionsTotal < 0 {
 		return c.Errorf("limits.tcp_connections_total", "must be 0 (a quarter of the open-file limit) or more, not %d", l.TCPConnectionsTotal)
@@ -340,6 +335,38 @@ func (c *Config) validateSFU() error {
 	}
 	if ttl := s.TokenTTL.Duration; ttl <= 0 {
 		return c.Errorf("sfu.token_ttl", "must be positive, not %s", ttl)
+	}
+	return c.validateSFULimits()
+}
+
+// countKey is an integer key for which 0 means no limit.
+type countKey struct {
+	key string
+	n   int
+}
+
+// checkCounts reports the first of keys that is negative.
+func (c *Config) checkCounts(keys []countKey) error {
+	for _, k := range keys {
+		if k.n < 0 {
+			return c.Errorf(k.key, "must be 0 (no limit) or more, not %d", k.n)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateSFULimits() error {
+	s := c.SFU
+	if err := c.checkCounts([]countKey{
+		{"sfu.sessions_per_token", s.SessionsPerToken},
+		{"sfu.sessions_per_ip", s.SessionsPerIP},
+		{"sfu.feeds_per_token", s.FeedsPerToken},
+		{"sfu.feeds_per_ip", s.FeedsPerIP},
+	}); err != nil {
+		return err
+	}
+	if d := s.ConnectTimeout.Duration; d < time.Second {
+		return c.Errorf("sfu.connect_timeout", "must be at least 1s, not %s", d)
 	}
 	return nil
 }
