@@ -45,7 +45,7 @@ bench: build
 # any other failure fails.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken \
-                ./turnserver:FuzzListeners ./turnserver:FuzzXORPeerAddress ./sfu:FuzzWHIP
+                ./turnserver:FuzzListeners ./turnserver:FuzzXORPeerAddress ./sfu:FuzzWHIP ./sfu:FuzzCandidateFilter
 
 fuzz:
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \

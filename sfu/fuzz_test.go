@@ -7,9 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/sdp/v3"
 
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/relay"
@@ -76,4 +80,68 @@ func serve(h http.Handler, method, path, token, contentType string, body []byte)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	return rec
+}
+
+// FuzzCandidateFilter: whatever an offer holds and however its lines end (as given, LF
+// only, CRLF), what the gate lets through, read back by pion's parser as pion/webrtc reads
+// it, has no candidate the policy denies, no candidate key spelled another way, and at
+// most maxRemoteCandidates candidates at all levels together.
+func FuzzCandidateFilter(f *testing.F) {
+	crlf := testOffer(maxRemoteCandidates, 8)
+	lf := strings.ReplaceAll(crlf, "\r\n", "\n")
+	for _, seed := range []string{
+		crlf, lf,
+		strings.Replace(lf, "\n", "\r", 3),
+		"v=0\no=- 1 1 IN IP4 0.0.0.0\ns=-\nt=0 0\na=candidate:1 1 udp 1 10.0.0.1 9 typ host\n",
+		"v=0\no=- 1 1 IN IP4 0.0.0.0\ns=-\nt=0 0\nm=audio 9 RTP/AVP 0\na= Candidate:1 1 udp 1 10.0.0.1 9 typ host\n",
+		"v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\na=candidate:candidate:1 1 udp 1 10.0.0.1 9 typ host\r\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, offer string) {
+		for _, variant := range []string{offer, strings.ReplaceAll(offer, "\r\n", "\n"), strings.ReplaceAll(offer, "\n", "\r\n")} {
+			checkGated(t, variant)
+		}
+	})
+}
+
+// checkGated filters offer with the test gate and checks what pion would read of it.
+func checkGated(t *testing.T, offer string) {
+	d, err := parseOffer(offer)
+	if err != nil {
+		return
+	}
+	out, kept, err := testGate().apply(d)
+	if err != nil {
+		return
+	}
+	var back sdp.SessionDescription
+	if err := back.UnmarshalString(out); err != nil {
+		return // pion/webrtc refuses it too
+	}
+	attrs := slices.Clone(back.Attributes)
+	for _, m := range back.MediaDescriptions {
+		attrs = append(attrs, m.Attributes...)
+	}
+	n := 0
+	for _, a := range attrs {
+		if !strings.EqualFold(strings.TrimSpace(a.Key), "candidate") {
+			continue
+		}
+		n++
+		if a.Key != "candidate" {
+			t.Fatalf("candidate key %q passed:\n%q", a.Key, out)
+		}
+		c, err := ice.UnmarshalCandidate(a.Value)
+		if err != nil {
+			continue // pion discards what it cannot parse
+		}
+		ip, err := netip.ParseAddr(c.Address())
+		if c.NetworkType() != ice.NetworkTypeUDP4 || err != nil || netip.MustParsePrefix("10.0.0.0/8").Contains(ip.Unmap()) {
+			t.Fatalf("candidate %q passed the gate:\n%q", a.Value, out)
+		}
+	}
+	if n > maxRemoteCandidates || n != kept {
+		t.Fatalf("%d candidates passed (%d counted), at most %d may:\n%q", n, kept, maxRemoteCandidates, out)
+	}
 }

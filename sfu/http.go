@@ -244,8 +244,19 @@ func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// restartICE answers a PATCH with new ICE credentials: the session's offer, as the gate
+// let it through, with those credentials is applied again (RFC 9725 section 4.4.2).
 func (s *SFU) restartICE(w http.ResponseWriter, r *http.Request, sess *session, frag fragment) {
-	offer := restartOffer(sess.pc.RemoteDescription().SDP, frag.ufrag, frag.pwd)
+	if !iceCredentials(frag.ufrag, frag.pwd) {
+		http.Error(w, "ICE restart: bad ice-ufrag or ice-pwd", http.StatusBadRequest)
+		return
+	}
+	offer, err := parseOffer(sess.pc.RemoteDescription().SDP)
+	if err != nil {
+		http.Error(w, "ICE restart: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	setICECredentials(offer, frag.ufrag, frag.pwd)
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
 	answer, err := s.answer(ctx, sess, offer)

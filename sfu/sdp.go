@@ -1,7 +1,6 @@
 package sfu
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -10,11 +9,7 @@ import (
 
 // sendingSections counts the audio and video sections of an offer that send media: the
 // tracks a publisher will deliver.
-func sendingSections(offer string) (int, error) {
-	var d sdp.SessionDescription
-	if err := d.UnmarshalString(offer); err != nil {
-		return 0, fmt.Errorf("%w: %v", errBadOffer, err)
-	}
+func sendingSections(d *sdp.SessionDescription) int {
 	n := 0
 	for _, m := range d.MediaDescriptions {
 		if m.MediaName.Media != "audio" && m.MediaName.Media != "video" || m.MediaName.Port.Value == 0 {
@@ -26,7 +21,7 @@ func sendingSections(offer string) (int, error) {
 			n++
 		}
 	}
-	return n, nil
+	return n
 }
 
 // fragment is a trickle ICE SDP fragment (RFC 8840): ICE credentials and candidates by
@@ -37,13 +32,15 @@ type fragment struct {
 }
 
 // parseFragment reads an application/trickle-ice-sdpfrag body. Candidates before any
-// a=mid line belong to the first section.
+// a=mid line belong to the first section. CRLF, LF and a lone CR all end a line, so that
+// no line hides a candidate behind a line ending the split did not know.
 func parseFragment(body string) fragment {
 	var f fragment
 	var mid *string
 	var index uint16
 	sections := -1
-	for _, line := range strings.Split(body, "\n") {
+	lineEnd := func(r rune) bool { return r == '\r' || r == '\n' }
+	for _, line := range strings.FieldsFunc(body, lineEnd) {
 		line = strings.TrimSpace(line)
 		switch {
 		case strings.HasPrefix(line, "a=ice-ufrag:"):
@@ -65,19 +62,41 @@ func parseFragment(body string) fragment {
 	return f
 }
 
-// restartOffer is the session's remote offer with new ICE credentials, for an ICE restart
-// asked for by a PATCH (RFC 9725 section 4.4.2).
-func restartOffer(offer, ufrag, pwd string) string {
-	lines := strings.Split(offer, "\r\n")
-	for i, l := range lines {
-		switch {
-		case strings.HasPrefix(l, "a=ice-ufrag:"):
-			lines[i] = "a=ice-ufrag:" + ufrag
-		case strings.HasPrefix(l, "a=ice-pwd:"):
-			lines[i] = "a=ice-pwd:" + pwd
+// iceCredentials reports whether ufrag and pwd are ICE credentials (RFC 8839 section 5.4):
+// 4 and 22 to 256 characters of letters, digits, "+" and "/". A PATCH's credentials go into
+// the offer of an ICE restart, where anything else could smuggle in attributes.
+func iceCredentials(ufrag, pwd string) bool {
+	valid := func(s string, minLen int) bool {
+		if len(s) < minLen || len(s) > 256 {
+			return false
+		}
+		for _, c := range s {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/') {
+				return false
+			}
+		}
+		return true
+	}
+	return valid(ufrag, 4) && valid(pwd, 22)
+}
+
+// setICECredentials gives every level of offer d that has ICE credentials new ones, for an
+// ICE restart asked for by a PATCH (RFC 9725 section 4.4.2).
+func setICECredentials(d *sdp.SessionDescription, ufrag, pwd string) {
+	set := func(attrs []sdp.Attribute) {
+		for i := range attrs {
+			switch attrs[i].Key {
+			case "ice-ufrag":
+				attrs[i].Value = ufrag
+			case "ice-pwd":
+				attrs[i].Value = pwd
+			}
 		}
 	}
-	return strings.Join(lines, "\r\n")
+	set(d.Attributes)
+	for _, m := range d.MediaDescriptions {
+		set(m.Attributes)
+	}
 }
 
 // answerFragment is the sdpfrag answer to an ICE restart: the new local credentials and

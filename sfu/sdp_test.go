@@ -26,12 +26,15 @@ func TestSendingSections(t *testing.T) {
 		{"data channel only", offer("m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n"), 0},
 	}
 	for _, tt := range tests {
-		got, err := sendingSections(tt.offer)
-		if err != nil || got != tt.want {
-			t.Errorf("%s: sendingSections = %d, %v; want %d", tt.name, got, err, tt.want)
+		d, err := parseOffer(tt.offer)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if got := sendingSections(d); got != tt.want {
+			t.Errorf("%s: sendingSections = %d; want %d", tt.name, got, tt.want)
 		}
 	}
-	if _, err := sendingSections("not sdp"); err == nil {
+	if _, err := parseOffer("not sdp"); err == nil {
 		t.Error("garbage parsed as an offer")
 	}
 }
@@ -51,11 +54,44 @@ func TestParseFragment(t *testing.T) {
 	}
 }
 
+// TestParseFragmentLineEnds: LF and a lone CR end a line as CRLF does, so a candidate
+// after either is a candidate of its own, which the gate then sees.
+func TestParseFragmentLineEnds(t *testing.T) {
+	for name, end := range map[string]string{"CRLF": "\r\n", "LF": "\n", "CR": "\r"} {
+		body := strings.Join([]string{"a=ice-ufrag:abcd", "m=audio 9 RTP/AVP 0", "a=mid:0",
+			"a=candidate:1 1 udp 2130706431 198.51.100.1 5000 typ host",
+			"a=candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host"}, end)
+		f := parseFragment(body)
+		if f.ufrag != "abcd" || len(f.candidates) != 2 || f.candidates[1].Candidate != "candidate:2 1 udp 2130706431 127.0.0.1 5000 typ host" {
+			t.Errorf("%s: parseFragment = %+v", name, f)
+		}
+	}
+}
+
 func TestRestartOffer(t *testing.T) {
-	offer := "v=0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\nm=audio 9 RTP/AVP 0\r\na=ice-ufrag:old\r\na=ice-pwd:oldpwd\r\n"
-	got := restartOffer(offer, "new", "newpwd")
-	if strings.Contains(got, "old") || strings.Count(got, "a=ice-ufrag:new\r\n") != 2 || strings.Count(got, "a=ice-pwd:newpwd\r\n") != 2 {
-		t.Errorf("restartOffer = %q", got)
+	d, err := parseOffer("v=0\no=- 1 1 IN IP4 0.0.0.0\ns=-\nt=0 0\na=ice-ufrag:old\na=ice-pwd:oldpwd\n" +
+		"m=audio 9 RTP/AVP 0\na=ice-ufrag:old\na=ice-pwd:oldpwd\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setICECredentials(d, "new", "newpwd")
+	b, err := d.Marshal()
+	if got := string(b); err != nil || strings.Contains(got, "old") || strings.Count(got, "a=ice-ufrag:new\r\n") != 2 ||
+		strings.Count(got, "a=ice-pwd:newpwd\r\n") != 2 {
+		t.Errorf("setICECredentials: %q, %v", got, err)
+	}
+	for _, bad := range [][2]string{
+		{"abc", "0123456789012345678901"},                      // ufrag too short
+		{"abcd", "012345678901234567890"},                      // pwd too short
+		{"abcd\ra=candidate:1", "0123456789012345678901"},      // a line in disguise
+		{"abcd", "0123456789012345678901 a=candidate:1 1 udp"}, // not ice-chars
+	} {
+		if iceCredentials(bad[0], bad[1]) {
+			t.Errorf("iceCredentials(%q, %q) = true", bad[0], bad[1])
+		}
+	}
+	if !iceCredentials("aB+/", "0123456789abcdefABCD+/") {
+		t.Error("iceCredentials refused valid credentials")
 	}
 	answer := "v=0\r\nm=audio 9 RTP/AVP 0\r\na=mid:0\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\na=candidate:1 1 udp 1 192.0.2.1 9 typ host\r\na=rtpmap:0 PCMU/8000\r\n"
 	frag := answerFragment(answer)

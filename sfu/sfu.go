@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
@@ -233,10 +234,11 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, st
 	if s.draining.Load() {
 		return nil, "", errDraining
 	}
-	expected, err := sendingSections(offer)
+	d, err := parseOffer(offer)
 	if err != nil {
 		return nil, "", err
 	}
+	expected := sendingSections(d)
 	if expected == 0 {
 		return nil, "", errNotPublish
 	}
@@ -246,7 +248,7 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, st
 	}
 	sess := &session{id: newID(), room: roomName, pc: pc}
 	sess.stream = newStream(sess.id, roomName, pc, expected, s.meters)
-	answer, err := s.answer(ctx, sess, offer)
+	answer, err := s.answer(ctx, sess, d)
 	if err != nil {
 		_ = pc.Close()
 		return nil, "", err
@@ -280,6 +282,10 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 	if s.draining.Load() {
 		return nil, "", errDraining
 	}
+	d, err := parseOffer(offer)
+	if err != nil {
+		return nil, "", err
+	}
 	st, err := s.findStream(roomName, id)
 	if err != nil {
 		return nil, "", err
@@ -294,7 +300,7 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 	sess := &session{id: newID(), room: roomName, pc: pc}
 	sub := &subscription{stream: st, pc: pc, sess: sess, path: &sendPath{mux: s.mux}}
 	sess.sub = sub
-	if err := s.setOffer(sess, offer); err != nil {
+	if err := s.setOffer(sess, d); err != nil {
 		_ = pc.Close()
 		return nil, "", err
 	}
@@ -380,7 +386,7 @@ func (s *SFU) room(name string) *room {
 }
 
 // answer applies a remote offer and returns the complete local answer.
-func (s *SFU) answer(ctx context.Context, sess *session, offer string) (string, error) {
+func (s *SFU) answer(ctx context.Context, sess *session, offer *sdp.SessionDescription) (string, error) {
 	if err := s.setOffer(sess, offer); err != nil {
 		return "", err
 	}
@@ -388,8 +394,11 @@ func (s *SFU) answer(ctx context.Context, sess *session, offer string) (string, 
 }
 
 // setOffer applies a remote offer with only the candidates the gate allows.
-func (s *SFU) setOffer(sess *session, offer string) error {
-	offer, kept := s.gate.filterOffer(offer)
+func (s *SFU) setOffer(sess *session, d *sdp.SessionDescription) error {
+	offer, kept, err := s.gate.apply(d)
+	if err != nil {
+		return err
+	}
 	sess.candidates.Store(int32(kept))
 	if err := sess.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: offer}); err != nil {
 		return fmt.Errorf("%w: %v", errBadOffer, err)
