@@ -75,11 +75,16 @@ func (s *Server) selfTest(ctx context.Context) (time.Duration, error) {
 			once.Do(func() { close(connected) })
 		}
 	})
-	resource, err := s.selfTestPublish(ctx, pc)
+	token, err := auth.NewToken(*s.sfu.tokenSecret.Load(), auth.Claims{Room: selfTestRoom, Publish: true,
+		Expiry: time.Now().Add(time.Minute)})
 	if err != nil {
 		return 0, err
 	}
-	defer s.selfTestRequest(http.MethodDelete, resource, "", "")
+	resource, err := s.selfTestPublish(ctx, pc, token)
+	if err != nil {
+		return 0, err
+	}
+	defer s.selfTestRequest(http.MethodDelete, resource, token, "") // the session's own token ends it
 	select {
 	case <-connected:
 		return time.Since(start), nil
@@ -102,8 +107,8 @@ func (s *Server) selfTestTURN() (string, bool) {
 }
 
 // selfTestPublish gathers the relay candidate and publishes over WHIP to the SFU's
-// handler, in process; it returns the session resource.
-func (s *Server) selfTestPublish(ctx context.Context, pc *webrtc.PeerConnection) (string, error) {
+// handler, in process, with token; it returns the session resource.
+func (s *Server) selfTestPublish(ctx context.Context, pc *webrtc.PeerConnection, token string) (string, error) {
 	offer, err := pc.CreateOffer(nil)
 	if err != nil {
 		return "", err
@@ -119,11 +124,6 @@ func (s *Server) selfTestPublish(ctx context.Context, pc *webrtc.PeerConnection)
 	}
 	if !strings.Contains(pc.LocalDescription().SDP, "typ relay") {
 		return "", errors.New("no relay candidate: the TURN allocation failed")
-	}
-	token, err := auth.NewToken(*s.sfu.tokenSecret.Load(), auth.Claims{Room: selfTestRoom, Publish: true,
-		Expiry: time.Now().Add(time.Minute)})
-	if err != nil {
-		return "", err
 	}
 	resp := s.selfTestRequest(http.MethodPost, "/whip/"+selfTestRoom, token, pc.LocalDescription().SDP)
 	body, _ := io.ReadAll(resp.Body)

@@ -54,6 +54,7 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 		TokenSecret: func() string { return *side.tokenSecret.Load() },
 		ICEServers:  s.sfuICEServers,
 		PermitPeer:  func(peer netip.AddrPort) bool { return s.relays.policy.PermitAddr(relay.UDP, peer) },
+		Limits:      s.sfuLimits,
 		Log:         s.log,
 		Metrics:     s.metrics,
 	})
@@ -90,6 +91,14 @@ func (s *Server) sfuICEServers(session string) []auth.ICEServer {
 	cred := auth.NewRESTResponse(secrets[0], sfuTURNUser+session[:min(8, len(session))],
 		cfg.SFU.TURNCredentialTTL.Duration, time.Now(), turnURIs)
 	return auth.ICEServers(stunURIs, cred)
+}
+
+// sfuLimits are the SFU's limits in the running config: a reload applies them to the
+// next request.
+func (s *Server) sfuLimits() sfu.Limits {
+	c := s.cfg.Load().SFU
+	return sfu.Limits{SessionsPerToken: c.SessionsPerToken, SessionsPerIP: c.SessionsPerIP,
+		FeedsPerToken: c.FeedsPerToken, FeedsPerIP: c.FeedsPerIP, ConnectTimeout: c.ConnectTimeout.Duration}
 }
 
 // demoTokens are a publish and a subscribe token for room demo, for the zero-config

@@ -26,7 +26,7 @@ func (s *SFU) Rooms() []RoomInfo {
 
 // handleRooms lists every room; it needs a token for room "*".
 func (s *SFU) handleRooms(w http.ResponseWriter, r *http.Request) {
-	if !s.authorize(w, r, "*", canSubscribe) {
+	if _, ok := s.authorize(w, r, "*", canSubscribe); !ok {
 		return
 	}
 	writeJSON(w, s.Rooms())
@@ -34,7 +34,7 @@ func (s *SFU) handleRooms(w http.ResponseWriter, r *http.Request) {
 
 func (s *SFU) handleRoom(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
-	if !s.authorize(w, r, name, canSubscribe) {
+	if _, ok := s.authorize(w, r, name, canSubscribe); !ok {
 		return
 	}
 	s.mu.Lock()
@@ -47,10 +47,12 @@ func (s *SFU) handleRoom(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleEvents is a room's event feed (server-sent events): a "stream" event for every
-// stream live now and every new one, a "stream-end" event when one ends.
+// stream live now and every new one, a "stream-end" event when one ends. Each feed holds a
+// connection and a goroutine, so it takes a slot of its token and source address.
 func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
-	if !s.authorize(w, r, name, canSubscribe) {
+	token, ok := s.authorize(w, r, name, canSubscribe)
+	if !ok {
 		return
 	}
 	flusher, ok := w.(http.Flusher)
@@ -58,6 +60,12 @@ func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	o := ownerOf(r, token)
+	lim := s.limits()
+	if !s.admit(w, s.feedSlots, o, lim.FeedsPerToken, lim.FeedsPerIP) {
+		return
+	}
+	defer s.feedSlots.release(o)
 	feed := newFeed()
 	s.mu.Lock()
 	room := s.room(name)

@@ -24,6 +24,10 @@ const (
 	answerTimeout = 10 * time.Second
 )
 
+// streamHeader names, in a 201, the stream a session publishes or watches: a publisher's
+// own stream id is not in its resource URL, which is secret.
+const streamHeader = "Ferry-Stream"
+
 // Handler serves WHIP (RFC 9725), WHEP, the session resources, the rooms API and the room
 // event feeds, with CORS so a page on another origin can use them.
 func (s *SFU) Handler(demo http.Handler) http.Handler {
@@ -31,9 +35,9 @@ func (s *SFU) Handler(demo http.Handler) http.Handler {
 	mux.HandleFunc("POST /whip/{room}", s.handleWHIP)
 	mux.HandleFunc("POST /whep/{room}", s.handleWHEP)
 	mux.HandleFunc("POST /whep/{room}/{stream}", s.handleWHEP)
-	mux.HandleFunc("PATCH /session/{id}", s.handlePatch)
-	mux.HandleFunc("DELETE /session/{id}", s.handleDelete)
-	mux.HandleFunc("POST /session/{id}/layer", s.handleLayer)
+	mux.HandleFunc("PATCH /session/{resource}", s.handlePatch)
+	mux.HandleFunc("DELETE /session/{resource}", s.handleDelete)
+	mux.HandleFunc("POST /session/{resource}/layer", s.handleLayer)
 	mux.HandleFunc("GET /api/rooms", s.handleRooms)
 	mux.HandleFunc("GET /api/rooms/{room}", s.handleRoom)
 	mux.HandleFunc("GET /api/rooms/{room}/events", s.handleEvents)
@@ -48,7 +52,7 @@ func cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Access-Control-Allow-Origin", "*")
-		h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Content-Type")
+		h.Set("Access-Control-Expose-Headers", "Location, Link, ETag, Content-Type, Retry-After, "+streamHeader)
 		if r.Method == http.MethodOptions {
 			h.Set("Access-Control-Allow-Methods", "GET, POST, PATCH, DELETE, OPTIONS")
 			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, If-Match")
@@ -63,30 +67,25 @@ func cors(next http.Handler) http.Handler {
 func canPublish(c auth.Claims) bool   { return c.Publish }
 func canSubscribe(c auth.Claims) bool { return c.Subscribe }
 
-// authorize checks the access token (Authorization: Bearer, or ?token= for EventSource):
-// 401 when it is missing or invalid, 403 when it is for another room or lacks the right. A
-// token for room "*" is valid in every room.
-func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, right func(auth.Claims) bool) bool {
-	token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		token = r.URL.Query().Get("token")
-	}
+// authorize checks the access token (bearerToken) and returns it: 401 when it is missing
+// or invalid, 403 when it is for another room or lacks the right. A token for room "*" is
+// valid in every room.
+func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, right func(auth.Claims) bool) (string, bool) {
+	token := bearerToken(r)
 	if token == "" {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
-		http.Error(w, "missing access token", http.StatusUnauthorized)
-		return false
+		unauthorized(w, "", "missing access token")
+		return "", false
 	}
 	claims, err := auth.ParseToken(s.cfg.TokenSecret(), token, time.Now())
 	if err != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="ferry", error="invalid_token"`)
-		http.Error(w, err.Error(), http.StatusUnauthorized)
-		return false
+		unauthorized(w, "invalid_token", err.Error())
+		return "", false
 	}
 	if (claims.Room != room && claims.Room != "*") || !right(claims) {
 		http.Error(w, fmt.Sprintf("the token does not allow this in room %q", room), http.StatusForbidden)
-		return false
+		return "", false
 	}
-	return true
+	return token, true
 }
 
 // limitBody caps r's body at limit bytes and gives the client bodyTimeout to send it: the
@@ -138,32 +137,44 @@ func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 func (s *SFU) handleWHIP(w http.ResponseWriter, r *http.Request) {
-	s.handleOffer(w, r, canPublish, func(ctx context.Context, room, offer string) (*session, string, error) {
-		return s.publish(ctx, room, offer)
+	s.handleOffer(w, r, canPublish, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
+		return s.publish(ctx, room, offer, o)
 	})
 }
 
 func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
-	s.handleOffer(w, r, canSubscribe, func(ctx context.Context, room, offer string) (*session, string, error) {
-		return s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer)
+	s.handleOffer(w, r, canSubscribe, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
+		return s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer, o)
 	})
 }
 
-// handleOffer is the shared part of WHIP and WHEP: the token, the offer, a session made
-// by open within answerTimeout, and the 201.
+// handleOffer is the shared part of WHIP and WHEP: the token, a session slot of its token
+// and source address, the offer, a session made by open within answerTimeout, and the
+// 201. The slot is the session's from then on, and end gives it back; a session that
+// could not be made gives it back here.
 func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, right func(auth.Claims) bool,
-	open func(ctx context.Context, room, offer string) (*session, string, error)) {
+	open func(ctx context.Context, room, offer string, o owner) (*session, string, error)) {
 	room := r.PathValue("room")
-	if !s.authorize(w, r, room, right) {
+	token, ok := s.authorize(w, r, room, right)
+	if !ok {
+		return
+	}
+	o := ownerOf(r, token)
+	lim := s.limits()
+	if !s.admit(w, s.sessionSlots, o, lim.SessionsPerToken, lim.SessionsPerIP) {
 		return
 	}
 	offer, ok := readOffer(w, r)
 	if !ok {
+		s.sessionSlots.release(o)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), answerTimeout)
 	defer cancel()
-	sess, answer, err := open(ctx, room, offer)
+	sess, answer, err := open(ctx, room, offer, o)
+	if err != nil {
+		s.sessionSlots.release(o)
+	}
 	s.created(w, sess, answer, err)
 }
 
@@ -188,8 +199,9 @@ func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err e
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/sdp")
-	h.Set("Location", "/session/"+sess.id)
+	h.Set("Location", "/session/"+sess.resource)
 	h.Set("ETag", `"`+sess.id+`"`)
+	h.Set(streamHeader, sess.streamID())
 	for _, link := range linkHeaders(s.cfg.ICEServers(sess.id)) {
 		h.Add("Link", link)
 	}
@@ -215,9 +227,8 @@ func linkHeaders(servers []auth.ICEServer) []string {
 // handlePatch applies trickled candidates, or restarts ICE when the fragment brings new
 // credentials (RFC 9725 section 4.4).
 func (s *SFU) handlePatch(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.lookup(r.PathValue("id"))
+	sess, ok := s.sessionOf(w, r)
 	if !ok {
-		http.Error(w, errNoSession.Error(), http.StatusNotFound)
 		return
 	}
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/trickle-ice-sdpfrag") {
@@ -273,9 +284,8 @@ func (s *SFU) restartICE(w http.ResponseWriter, r *http.Request, sess *session, 
 }
 
 func (s *SFU) handleDelete(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.lookup(r.PathValue("id"))
+	sess, ok := s.sessionOf(w, r)
 	if !ok {
-		http.Error(w, errNoSession.Error(), http.StatusNotFound)
 		return
 	}
 	s.end(sess)
@@ -285,9 +295,12 @@ func (s *SFU) handleDelete(w http.ResponseWriter, r *http.Request) {
 // handleLayer pins a subscriber's simulcast layer (form value layer = a rid), or returns
 // it to automatic choice (layer empty).
 func (s *SFU) handleLayer(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.lookup(r.PathValue("id"))
-	if !ok || sess.sub == nil {
-		http.Error(w, "no such subscriber session", http.StatusNotFound)
+	sess, ok := s.sessionOf(w, r)
+	if !ok {
+		return
+	}
+	if sess.sub == nil {
+		http.Error(w, "a publisher has no layer to pin", http.StatusNotFound)
 		return
 	}
 	limitBody(w, r, maxForm)

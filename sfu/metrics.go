@@ -10,6 +10,8 @@ type meters struct {
 	nacks            *metrics.Counter
 	keyframeRequests *metrics.Counter
 	layerSwitches    *metrics.Counter
+	refused          map[string]*metrics.Counter // by refusalReasons; read-only once made
+	connectTimeouts  *metrics.Counter
 }
 
 func newMeters(set *metrics.Set, s *SFU) *meters {
@@ -21,6 +23,10 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 	} {
 		set.NewGauge(name, f)
 	}
+	refused := map[string]*metrics.Counter{}
+	for _, reason := range refusalReasons {
+		refused[reason] = set.NewCounter(`ferry_sfu_refused_total{reason="` + reason + `"}`)
+	}
 	return &meters{
 		packets:          set.NewCounter("ferry_sfu_forwarded_packets_total"),
 		bytes:            set.NewCounter("ferry_sfu_forwarded_bytes_total"),
@@ -28,6 +34,8 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 		nacks:            set.NewCounter("ferry_sfu_nacks_total"),
 		keyframeRequests: set.NewCounter("ferry_sfu_keyframe_requests_total"),
 		layerSwitches:    set.NewCounter("ferry_sfu_layer_switches_total"),
+		refused:          refused,
+		connectTimeouts:  set.NewCounter("ferry_sfu_connect_timeouts_total"),
 	}
 }
 

@@ -42,8 +42,10 @@ type Config struct {
 	// PermitPeer says which remote candidate addresses the SFU may send to (the relay's
 	// peer policy); nil permits every one.
 	PermitPeer func(netip.AddrPort) bool
-	Log        *slog.Logger
-	Metrics    *metrics.Set // nil keeps the metrics private
+	// Limits returns the limits in force (a reload may change them); nil is no limits.
+	Limits  func() Limits
+	Log     *slog.Logger
+	Metrics *metrics.Set // nil keeps the metrics private
 }
 
 // SFU is a running SFU.
@@ -58,17 +60,21 @@ type SFU struct {
 	gate     candidateGate
 	stopRate chan struct{}
 	draining atomic.Bool
+	// sessionSlots and feedSlots count the live sessions and feeds of each token and
+	// source address.
+	sessionSlots, feedSlots *slots
 
 	mu        sync.Mutex
 	rooms     map[string]*room
-	sessions  map[string]*session
-	streamSeq uint64 // orders streams by start, for "the room's first publisher"
+	sessions  map[string]*session // by secret resource id
+	streamSeq uint64              // orders streams by start, for "the room's first publisher"
 }
 
 // New takes a port from the pool, opens the ICE socket on it and starts the SFU.
 func New(cfg Config) (*SFU, error) {
 	s := &SFU{cfg: cfg, log: cfg.Log, rooms: map[string]*room{}, sessions: map[string]*session{},
-		gate: candidateGate{permit: cfg.PermitPeer}, stopRate: make(chan struct{})}
+		gate: candidateGate{permit: cfg.PermitPeer}, stopRate: make(chan struct{}),
+		sessionSlots: newSlots("sessions"), feedSlots: newSlots("feeds")}
 	set := cfg.Metrics
 	if set == nil {
 		set = metrics.NewSet()
@@ -195,17 +201,38 @@ func (s *SFU) count() counts {
 
 // session is one WHIP or WHEP resource: a publisher (stream set) or a subscriber.
 type session struct {
-	id         string
+	// id is public: a publisher's stream id, which the room shows to every subscriber; it
+	// names the session in logs and in its TURN credentials.
+	id string
+	// resource is secret: the session's URL, told only to its creator, never logged nor
+	// shown. With the creator's token it is the capability to change or end the session.
+	resource   string
+	owner      owner // its token and address: the slot it holds is theirs
 	room       string
 	pc         *webrtc.PeerConnection
 	candidates atomic.Int32  // remote candidates taken, offer and PATCHes together
 	stream     *stream       // publisher
 	sub        *subscription // subscriber
+	connected  atomic.Bool
+	deadline   *time.Timer // the connect timeout, nil without one; guarded by SFU.mu
 	once       sync.Once
 }
 
+func newSession(roomName string, o owner, pc *webrtc.PeerConnection) *session {
+	return &session{id: newID(), resource: newID(), owner: o, room: roomName, pc: pc}
+}
+
+// streamID is the stream a session publishes or watches.
+func (sess *session) streamID() string {
+	if sess.stream != nil {
+		return sess.stream.id
+	}
+	return sess.sub.stream.id
+}
+
+// newID is 128 random bits: unguessable, as a resource URL must be.
 func newID() string {
-	b := make([]byte, 16) // the resource URL is the capability to change or end a session
+	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
@@ -229,8 +256,8 @@ func (s *SFU) Sessions() int {
 	return len(s.sessions)
 }
 
-// publish answers a WHIP offer: a new stream in room.
-func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, string, error) {
+// publish answers o's WHIP offer: a new stream in room.
+func (s *SFU) publish(ctx context.Context, roomName, offer string, o owner) (*session, string, error) {
 	if s.draining.Load() {
 		return nil, "", errDraining
 	}
@@ -246,21 +273,21 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string) (*session, st
 	if err != nil {
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
-	sess := &session{id: newID(), room: roomName, pc: pc}
+	sess := newSession(roomName, o, pc)
 	sess.stream = newStream(sess.id, roomName, pc, expected, s.meters)
 	answer, err := s.answer(ctx, sess, d)
 	if err != nil {
 		_ = pc.Close()
 		return nil, "", err
 	}
-	s.watch(sess)
 	s.mu.Lock()
-	s.sessions[sess.id] = sess
+	s.register(sess)
 	s.streamSeq++
 	sess.stream.seq = s.streamSeq
 	r := s.room(roomName)
 	r.streams[sess.id] = sess.stream
 	s.mu.Unlock()
+	s.watch(sess)
 	go s.announceWhenReady(sess.stream)
 	s.log.Info("sfu: publishing", "room", roomName, "stream", sess.id, "tracks", expected)
 	return sess, answer, nil
@@ -276,9 +303,9 @@ func (s *SFU) announceWhenReady(st *stream) {
 	}
 }
 
-// subscribe answers a WHEP offer for stream id of room ("" = the room's first stream);
+// subscribe answers o's WHEP offer for stream id of room ("" = the room's first stream);
 // layer pins a simulcast layer ("" = automatic).
-func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) (*session, string, error) {
+func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, o owner) (*session, string, error) {
 	if s.draining.Load() {
 		return nil, "", errDraining
 	}
@@ -297,7 +324,7 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 	if err != nil {
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
-	sess := &session{id: newID(), room: roomName, pc: pc}
+	sess := newSession(roomName, o, pc)
 	sub := &subscription{stream: st, pc: pc, sess: sess, path: &sendPath{mux: s.mux}}
 	sess.sub = sub
 	if err := s.setOffer(sess, d); err != nil {
@@ -334,7 +361,7 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string) 
 	s.mu.Lock()
 	attached := st.attach(sub)
 	if attached {
-		s.sessions[sess.id] = sess
+		s.register(sess)
 	}
 	s.mu.Unlock()
 	if !attached {
@@ -383,6 +410,25 @@ func (s *SFU) room(name string) *room {
 		s.rooms[name] = r
 	}
 	return r
+}
+
+// register makes sess one of the live sessions, and starts its connect timeout; s.mu is
+// held. Only a registered session reaches end, which gives its slot back.
+func (s *SFU) register(sess *session) {
+	s.sessions[sess.resource] = sess
+	if d := s.limits().ConnectTimeout; d > 0 {
+		sess.deadline = time.AfterFunc(d, func() { s.connectTimedOut(sess) })
+	}
+}
+
+// connectTimedOut ends a session that has not connected within the connect timeout.
+func (s *SFU) connectTimedOut(sess *session) {
+	if sess.connected.Load() {
+		return
+	}
+	s.meters.connectTimeouts.Inc()
+	s.log.Info("sfu: session did not connect in time", "room", sess.room, "session", sess.id)
+	s.end(sess)
 }
 
 // answer applies a remote offer and returns the complete local answer.
@@ -434,11 +480,13 @@ func (s *SFU) answerRemote(ctx context.Context, pc *webrtc.PeerConnection) (stri
 	return pc.LocalDescription().SDP, nil
 }
 
-// watch ends a session when its connection fails or closes.
+// watch ends a session when its connection fails or closes, and lifts its connect
+// timeout when it connects.
 func (s *SFU) watch(sess *session) {
 	sess.pc.OnConnectionStateChange(func(state webrtc.PeerConnectionState) {
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
+			s.connected(sess)
 			if sess.sub != nil {
 				for _, d := range sess.sub.downs {
 					d.track.keyframe(d.target())
@@ -448,13 +496,27 @@ func (s *SFU) watch(sess *session) {
 			go s.end(sess)
 		}
 	})
+	// A state change before the callback was set is not replayed.
+	if sess.pc.ConnectionState() == webrtc.PeerConnectionStateConnected {
+		s.connected(sess)
+	}
 }
 
-// lookup returns the session with id.
-func (s *SFU) lookup(id string) (*session, bool) {
+// connected notes that a session's connection came up: its connect timeout is over.
+func (s *SFU) connected(sess *session) {
+	sess.connected.Store(true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sess, ok := s.sessions[id]
+	if sess.deadline != nil {
+		sess.deadline.Stop()
+	}
+}
+
+// lookup returns the session of a secret resource id.
+func (s *SFU) lookup(resource string) (*session, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sess, ok := s.sessions[resource]
 	return sess, ok
 }
 
@@ -463,7 +525,10 @@ func (s *SFU) lookup(id string) (*session, bool) {
 func (s *SFU) end(sess *session) {
 	sess.once.Do(func() {
 		s.mu.Lock()
-		delete(s.sessions, sess.id)
+		delete(s.sessions, sess.resource)
+		if sess.deadline != nil {
+			sess.deadline.Stop()
+		}
 		var subs []*subscription
 		if st := sess.stream; st != nil {
 			subs = st.end()
@@ -485,6 +550,7 @@ func (s *SFU) end(sess *session) {
 			s.end(sub.sess)
 		}
 		_ = sess.pc.Close()
+		s.sessionSlots.release(sess.owner)
 		s.log.Info("sfu: session ended", "room", sess.room, "session", sess.id, "publisher", sess.stream != nil)
 	})
 }

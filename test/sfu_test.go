@@ -36,7 +36,7 @@ func publishVideo(t *testing.T, s *setup, room string, opt peerOptions, rids ...
 	return p, sess
 }
 
-func streamID(sess sfuSession) string { return sess.resource[strings.LastIndex(sess.resource, "/")+1:] }
+func streamID(sess sfuSession) string { return sess.stream }
 
 // TestSFUPublishSubscribe publishes over WHIP and subscribes over WHEP: the packets arrive
 // with the payloads sent; when the publisher leaves, the subscriber's track ends and the
@@ -72,7 +72,7 @@ func TestSFUPublishSubscribe(t *testing.T) {
 		t.Fatalf("rooms API: %+v; want one VP8 stream with one subscriber", room)
 	}
 
-	if resp := httpDo(t, http.MethodDelete, pubSess.resource, "", ""); resp.StatusCode != http.StatusOK {
+	if resp := pubSess.do(t, http.MethodDelete, "", "", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("DELETE publisher: %s", resp.Status)
 	}
 	select {
@@ -83,7 +83,7 @@ func TestSFUPublishSubscribe(t *testing.T) {
 	if ev := events.next(t); ev.name != "stream-end" || !strings.Contains(ev.data, streamID(pubSess)) {
 		t.Fatalf("event %+v, want stream-end for %s", ev, streamID(pubSess))
 	}
-	if resp := httpDo(t, http.MethodDelete, subSess.resource, "", ""); resp.StatusCode != http.StatusNotFound {
+	if resp := subSess.do(t, http.MethodDelete, "", "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("the subscriber's session outlived its publisher: DELETE gave %s", resp.Status)
 	}
 	_ = pub
@@ -225,7 +225,7 @@ func TestSFUSimulcast(t *testing.T) {
 	plisOnL := pub.plis[pub.ssrcs["l"]]
 	pub.mu.Unlock()
 
-	resp := httpDo(t, http.MethodPost, subSess.resource+"/layer", "application/x-www-form-urlencoded", "layer=l")
+	resp := subSess.do(t, http.MethodPost, "/layer", "application/x-www-form-urlencoded", "layer=l")
 	if resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("layer switch: %s", resp.Status)
 	}
@@ -349,7 +349,7 @@ func TestSFUTokens(t *testing.T) {
 		t.Errorf("WHEP with a publish-only token: %d, want 403", status)
 	}
 	// CORS pre-flight.
-	resp := httpDo(t, http.MethodOptions, whip, "", "")
+	resp := httpDo(t, http.MethodOptions, whip, "", "", "")
 	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" ||
 		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
 		t.Errorf("OPTIONS: %s %v", resp.Status, resp.Header)
@@ -418,8 +418,8 @@ func TestSFUDrain(t *testing.T) {
 	got.mu.Unlock()
 	got.waitFor(t, "packets during the drain", func(_ []string, counter []uint32, _ []uint16) bool { return len(counter) > before+20 })
 
-	httpDo(t, http.MethodDelete, subSess.resource, "", "")
-	httpDo(t, http.MethodDelete, pubSess.resource, "", "")
+	subSess.do(t, http.MethodDelete, "", "", "")
+	pubSess.do(t, http.MethodDelete, "", "", "")
 	if code := f.exit(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit status %d after the last session ended, want 0", code)
 	}
@@ -456,6 +456,7 @@ func TestSFUICERestart(t *testing.T) {
 	}
 	req, _ := http.NewRequest(http.MethodPatch, sess.resource, strings.NewReader(frag.String()))
 	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
+	req.Header.Set("Authorization", "Bearer "+sess.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

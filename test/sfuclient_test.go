@@ -92,8 +92,16 @@ func newPeer(t *testing.T, opt peerOptions) *webrtc.PeerConnection {
 
 // sfuSession is a WHIP or WHEP session as the client sees it.
 type sfuSession struct {
-	resource string // absolute URL of the session resource
+	resource string // absolute URL of the session resource: secret
+	token    string // the access token that made it, which its resource wants too
+	stream   string // the stream it publishes or watches (Ferry-Stream)
 	links    []string
+}
+
+// do sends a request to the session's resource, with suffix appended, and its token.
+func (sess sfuSession) do(t *testing.T, method, suffix, contentType, body string) *http.Response {
+	t.Helper()
+	return httpDo(t, method, sess.resource+suffix, sess.token, contentType, body)
 }
 
 // signal runs the RFC 9725 exchange for pc against url: POST the offer, gather, set the
@@ -119,7 +127,8 @@ func signal(t *testing.T, pc *webrtc.PeerConnection, url, token string) (sfuSess
 		return sfuSession{}, resp.StatusCode
 	}
 	base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
-	sess := sfuSession{resource: base + resp.Header.Get("Location"), links: resp.Header.Values("Link")}
+	sess := sfuSession{resource: base + resp.Header.Get("Location"), token: token,
+		stream: resp.Header.Get("Ferry-Stream"), links: resp.Header.Values("Link")}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
 		t.Fatal(err)
@@ -132,12 +141,12 @@ func signal(t *testing.T, pc *webrtc.PeerConnection, url, token string) (sfuSess
 	case <-time.After(10 * time.Second):
 		t.Fatal("ICE gathering did not complete")
 	}
-	trickle(t, sess.resource, pc.LocalDescription().SDP)
+	trickle(t, sess, pc.LocalDescription().SDP)
 	return sess, resp.StatusCode
 }
 
 // trickle PATCHes the candidates of a local description as one sdpfrag.
-func trickle(t *testing.T, resource, local string) {
+func trickle(t *testing.T, sess sfuSession, local string) {
 	t.Helper()
 	var frag strings.Builder
 	for _, l := range strings.Split(local, "\r\n") {
@@ -146,15 +155,8 @@ func trickle(t *testing.T, resource, local string) {
 			frag.WriteString(l + "\r\n")
 		}
 	}
-	req, _ := http.NewRequest(http.MethodPatch, resource, strings.NewReader(frag.String()))
-	req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("PATCH: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("PATCH %s: %s", resource, resp.Status)
+	if resp := sess.do(t, http.MethodPatch, "", "application/trickle-ice-sdpfrag", frag.String()); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("PATCH (trickle): %s", resp.Status)
 	}
 }
 
@@ -411,11 +413,16 @@ func newSubscriber(t *testing.T, opt peerOptions) (*webrtc.PeerConnection, *rece
 	return pc, receive(pc)
 }
 
-func httpDo(t *testing.T, method, url, contentType, body string) *http.Response {
+// httpDo sends a request, with a bearer token unless token is "", and closes the answer's
+// body.
+func httpDo(t *testing.T, method, url, token, contentType, body string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

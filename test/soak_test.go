@@ -395,7 +395,7 @@ func (k *soak) sfuRound(t *testing.T, n int) {
 			got.mu.Unlock()
 		}
 		for _, sess := range append(subs, pubSess) {
-			if resp := httpDo(t, http.MethodDelete, sess.resource, "", ""); resp.StatusCode != http.StatusOK {
+			if resp := sess.do(t, http.MethodDelete, "", "", ""); resp.StatusCode != http.StatusOK {
 				t.Fatalf("DELETE %s: %s", sess.resource, resp.Status)
 			}
 		}

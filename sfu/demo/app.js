@@ -107,7 +107,9 @@ function iceServersFromLinks(header) {
   return servers;
 }
 
-// post sends the offer and returns the session: its URL, ETag, answer and ICE servers.
+// post sends the offer and returns the session: its URL, ETag, stream, answer and ICE
+// servers. The URL is secret: with the token it ends or changes the session, so it is
+// never shown. The stream id (Ferry-Stream) is what the room shows of it.
 async function post(pc, url, token, action) {
   const offer = await pc.createOffer();
   let res;
@@ -128,6 +130,7 @@ async function post(pc, url, token, action) {
     offer, token, answer: body, closed: false, chain: Promise.resolve(),
     url: new URL(location, res.url).href,
     etag: res.headers.get('ETag'),
+    stream: res.headers.get('Ferry-Stream'),
     iceServers: iceServersFromLinks(res.headers.get('Link')),
   };
 }
@@ -164,7 +167,7 @@ async function connect(build, url, token, action) {
     end(pc);
     throw e;
   }
-  return { pc, id: decodeURIComponent(new URL(s.url).pathname.split('/').pop()) };
+  return { pc, id: s.stream };
 }
 
 // trickle PATCHes local candidates to the session as RFC 8840 fragments, batched for
@@ -218,7 +221,7 @@ function sdpfrag(localSdp, candidates, done) {
 function del(s, keepalive = false) {
   s.closed = true;
   fetch(s.url, { method: 'DELETE', headers: { Authorization: `Bearer ${s.token}` }, keepalive })
-    .then((r) => { if (!r.ok && r.status !== 404) log(`ending ${new URL(s.url).pathname}: ${r.status}`); })
+    .then((r) => { if (!r.ok && r.status !== 404) log(`ending the session of stream ${s.stream}: ${r.status}`); })
     .catch(() => {});
 }
 
@@ -448,7 +451,9 @@ $('controls').addEventListener('submit', (e) => e.preventDefault());
 $('layer').addEventListener('change', () => {
   const layer = $('layer').value;
   for (const [id, pc] of demo.subscribers) {
-    fetch(`${sessions.get(pc).url}/layer`, { method: 'POST', body: new URLSearchParams({ layer }) }).then(
+    const s = sessions.get(pc);
+    const headers = { Authorization: `Bearer ${s.token}` };
+    fetch(`${s.url}/layer`, { method: 'POST', headers, body: new URLSearchParams({ layer }) }).then(
       (r) => log(`stream ${id}: layer ${layer || 'automatic'}${r.ok ? '' : `: the server answered ${r.status}`}`),
       (e) => log(`stream ${id}: layer: ${e.message}`));
   }

@@ -25,8 +25,8 @@ const (
 )
 
 // ferryConfig is Ferry with its TURN listener and SFU on 127.0.0.1 and nothing else: no
-// metrics or admin endpoint, no self-test, no quotas or rate limits, and a drain that ends
-// at once.
+// metrics or admin endpoint, no self-test, no quotas or rate limits (every subscriber
+// comes from 127.0.0.1, most with the same token), and a drain that ends at once.
 func ferryConfig(turnPort, httpPort int) string {
 	return fmt.Sprintf(`[server]
 drain_timeout = "0s"
@@ -57,6 +57,10 @@ enabled = true
 http = "%[1]s:%[6]d"
 token_secret = %[7]q
 self_test = false
+sessions_per_token = 0
+sessions_per_ip = 0
+feeds_per_token = 0
+feeds_per_ip = 0
 
 [metrics]
 listen = ""

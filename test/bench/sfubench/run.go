@@ -143,7 +143,7 @@ func relayServers(ctx context.Context, api *webrtc.API, sfuURL string) ([]webrtc
 	if err != nil {
 		return nil, fmt.Errorf("WHEP probe: %w", err)
 	}
-	if err := request(ctx, http.MethodDelete, sess.resource, "", http.StatusOK); err != nil {
+	if err := sess.request(ctx, http.MethodDelete, "", http.StatusOK); err != nil {
 		return nil, fmt.Errorf("WHEP probe: %w", err)
 	}
 	servers, err := iceServers(sess.links)

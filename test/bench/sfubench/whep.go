@@ -29,7 +29,8 @@ func token(room string, publish bool) (string, error) {
 
 // session is a WHIP or WHEP session as the client sees it.
 type session struct {
-	resource string // absolute URL of the session resource
+	resource string // absolute URL of the session resource: secret, and wants bearer too
+	bearer   string // the access token that made the session
 	links    []string
 }
 
@@ -54,25 +55,28 @@ func post(ctx context.Context, url, bearer, offer string) (string, session, erro
 		return "", session{}, fmt.Errorf("POST %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
-	return string(body), session{resource: base + resp.Header.Get("Location"), links: resp.Header.Values("Link")}, nil
+	sess := session{resource: base + resp.Header.Get("Location"), bearer: bearer, links: resp.Header.Values("Link")}
+	return string(body), sess, nil
 }
 
-// request sends a body-less or sdpfrag request to a session resource and wants status.
-func request(ctx context.Context, method, url, frag string, status int) error {
-	req, err := http.NewRequestWithContext(ctx, method, url, strings.NewReader(frag))
+// request sends a body-less or sdpfrag request to the session resource, with the
+// session's token, and wants status.
+func (sess session) request(ctx context.Context, method, frag string, status int) error {
+	req, err := http.NewRequestWithContext(ctx, method, sess.resource, strings.NewReader(frag))
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
+		return fmt.Errorf("%s session: %w", method, err)
 	}
+	req.Header.Set("Authorization", "Bearer "+sess.bearer)
 	if frag != "" {
 		req.Header.Set("Content-Type", "application/trickle-ice-sdpfrag")
 	}
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, url, err)
+		return fmt.Errorf("%s session: %w", method, err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != status {
-		return fmt.Errorf("%s %s: %s", method, url, resp.Status)
+		return fmt.Errorf("%s session: %s", method, resp.Status)
 	}
 	return nil
 }
@@ -100,7 +104,7 @@ func exchange(ctx context.Context, pc *webrtc.PeerConnection, url, bearer string
 	case <-ctx.Done():
 		return sess, fmt.Errorf("ICE gathering: %w", ctx.Err())
 	}
-	return sess, request(ctx, http.MethodPatch, sess.resource, candidates(pc.LocalDescription().SDP), http.StatusNoContent)
+	return sess, sess.request(ctx, http.MethodPatch, candidates(pc.LocalDescription().SDP), http.StatusNoContent)
 }
 
 // candidates is the trickle-ice-sdpfrag of a local description's candidates.
