@@ -26,7 +26,6 @@ const fingerprintXOR = 0x5354554e
 // allocate: they all wrap ErrMalformed.
 var (
 	errSendLength     = fmt.Errorf("%w: message length does not match the datagram or frame", ErrMalformed)
-	errSendAlign      = fmt.Errorf("%w: message length is not a multiple of 4", ErrMalformed)
 	errAttrHeader     = fmt.Errorf("%w: attribute header past the end of the message", ErrMalformed)
 	errAttrValue      = fmt.Errorf("%w: attribute value past the end of the message", ErrMalformed)
 	errDuplicatePeer  = fmt.Errorf("%w: more than one XOR-PEER-ADDRESS in a Send indication", ErrMalformed)
@@ -86,26 +85,22 @@ func putAttrHeader(b []byte, t stun.AttrType, length int) {
 // stream frame, in place and without stun.Message.Decode, which the data path cannot
 // afford per packet: it returns the peer of its XOR-PEER-ADDRESS and its DATA, a subslice
 // of b. It checks what Decode and the server's checks would: the header and magic cookie
-// (else ErrNotSend); a length that is b's and a multiple of 4, every attribute within it,
-// one XOR-PEER-ADDRESS that decodes strictly, at most one DATA (else ErrMalformed); a
-// FINGERPRINT that matches and comes last (else ErrFingerprint, RFC 8489 section 14.7);
-// no comprehension-required attribute Understood does not know (else ErrUnknownAttribute:
-// the indication is discarded, section 6.3); then XOR-PEER-ADDRESS (else ErrNoPeer) and
-// DATA (else ErrNoData). Attributes after MESSAGE-INTEGRITY, but for
-// MESSAGE-INTEGRITY-SHA256 and FINGERPRINT, and after MESSAGE-INTEGRITY-SHA256, but for
-// FINGERPRINT, are ignored (sections 14.5, 14.6). The errors are the sentinels or wrap
-// them, and never allocate.
+// (else ErrNotSend); a length that is b's, every attribute and its padding within it (so
+// the length is a multiple of 4, RFC 8489 section 5), one XOR-PEER-ADDRESS that decodes
+// strictly, at most one DATA (else ErrMalformed); a FINGERPRINT that matches and comes
+// last (else ErrFingerprint, RFC 8489 section 14.7); no comprehension-required attribute
+// Understood does not know (else ErrUnknownAttribute: the indication is discarded,
+// section 6.3); then XOR-PEER-ADDRESS (else ErrNoPeer) and DATA (else ErrNoData).
+// Attributes after MESSAGE-INTEGRITY, but for MESSAGE-INTEGRITY-SHA256 and FINGERPRINT,
+// and after MESSAGE-INTEGRITY-SHA256, but for FINGERPRINT, are ignored (sections 14.5,
+// 14.6). The errors are the sentinels or wrap them, and never allocate.
 func ParseSend(b []byte) (peer netip.AddrPort, data []byte, err error) {
 	if len(b) < HeaderSize || binary.BigEndian.Uint16(b) != sendIndication ||
 		binary.BigEndian.Uint32(b[4:]) != MagicCookie {
 		return netip.AddrPort{}, nil, ErrNotSend
 	}
-	length := int(binary.BigEndian.Uint16(b[2:]))
-	switch {
-	case HeaderSize+length != len(b):
+	if HeaderSize+int(binary.BigEndian.Uint16(b[2:])) != len(b) {
 		return netip.AddrPort{}, nil, errSendLength
-	case length%4 != 0:
-		return netip.AddrPort{}, nil, errSendAlign
 	}
 	s := sendScan{txID: [stun.TransactionIDSize]byte(b[8:HeaderSize])}
 	for off := HeaderSize; off < len(b); {
