@@ -13,6 +13,9 @@ var (
 	ErrUnknownUser  = errors.New("unknown user")
 	ErrExpired      = errors.New("expired REST credential")
 	ErrBadIntegrity = errors.New("bad message integrity")
+	// ErrRevoked is for a credential Ferry minted for something that has ended since (an SFU
+	// session): its signature and expiry are good, but it no longer buys anything.
+	ErrRevoked = errors.New("revoked credential")
 )
 
 // Authenticator answers "which key does this username have" for one realm. Safe for concurrent use.

@@ -102,13 +102,15 @@ type SFU struct {
 	HTTP              string   `toml:"http"`                // "IP:port" (IPv6 in brackets), port 0 = any free port; required when Enabled
 	TokenSecret       string   `toml:"token_secret"`        // HS256 key of access tokens; "" = random at each start, else at least 16 characters
 	TURNCredentialTTL Duration `toml:"turn_credential_ttl"` // > 0: lifetime of the TURN credentials in WHIP/WHEP Link headers
-	TokenTTL          Duration `toml:"token_ttl"`           // > 0: default lifetime of `ferry token` and of the zero-config demo tokens
-	SelfTest          bool     `toml:"self_test"`           // at start, reach the SFU through the own TURN relay and log the outcome
-	SessionsPerToken  int      `toml:"sessions_per_token"`  // >= 0, 0 = unlimited: live WHIP/WHEP sessions of one access token
-	SessionsPerIP     int      `toml:"sessions_per_ip"`     // >= 0, 0 = unlimited: live WHIP/WHEP sessions from one source IP (IPv6: /64)
-	FeedsPerToken     int      `toml:"feeds_per_token"`     // >= 0, 0 = unlimited: open room event feeds of one access token
-	FeedsPerIP        int      `toml:"feeds_per_ip"`        // >= 0, 0 = unlimited: open room event feeds from one source IP (IPv6: /64)
-	ConnectTimeout    Duration `toml:"connect_timeout"`     // >= 1s: a session not connected this long after its answer is ended
+	// >= 0, 0 = unlimited: TURN allocations of all the credentials minted for one access token
+	TURNAllocationsPerToken int      `toml:"turn_allocations_per_token"`
+	TokenTTL                Duration `toml:"token_ttl"`          // > 0: default lifetime of `ferry token` and of the zero-config demo tokens
+	SelfTest                bool     `toml:"self_test"`          // at start, reach the SFU through the own TURN relay and log the outcome
+	SessionsPerToken        int      `toml:"sessions_per_token"` // >= 0, 0 = unlimited: live WHIP/WHEP sessions of one access token
+	SessionsPerIP           int      `toml:"sessions_per_ip"`    // >= 0, 0 = unlimited: live WHIP/WHEP sessions from one source IP (IPv6: /64)
+	FeedsPerToken           int      `toml:"feeds_per_token"`    // >= 0, 0 = unlimited: open room event feeds of one access token
+	FeedsPerIP              int      `toml:"feeds_per_ip"`       // >= 0, 0 = unlimited: open room event feeds from one source IP (IPv6: /64)
+	ConnectTimeout          Duration `toml:"connect_timeout"`    // >= 1s: a session not connected this long after its answer is ended
 }
 
 // MaxAllocationLifetime is the most limits.max_allocation_lifetime may be:

@@ -47,14 +47,14 @@ func TestDefault(t *testing.T) {
 		SFU: SFU{
 			Enabled:           true,
 			HTTP:              "0.0.0.0:8080",
-			TURNCredentialTTL: Duration{12 * time.Hour},
-			TokenTTL:          Duration{time.Hour},
-			SelfTest:          true,
-			SessionsPerToken:  100,
-			SessionsPerIP:     200,
-			FeedsPerToken:     100,
-			FeedsPerIP:        200,
-			ConnectTimeout:    Duration{15 * time.Second},
+			TURNCredentialTTL: Duration{12 * time.Hour}, TURNAllocationsPerToken: 10,
+			TokenTTL:         Duration{time.Hour},
+			SelfTest:         true,
+			SessionsPerToken: 100,
+			SessionsPerIP:    200,
+			FeedsPerToken:    100,
+			FeedsPerIP:       200,
+			ConnectTimeout:   Duration{15 * time.Second},
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9641"},
 		Admin:   Admin{Listen: "127.0.0.1:9642"},
@@ -225,12 +225,13 @@ func TestParse(t *testing.T) {
 		{
 			"sfu",
 			"[sfu]\nenabled = true\nhttp = \"[::]:8443\"\ntoken_secret = \"0123456789abcdef\"\nturn_credential_ttl = \"2h\"\ntoken_ttl = \"15m\"\n" +
-				"sessions_per_token = 0\nsessions_per_ip = 3\nfeeds_per_token = 4\nfeeds_per_ip = 0\nconnect_timeout = \"1s\"\n",
+				"sessions_per_token = 0\nsessions_per_ip = 3\nfeeds_per_token = 4\nfeeds_per_ip = 0\nconnect_timeout = \"1s\"\n" +
+				"turn_allocations_per_token = 3\n",
 			func(c *Config) {
 				c.SFU = SFU{
 					Enabled: true, HTTP: "[::]:8443", TokenSecret: "0123456789abcdef",
 					TURNCredentialTTL: Duration{2 * time.Hour}, TokenTTL: Duration{15 * time.Minute}, SelfTest: true,
-					SessionsPerIP: 3, FeedsPerToken: 4, ConnectTimeout: Duration{time.Second},
+					SessionsPerIP: 3, FeedsPerToken: 4, ConnectTimeout: Duration{time.Second}, TURNAllocationsPerToken: 3,
 				}
 			},
 		},
@@ -445,6 +446,8 @@ func TestParseErrors(t *testing.T) {
 		{"negative sessions per ip", "[sfu]\nenabled = true\nsessions_per_ip = -2\n", "bad.toml:3: sfu.sessions_per_ip: must be 0 (no limit) or more, not -2"},
 		{"negative feeds per token", "[sfu]\nfeeds_per_token = -1\n", "bad.toml:2: sfu.feeds_per_token: must be 0 (no limit) or more, not -1"},
 		{"negative feeds per ip", "[sfu]\nfeeds_per_ip = -1\n", "bad.toml:2: sfu.feeds_per_ip: must be 0 (no limit) or more, not -1"},
+		{"negative TURN allocations per token", "[sfu]\nturn_allocations_per_token = -1\n",
+			"bad.toml:2: sfu.turn_allocations_per_token: must be 0 (no limit) or more, not -1"},
 		{"sub-second connect timeout", "[sfu]\nconnect_timeout = \"500ms\"\n", "bad.toml:2: sfu.connect_timeout: must be at least 1s, not 500ms"},
 		{"no connect timeout", "[sfu]\nconnect_timeout = \"0s\"\n", "bad.toml:2: sfu.connect_timeout: must be at least 1s, not 0s"},
 		{"string for a session limit", "[sfu]\nsessions_per_ip = \"10\"\n", "bad.toml:2: sfu.sessions_per_ip: expected an integer, found a string"},

@@ -362,6 +362,7 @@ func (c *Config) validateSFULimits() error {
 		{"sfu.sessions_per_ip", s.SessionsPerIP},
 		{"sfu.feeds_per_token", s.FeedsPerToken},
 		{"sfu.feeds_per_ip", s.FeedsPerIP},
+		{"sfu.turn_allocations_per_token", s.TURNAllocationsPerToken},
 	}); err != nil {
 		return err
 	}

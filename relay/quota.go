@@ -12,12 +12,38 @@ import (
 // concurrent Allocates of one user on two listeners cannot both slip under the limit. The
 // reservation is keyed by the client's transport address, which is what pion's failure
 // report carries.
+//
+// Users can be counted in groups with limits of their own (SetGroups): the credentials Ferry
+// mints for the SFU's sessions share one small quota per access token.
 type Quota struct {
 	mu             sync.Mutex
 	perUser, total int               // SetLimits changes them
-	users          map[string]int    // allocations (made or reserved) per user ID
+	group          GroupFunc         // nil: every user counts on their own, under perUser
+	users          map[string]int    // allocations (made or reserved) per user ID or group
 	count          int               // all allocations, made or reserved
 	pending        map[string]string // client address → user ID of a reservation not yet settled
+}
+
+// GroupFunc puts user into a group that is counted as one, with its own limit (0 = none); ok
+// false leaves the user on their own, under allocations_per_user. It must give the same
+// answer for a user every time.
+type GroupFunc func(user string) (group string, limit int, ok bool)
+
+// SetGroups sets how users are grouped, before the quota is first used.
+func (q *Quota) SetGroups(f GroupFunc) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.group = f
+}
+
+// slot is what user counts under, and its limit; q.mu is held.
+func (q *Quota) slot(user string) (string, int) {
+	if q.group != nil {
+		if group, limit, ok := q.group(user); ok {
+			return group, limit
+		}
+	}
+	return user, q.perUser
 }
 
 // NewQuota returns a quota; a limit of 0 means no limit.
@@ -56,11 +82,12 @@ func (q *Quota) Admit(user string, client net.Addr) bool {
 	if q.total > 0 && q.count >= q.total {
 		return false
 	}
-	if q.perUser > 0 && q.users[user] >= q.perUser {
+	slot, limit := q.slot(user)
+	if limit > 0 && q.users[slot] >= limit {
 		return false
 	}
 	q.pending[key] = user
-	q.users[user]++
+	q.users[slot]++
 	q.count++
 	return true
 }
@@ -96,10 +123,11 @@ func (q *Quota) Released(user string) {
 }
 
 func (q *Quota) release(user string) {
-	if q.users[user] <= 1 {
-		delete(q.users, user)
+	slot, _ := q.slot(user)
+	if q.users[slot] <= 1 {
+		delete(q.users, slot)
 	} else {
-		q.users[user]--
+		q.users[slot]--
 	}
 	if q.count > 0 {
 		q.count--

@@ -3,6 +3,7 @@ package relay
 import (
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -329,5 +330,33 @@ func TestQuotaLoweredLimitDrains(t *testing.T) {
 		if got := q.Admit("alice", client(10+released)); got != want {
 			t.Fatalf("Admit after %d of 3 ended = %v, want %v", released, got, want)
 		}
+	}
+}
+
+// TestQuotaGroups: users a GroupFunc puts into one group share the group's limit, apart
+// from allocations_per_user; releasing any member's allocation frees a place of the group.
+func TestQuotaGroups(t *testing.T) {
+	q := NewQuota(10, 0)
+	q.SetGroups(func(user string) (string, int, bool) {
+		if group, _, ok := strings.Cut(user, "/"); ok {
+			return group, 3, true
+		}
+		return "", 0, false
+	})
+	for i, user := range []string{"tok1/a", "tok1/b", "tok1/b"} {
+		if !q.Admit(user, client(i)) {
+			t.Fatalf("Admit %d (%s) refused under the group's limit", i, user)
+		}
+		q.Created(client(i))
+	}
+	if q.Admit("tok1/c", client(3)) {
+		t.Fatal("a fourth allocation of the group was admitted past its limit of 3")
+	}
+	if !q.Admit("tok2/a", client(4)) || !q.Admit("alice", client(5)) {
+		t.Fatal("another group, or a user of no group, was refused")
+	}
+	q.Released("tok1/a")
+	if !q.Admit("tok1/c", client(6)) {
+		t.Fatal("the group's place was not given back")
 	}
 }

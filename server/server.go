@@ -43,6 +43,7 @@ type Server struct {
 	metrics  *metrics.Set
 	creds    atomic.Pointer[credentials]
 	sfu      *sfuSide            // nil when [sfu] is off
+	sfuCreds *sfuCreds           // the TURN credentials of live SFU sessions
 	certSums [][sha256.Size]byte // of each listener's certificate, to log replaced ones
 	http     []*httpServer
 
@@ -54,7 +55,7 @@ type Server struct {
 // listener that cannot be opened is reported at its config line.
 func Start(opts Options) (*Server, error) {
 	cfg := opts.Config
-	s := &Server{log: opts.Log, level: opts.Level, metrics: metrics.NewSet()}
+	s := &Server{log: opts.Log, level: opts.Level, metrics: metrics.NewSet(), sfuCreds: newSFUCreds()}
 	s.cfg.Store(cfg)
 	var err error
 	if s.relays, err = newRelays(cfg, s.log); err != nil {
@@ -77,6 +78,7 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.certSums = fingerprints(certs)
 	s.quota = relay.NewQuota(cfg.Limits.AllocationsPerUser, cfg.Limits.AllocationsTotal)
+	s.quota.SetGroups(s.sfuQuotaGroup)
 	// The SFU exists before TURN serves: TURN asks it for its address (peerLimit).
 	if err := s.newSFU(cfg); err != nil {
 		return nil, err
@@ -93,6 +95,7 @@ func Start(opts Options) (*Server, error) {
 		Limits:    turnLimits(cfg),
 		Metrics:   s.metrics,
 		PeerLimit: s.peerLimit,
+		Revoked:   s.sfuCreds.revoked,
 	})
 	if err != nil {
 		_ = s.Close()

@@ -14,11 +14,6 @@ import (
 	"github.com/ferry-rtc/ferry/sfu/demo"
 )
 
-// sfuTURNUser starts the user part of the TURN credentials minted for SFU clients. Such a
-// user may relay to the SFU only (see peerLimit): a viewer's token must not buy a general
-// purpose relay.
-const sfuTURNUser = "sfu-"
-
 // peerLimit is the turnserver's PeerLimit: users of SFU credentials reach the SFU only.
 func (s *Server) peerLimit(user string) (netip.AddrPort, bool) {
 	if s.sfu == nil || !strings.HasPrefix(user, sfuTURNUser) {
@@ -47,16 +42,17 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 	}
 	var err error
 	side.sfu, err = sfu.New(sfu.Config{
-		Pool:        s.relays.allocator.Pool(),
-		Relays:      s.relays.allocator,
-		BindIP:      s.relays.v4.Bind,
-		PublicIP:    s.relays.v4.Public,
-		TokenSecret: func() string { return *side.tokenSecret.Load() },
-		ICEServers:  s.sfuICEServers,
-		PermitPeer:  func(peer netip.AddrPort) bool { return s.relays.policy.PermitAddr(relay.UDP, peer) },
-		Limits:      s.sfuLimits,
-		Log:         s.log,
-		Metrics:     s.metrics,
+		Pool:         s.relays.allocator.Pool(),
+		Relays:       s.relays.allocator,
+		BindIP:       s.relays.v4.Bind,
+		PublicIP:     s.relays.v4.Public,
+		TokenSecret:  func() string { return *side.tokenSecret.Load() },
+		ICEServers:   s.sfuICEServers,
+		SessionEnded: s.sfuSessionEnded,
+		PermitPeer:   func(peer netip.AddrPort) bool { return s.relays.policy.PermitAddr(relay.UDP, peer) },
+		Limits:       s.sfuLimits,
+		Log:          s.log,
+		Metrics:      s.metrics,
 	})
 	if err != nil {
 		return err
@@ -77,20 +73,6 @@ func (side *sfuSide) setSecret(secret string) (generated bool) {
 	}
 	side.tokenSecret.Store(&secret)
 	return generated
-}
-
-// sfuICEServers are the STUN and TURN servers a WHIP/WHEP session is told about, with a
-// TURN credential minted for it from the signing secret.
-func (s *Server) sfuICEServers(session string) []auth.ICEServer {
-	cfg := s.cfg.Load()
-	stunURIs, turnURIs := auth.URIs(endpoints(cfg, s.relays.v4, s.relays.v6))
-	secrets := s.currentCreds().secrets()
-	if len(secrets) == 0 {
-		return auth.ICEServers(stunURIs, auth.RESTResponse{})
-	}
-	cred := auth.NewRESTResponse(secrets[0], sfuTURNUser+session[:min(8, len(session))],
-		cfg.SFU.TURNCredentialTTL.Duration, time.Now(), turnURIs)
-	return auth.ICEServers(stunURIs, cred)
 }
 
 // sfuLimits are the SFU's limits in the running config: a reload applies them to the

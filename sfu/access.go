@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // bearerToken is the request's access token: Authorization: Bearer, or ?token= where a
@@ -46,12 +47,13 @@ func tokenKey(token string) [sha256.Size]byte {
 // owner is who opened a session or an event feed: the access token, by its key, and the
 // source address.
 type owner struct {
-	token [sha256.Size]byte
-	ip    netip.Addr // sourceKey of the TCP peer
+	token  [sha256.Size]byte
+	ip     netip.Addr // sourceKey of the TCP peer
+	expiry time.Time  // the token's: TURN credentials minted for the session end with it
 }
 
-func ownerOf(r *http.Request, token string) owner {
-	return owner{token: tokenKey(token), ip: sourceKey(r.RemoteAddr)}
+func ownerOf(r *http.Request, token string, expiry time.Time) owner {
+	return owner{token: tokenKey(token), ip: sourceKey(r.RemoteAddr), expiry: expiry}
 }
 
 // sourceKey is what a request's source counts as: the TCP peer's IPv4 address, or its IPv6

@@ -51,7 +51,7 @@ func (s *SFU) handleRoom(w http.ResponseWriter, r *http.Request) {
 // connection and a goroutine, so it takes a slot of its token and source address.
 func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
-	token, ok := s.authorize(w, r, name, canSubscribe)
+	o, ok := s.authorize(w, r, name, canSubscribe)
 	if !ok {
 		return
 	}
@@ -60,7 +60,6 @@ func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
-	o := ownerOf(r, token)
 	lim := s.limits()
 	if !s.admit(w, s.feedSlots, o, lim.FeedsPerToken, lim.FeedsPerIP) {
 		return

@@ -31,7 +31,7 @@ func FuzzWHIP(f *testing.F) {
 	s, err := New(Config{
 		Pool: pool, BindIP: netip.MustParseAddr("127.0.0.1"),
 		TokenSecret: func() string { return fuzzSecret },
-		ICEServers:  func(string) []auth.ICEServer { return nil },
+		ICEServers:  func(TURNCredential) []auth.ICEServer { return nil },
 		Log:         slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -67,25 +67,25 @@ func cors(next http.Handler) http.Handler {
 func canPublish(c auth.Claims) bool   { return c.Publish }
 func canSubscribe(c auth.Claims) bool { return c.Subscribe }
 
-// authorize checks the access token (bearerToken) and returns it: 401 when it is missing
-// or invalid, 403 when it is for another room or lacks the right. A token for room "*" is
-// valid in every room.
-func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, right func(auth.Claims) bool) (string, bool) {
+// authorize checks the access token (bearerToken) and returns who holds it: 401 when it is
+// missing or invalid, 403 when it is for another room or lacks the right. A token for room
+// "*" is valid in every room.
+func (s *SFU) authorize(w http.ResponseWriter, r *http.Request, room string, right func(auth.Claims) bool) (owner, bool) {
 	token := bearerToken(r)
 	if token == "" {
 		unauthorized(w, "", "missing access token")
-		return "", false
+		return owner{}, false
 	}
 	claims, err := auth.ParseToken(s.cfg.TokenSecret(), token, time.Now())
 	if err != nil {
 		unauthorized(w, "invalid_token", err.Error())
-		return "", false
+		return owner{}, false
 	}
 	if (claims.Room != room && claims.Room != "*") || !right(claims) {
 		http.Error(w, fmt.Sprintf("the token does not allow this in room %q", room), http.StatusForbidden)
-		return "", false
+		return owner{}, false
 	}
-	return token, true
+	return ownerOf(r, token, claims.Expiry), true
 }
 
 // limitBody caps r's body at limit bytes and gives the client bodyTimeout to send it: the
@@ -155,11 +155,10 @@ func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
 func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, right func(auth.Claims) bool,
 	open func(ctx context.Context, room, offer string, o owner) (*session, string, error)) {
 	room := r.PathValue("room")
-	token, ok := s.authorize(w, r, room, right)
+	o, ok := s.authorize(w, r, room, right)
 	if !ok {
 		return
 	}
-	o := ownerOf(r, token)
 	lim := s.limits()
 	if !s.admit(w, s.sessionSlots, o, lim.SessionsPerToken, lim.SessionsPerIP) {
 		return
@@ -202,7 +201,8 @@ func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err e
 	h.Set("Location", "/session/"+sess.resource)
 	h.Set("ETag", `"`+sess.id+`"`)
 	h.Set(streamHeader, sess.streamID())
-	for _, link := range linkHeaders(s.cfg.ICEServers(sess.id)) {
+	cred := TURNCredential{Session: sess.id, Token: sess.owner.token, Expiry: sess.owner.expiry}
+	for _, link := range linkHeaders(s.cfg.ICEServers(cred)) {
 		h.Add("Link", link)
 	}
 	w.WriteHeader(http.StatusCreated)

@@ -7,6 +7,7 @@ package sfu
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -36,9 +37,12 @@ type Config struct {
 	Relays *relay.Allocator
 	// TokenSecret returns the current key of access tokens (a reload may change it).
 	TokenSecret func() string
-	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for the
-	// named session, that WHIP/WHEP answers advertise in Link headers.
-	ICEServers func(session string) []auth.ICEServer
+	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for a
+	// session, that WHIP/WHEP answers advertise in Link headers.
+	ICEServers func(TURNCredential) []auth.ICEServer
+	// SessionEnded, if set, is told the public id of every session that has ended, so that
+	// the TURN credentials minted for it end too.
+	SessionEnded func(id string)
 	// PermitPeer says which remote candidate addresses the SFU may send to (the relay's
 	// peer policy); nil permits every one.
 	PermitPeer func(netip.AddrPort) bool
@@ -197,6 +201,15 @@ func (s *SFU) count() counts {
 		}
 	}
 	return c
+}
+
+// TURNCredential is what the TURN credential of a session's Link headers is minted for:
+// the session, and the access token that opened it, whose sessions share one TURN quota
+// and whose expiry the credential does not outlive.
+type TURNCredential struct {
+	Session string            // the session's public id
+	Token   [sha256.Size]byte // the key of the access token (see tokenKey)
+	Expiry  time.Time         // the access token's
 }
 
 // session is one WHIP or WHEP resource: a publisher (stream set) or a subscriber.
@@ -551,6 +564,9 @@ func (s *SFU) end(sess *session) {
 		}
 		_ = sess.pc.Close()
 		s.sessionSlots.release(sess.owner)
+		if s.cfg.SessionEnded != nil {
+			s.cfg.SessionEnded(sess.id)
+		}
 		s.log.Info("sfu: session ended", "room", sess.room, "session", sess.id, "publisher", sess.stream != nil)
 	})
 }

@@ -34,9 +34,10 @@ type setup struct {
 	connsPerAlloc, tcpConnsTotal          int
 	maxLifetime, allocateTimeout          string
 	// sfuAddr is the SFU's HTTP address; "" turns the SFU off.
-	sfuAddr     string
-	sfuSelfTest bool
-	tokenSecret string
+	sfuAddr         string
+	sfuSelfTest     bool
+	tokenSecret     string
+	sfuTURNPerToken int // sfu.turn_allocations_per_token; 0 keeps the default
 }
 
 type listenSpec struct{ proto, addr, cert, key string }
@@ -100,6 +101,9 @@ func (s *setup) toml() string {
 	fmt.Fprintf(&b, "[metrics]\nlisten = %q\n[admin]\nlisten = %q\ntoken = %q\n", s.metricsAddr, s.adminAddr, s.adminToken)
 	fmt.Fprintf(&b, "[sfu]\nenabled = %t\nhttp = %q\nself_test = %t\ntoken_secret = %q\n",
 		s.sfuAddr != "", s.sfuAddr, s.sfuSelfTest, s.tokenSecret)
+	if s.sfuTURNPerToken != 0 {
+		fmt.Fprintf(&b, "turn_allocations_per_token = %d\n", s.sfuTURNPerToken)
+	}
 	return b.String()
 }
 

@@ -52,6 +52,7 @@ type guard struct {
 	limits   atomic.Pointer[Limits]
 	// peerLimit returns the one peer address a user may use, if it is limited to one.
 	peerLimit func(user string) (netip.AddrPort, bool)
+	revoked   func(user string) bool // nil: no credential is ever revoked
 	log       *slog.Logger
 	logLimit  *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
 
@@ -205,6 +206,9 @@ func (g *guard) authenticate(m *stun.Message, client net.Addr) (user string, key
 	user, key, err = g.auth.Load().Verify(username.String(), realm.String(), time.Now(), func(key []byte) bool {
 		return stun.MessageIntegrity(key).Check(m) == nil
 	})
+	if err == nil && g.revoked != nil && g.revoked(user) {
+		err = auth.ErrRevoked
+	}
 	if err != nil && g.logLimit.Allow() {
 		g.log.Info("authentication failed", "client", client, "username", username.String(),
 			"method", m.Type.Method.String(), "reason", err.Error())

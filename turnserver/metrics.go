@@ -62,6 +62,7 @@ var authReasons = []struct {
 	{auth.ErrBadIntegrity, "bad_integrity"},
 	{auth.ErrExpired, "expired"},
 	{auth.ErrWrongRealm, "wrong_realm"},
+	{auth.ErrRevoked, "revoked"},
 }
 
 // allocKey labels allocations by client transport and relay address family.

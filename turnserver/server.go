@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +45,9 @@ type Config struct {
 	// PeerLimit, if set, returns the only peer address a user may relay to: the SFU's
 	// clients get credentials for the SFU, not for the internet.
 	PeerLimit func(user string) (netip.AddrPort, bool)
+	// Revoked, if set, reports whether the credentials of user have been revoked: those
+	// minted for an SFU session that has ended. A request with them gets 401.
+	Revoked func(user string) bool
 }
 
 // Limits bound what clients can make the server do. Zero means no limit.
@@ -112,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 		unauth:    newIPLimiter(cfg.Limits.UnauthenticatedRate),
 		bindings:  newIPLimiter(cfg.Limits.BindingRate),
 		peerLimit: cfg.PeerLimit,
+		revoked:   cfg.Revoked,
 		log:       cfg.Log,
 		logLimit:  rate.NewLimiter(rate.Every(time.Second), 20),
 	}
@@ -216,13 +221,21 @@ func (s *Server) Sessions() []Session { return s.sessions.list(time.Now()) }
 // Kill ends the session with id: its relay closes, pion deletes the allocation, and the
 // client's next request about it is answered 437. false if there is no such session.
 func (s *Server) Kill(id string) bool {
-	relayAddr, ok := s.sessions.kill(id)
-	if !ok {
-		return false
+	return s.end(s.sessions.kill(func(sess *session) bool { return strconv.FormatUint(sess.id, 10) == id })) > 0
+}
+
+// KillUser ends every session of user, as Kill does, and returns how many it ended.
+func (s *Server) KillUser(user string) int {
+	return s.end(s.sessions.kill(func(sess *session) bool { return sess.user == user }))
+}
+
+// end closes the relays of sessions the admin (or the SFU) ended.
+func (s *Server) end(relays []net.Addr) int {
+	for _, relayAddr := range relays {
+		ap, _ := addrPort(relayAddr)
+		s.allocator.End(ap.Port())
 	}
-	ap, _ := addrPort(relayAddr)
-	s.allocator.End(ap.Port())
-	return true
+	return len(relays)
 }
 
 // Close stops every listener and ends every allocation.

@@ -121,17 +121,18 @@ func (s *sessions) update(client, server net.Addr, f func(*session)) {
 	}
 }
 
-// kill marks the session id ended and returns its relay address.
-func (s *sessions) kill(id string) (net.Addr, bool) {
+// kill marks the live sessions that match ended and returns their relay addresses.
+func (s *sessions) kill(match func(*session) bool) []net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var relays []net.Addr
 	for _, sess := range s.byFive {
-		if strconv.FormatUint(sess.id, 10) == id && !sess.killed {
+		if !sess.killed && match(sess) {
 			sess.killed = true
-			return sess.relay, true
+			relays = append(relays, sess.relay)
 		}
 	}
-	return nil, false
+	return relays
 }
 
 func (s *sessions) count() int {
