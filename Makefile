@@ -45,7 +45,9 @@ bench: build
 # any other failure fails.
 FUZZTIME ?= 60s
 FUZZ_TARGETS := ./conf:FuzzParse ./auth:FuzzParseUsers ./auth:FuzzRESTUsername ./auth:FuzzParseToken \
-                ./turnserver:FuzzListeners ./turnserver:FuzzXORPeerAddress ./sfu:FuzzWHIP ./sfu:FuzzCandidateFilter
+                ./turnserver:FuzzListeners ./sfu:FuzzWHIP ./sfu:FuzzCandidateFilter \
+                ./internal/turnwire:FuzzXORAddress ./internal/turnwire:FuzzParseSend \
+                ./internal/turnwire:FuzzChannelData ./internal/turnwire:FuzzStreamFrameSize
 
 fuzz:
 	@log=$$(mktemp); trap 'rm -f $$log' EXIT; for t in $(FUZZ_TARGETS); do \

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/turnwire"
 	"github.com/ferry-rtc/ferry/relay"
 )
 
@@ -103,7 +104,7 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 	switch {
 	case m.Type == stun.BindingRequest:
 		g.meters.bindings.Inc()
-		switch unknown := unknownRequired(m); {
+		switch unknown := turnwire.UnknownRequired(m); {
 		case !w.allow(g.bindings, client, time.Now()):
 			g.meters.bindingDropped.Inc()
 			w.refuse()
@@ -139,7 +140,7 @@ func (g *guard) inspect(b []byte, client, server net.Addr, w responder, st *conn
 		return b[:stripIntegrity(b)], true // pion answers 401 with a fresh nonce
 	}
 	st.key = key
-	if unknown := unknownRequired(m); unknown != nil {
+	if unknown := turnwire.UnknownRequired(m); unknown != nil {
 		g.reject(m, stun.CodeUnknownAttribute, key, client, w, stun.UnknownAttributes(unknown))
 		return nil, false
 	}
@@ -376,7 +377,7 @@ func (g *guard) sendPeer(m *stun.Message, only netip.AddrPort) (netip.AddrPort, 
 	switch {
 	case !ok:
 		g.meters.dropped[dropMalformed].Inc()
-	case unknownRequired(m) != nil:
+	case turnwire.UnknownRequired(m) != nil:
 		g.meters.dropped[dropUnknownAttribute].Inc()
 	case (only.IsValid() && unmapped(peer) != only) || !g.policy.PermitAddr(relay.UDP, peer):
 		g.meters.peerDenied[deniedSend].Add(1)
@@ -394,7 +395,8 @@ func peerAddr(m *stun.Message) (netip.AddrPort, bool) {
 	if err != nil {
 		return netip.AddrPort{}, false
 	}
-	return xorPeerAddress(v, m.TransactionID)
+	peer, err := turnwire.XORAddress(v, m.TransactionID)
+	return peer, err == nil
 }
 
 // peerAddrs decodes every XOR-PEER-ADDRESS of a request; false if any is malformed (a
@@ -407,40 +409,13 @@ func peerAddrs(m *stun.Message) ([]netip.AddrPort, bool) {
 		if a.Type != stun.AttrXORPeerAddress {
 			continue
 		}
-		peer, ok := xorPeerAddress(a.Value, m.TransactionID)
-		if !ok {
+		peer, err := turnwire.XORAddress(a.Value, m.TransactionID)
+		if err != nil {
 			return nil, false
 		}
 		peers = append(peers, peer)
 	}
 	return peers, true
-}
-
-// xorPeerAddress decodes the value of an XOR-PEER-ADDRESS attribute: the address is XORed
-// with the magic cookie followed by the transaction ID.
-func xorPeerAddress(v []byte, txID [stun.TransactionIDSize]byte) (netip.AddrPort, bool) {
-	if len(v) < 4 {
-		return netip.AddrPort{}, false
-	}
-	var key [16]byte
-	binary.BigEndian.PutUint32(key[:4], magicCookie)
-	copy(key[4:], txID[:])
-	port := binary.BigEndian.Uint16(v[2:4]) ^ binary.BigEndian.Uint16(key[:2])
-	switch {
-	case v[1] == 0x01 && len(v) == 8:
-		var ip [4]byte
-		for i := range ip {
-			ip[i] = v[4+i] ^ key[i]
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4(ip), port), true
-	case v[1] == 0x02 && len(v) == 20:
-		var ip [16]byte
-		for i := range ip {
-			ip[i] = v[4+i] ^ key[i]
-		}
-		return netip.AddrPortFrom(netip.AddrFrom16(ip), port), true
-	}
-	return netip.AddrPort{}, false
 }
 
 // answerBinding sends the RFC 8489 Binding success response: XOR-MAPPED-ADDRESS, optional

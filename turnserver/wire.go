@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 
 	"github.com/pion/stun/v4"
 
@@ -166,39 +165,7 @@ func badFingerprint(m *stun.Message) bool {
 	return m.Contains(stun.AttrFingerprint) && stun.Fingerprint.Check(m) != nil
 }
 
-// understood reports whether Ferry knows the comprehension-required attribute typ (below
-// 0x8000): those of STUN (RFC 8489), TURN (RFC 8656, 6062, 6156) and the ICE attributes a
-// client may put into a Binding request. RFC 5780's CHANGE-REQUEST, PADDING and
-// RESPONSE-PORT are not: Ferry does not do NAT behaviour discovery, and says so with 420.
-func understood(typ stun.AttrType) bool {
-	switch typ {
-	case stun.AttrMappedAddress, stun.AttrUsername, stun.AttrMessageIntegrity, stun.AttrErrorCode,
-		stun.AttrUnknownAttributes, stun.AttrChannelNumber, stun.AttrLifetime, stun.AttrXORPeerAddress,
-		stun.AttrData, stun.AttrRealm, stun.AttrNonce, stun.AttrXORRelayedAddress,
-		stun.AttrRequestedAddressFamily, stun.AttrEvenPort, stun.AttrRequestedTransport,
-		stun.AttrDontFragment, stun.AttrMessageIntegritySHA256, stun.AttrPasswordAlgorithm,
-		stun.AttrUserhash, stun.AttrXORMappedAddress, stun.AttrReservationToken, stun.AttrPriority,
-		stun.AttrUseCandidate, stun.AttrConnectionID:
-		return true
-	}
-	return false
-}
-
-// unknownRequired lists the comprehension-required attributes of m that Ferry does not
-// understand: a request with any is answered 420 with UNKNOWN-ATTRIBUTES, an indication
-// with any is discarded (RFC 8489 section 6.3). nil, without allocating, for the usual
-// message that has none.
-func unknownRequired(m *stun.Message) []stun.AttrType {
-	var unknown []stun.AttrType
-	for _, a := range m.Attributes {
-		if a.Type.Required() && !understood(a.Type) && !slices.Contains(unknown, a.Type) {
-			unknown = append(unknown, a.Type)
-		}
-	}
-	return unknown
-}
-
-// Protocol numbers of REQUESTED-TRANSPORT (RFC 8656 section 18.7, RFC 6062 section 6.1).
+// Protocol numbers of REQUESTED-TRANSPORT (RFC 8656 section 18.8, RFC 6062 section 6.1).
 const protoTCP = 6
 
 // requestsTCP reports whether an Allocate asks for a TCP relay (RFC 6062).
