@@ -133,8 +133,9 @@ func (c *client) cookie() []byte {
 	if !ok {
 		c.t.Fatalf("not a DTLS record: %x", b)
 	}
-	body, ok := wholeMessage(r.fragment, typeHelloVerifyRequest)
-	if !ok || len(body) < 3 || len(body) < 3+int(body[2]) {
+	f, ok := parseFragment(r.fragment)
+	body := f.body
+	if !ok || f.typ != typeHelloVerifyRequest || len(body) != f.length || len(body) < 3 || len(body) < 3+int(body[2]) {
 		c.t.Fatalf("not a HelloVerifyRequest: %x", b)
 	}
 	return body[3 : 3+int(body[2])]
@@ -143,6 +144,10 @@ func (c *client) cookie() []byte {
 // clientHello builds a ClientHello pion accepts: message and record sequence number seq,
 // with cookie, offering ECDHE-ECDSA with AES-128-GCM on P-256.
 func clientHello(seq uint16, cookie []byte) []byte {
+	return handshakeRecord(typeClientHello, seq, helloBody(cookie))
+}
+
+func helloBody(cookie []byte) []byte {
 	body := append([]byte{0xfe, 0xfd}, make([]byte, 32)...) // client_version, random
 	body = append(body, 0, byte(len(cookie)))               // no session ID, the cookie
 	body = append(body, cookie...)
@@ -153,16 +158,24 @@ func clientHello(seq uint16, cookie []byte) []byte {
 		0x00, 0x0d, 0, 4, 0, 2, 0x04, 0x03, // signature_algorithms: ecdsa_secp256r1_sha256
 	}
 	body = binary.BigEndian.AppendUint16(body, uint16(len(ext)))
-	return handshakeRecord(typeClientHello, seq, append(body, ext...))
+	return append(body, ext...)
 }
 
 // handshakeRecord wraps a whole handshake message in an epoch-0 record.
 func handshakeRecord(typ byte, seq uint16, body []byte) []byte {
-	n := len(body)
-	msg := []byte{typ, byte(n >> 16), byte(n >> 8), byte(n), byte(seq >> 8), byte(seq), 0, 0, 0, byte(n >> 16), byte(n >> 8), byte(n)}
-	rec := []byte{contentHandshake, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, byte(seq >> 8), byte(seq)}
-	rec = binary.BigEndian.AppendUint16(rec, uint16(len(msg)+n))
-	return append(append(rec, msg...), body...)
+	return fragmentRecord(typ, seq, seq, len(body), 0, body)
+}
+
+// fragmentRecord wraps the part of a handshake message of length that starts at offset
+// in an epoch-0 record with sequence number recSeq.
+func fragmentRecord(typ byte, seq, recSeq uint16, length, offset int, part []byte) []byte {
+	u24 := func(n int) []byte { return []byte{byte(n >> 16), byte(n >> 8), byte(n)} }
+	msg := append([]byte{typ}, u24(length)...)
+	msg = append(append(msg, byte(seq>>8), byte(seq)), u24(offset)...)
+	msg = append(append(msg, u24(len(part))...), part...)
+	rec := []byte{contentHandshake, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, byte(recSeq >> 8), byte(recSeq)}
+	rec = binary.BigEndian.AppendUint16(rec, uint16(len(msg)))
+	return append(rec, msg...)
 }
 
 // TestPionClient: pion's client completes a handshake through the gate, after a
@@ -246,11 +259,8 @@ func TestCookielessHello(t *testing.T) {
 func TestUnknownSources(t *testing.T) {
 	l, c := newGate(t, defaults)
 	hello := clientHello(0, nil)
+	body := helloBody(nil)
 	withSeq := clientHello(1, nil)
-	fragment := append([]byte(nil), hello...)
-	fragment[recordHeaderLen+11]-- // fragment_length one short of the length
-	dtls10 := append([]byte(nil), hello...)
-	dtls10[recordHeaderLen+handshakeHeaderLen+1] = 0xff // client_version DTLS 1.0
 	epoch1 := append([]byte(nil), hello...)
 	epoch1[4] = 1
 	bad := map[string][]byte{
@@ -258,8 +268,9 @@ func TestUnknownSources(t *testing.T) {
 		"a truncated ClientHello":    hello[:len(hello)-5],
 		"a forged cookie":            clientHello(1, []byte("0123456789abcdef0123")),
 		"a ClientHello of seq 1":     withSeq,
-		"a ClientHello fragment":     fragment,
-		"a DTLS 1.0 ClientHello":     dtls10,
+		"a later fragment":           fragmentRecord(typeClientHello, 0, 0, len(body), 10, body[10:]),
+		"a first fragment too short": fragmentRecord(typeClientHello, 0, 0, len(body), 0, body[:helloFixedLen]),
+		"a fragment past its length": fragmentRecord(typeClientHello, 0, 0, 10, 0, body[:20]),
 		"a record of epoch 1":        epoch1,
 		"an empty datagram":          {},
 		"a ServerHello":              handshakeRecord(typeServerHello, 0, make([]byte, 40)),
@@ -274,6 +285,36 @@ func TestUnknownSources(t *testing.T) {
 		t.Fatalf("%d handshakes started, want none", c.started.Load())
 	}
 	l.wantTable(t, 0, 0, 0)
+}
+
+// TestFragmentedHello: a ClientHello in two fragments, each in a datagram of its own,
+// makes a peer with its first and gets its HelloVerifyRequest once whole.
+func TestFragmentedHello(t *testing.T) {
+	l, c := newGate(t, defaults)
+	cl := newClient(t, l, "127.0.0.1")
+	body := helloBody(nil)
+	cl.send(fragmentRecord(typeClientHello, 0, 0, len(body), 0, body[:60]))
+	cl.send(fragmentRecord(typeClientHello, 0, 1, len(body), 60, body[60:]))
+	if len(cl.cookie()) == 0 || c.started.Load() != 1 {
+		t.Fatalf("%d handshakes started, want 1 with a cookie", c.started.Load())
+	}
+}
+
+// TestOtherVersion: pion refuses a DTLS 1.0 ClientHello with an alert, and the peer made
+// for it is gone at once.
+func TestOtherVersion(t *testing.T) {
+	l, c := newGate(t, defaults)
+	cl := newClient(t, l, "127.0.0.1")
+	body := helloBody(nil)
+	body[1] = 0xff // client_version DTLS 1.0
+	cl.send(handshakeRecord(typeClientHello, 0, body))
+	if r, _, ok := nextRecord(cl.receive()); !ok || r.contentType != 21 {
+		t.Fatal("no alert for a DTLS 1.0 ClientHello")
+	}
+	l.wantTable(t, 0, 0, 0)
+	if got := c.ended[HandshakeFailed].Load(); got != 1 {
+		t.Fatalf("%d handshakes failed, want 1", got)
+	}
 }
 
 // TestForgedCookie: a peer that returns a cookie other than the one pion sent fails its

@@ -45,40 +45,48 @@ func nextRecord(b []byte) (r record, rest []byte, ok bool) {
 func isDTLSVersion(hi, lo byte) bool { return hi == 0xfe && (lo == 0xff || lo == 0xfd) }
 
 // opensHandshake reports whether b, a datagram from a source the gate has no peer for,
-// may begin a handshake: its first record is an epoch-0 handshake record holding a whole
-// DTLS 1.2 ClientHello with message_seq 0 and no cookie. Nothing else from an unknown
-// source can lead anywhere: a ClientHello with a cookie answers a HelloVerifyRequest of a
-// peer the gate has dropped, and pion/dtls cannot take up a handshake in its middle.
+// may begin a handshake: its first record is an epoch-0 handshake record holding the
+// start of a ClientHello with message_seq 0 and no cookie. Whatever the ClientHello
+// offers, DTLS 1.0 included, pion answers: with an alert if it cannot take it. Nothing
+// else from an unknown source can lead anywhere: a ClientHello with a cookie answers a
+// HelloVerifyRequest of a peer the gate has dropped, and pion/dtls cannot take up a
+// handshake in its middle.
 func opensHandshake(b []byte) bool {
 	r, _, ok := nextRecord(b)
 	if !ok || r.contentType != contentHandshake || r.epoch != 0 || !isDTLSVersion(b[1], b[2]) {
 		return false
 	}
-	body, ok := wholeMessage(r.fragment, typeClientHello)
-	if !ok || binary.BigEndian.Uint16(r.fragment[4:6]) != 0 {
+	f, ok := parseFragment(r.fragment)
+	if !ok || f.typ != typeClientHello || f.seq != 0 || f.offset != 0 || len(f.body) < helloFixedLen {
 		return false
 	}
-	if len(body) < helloFixedLen || body[0] != 0xfe || body[1] != 0xfd {
+	sid := int(f.body[helloFixedLen-1])
+	if sid > maxSessionID || len(f.body) <= helloFixedLen+sid {
 		return false
 	}
-	sid := int(body[helloFixedLen-1])
-	if sid > maxSessionID || len(body) <= helloFixedLen+sid {
-		return false
-	}
-	return body[helloFixedLen+sid] == 0 // cookie length
+	return f.body[helloFixedLen+sid] == 0 // cookie length
 }
 
-// wholeMessage returns the body of the handshake message of type typ that starts
-// fragment, if the fragment holds all of it.
-func wholeMessage(fragment []byte, typ byte) ([]byte, bool) {
-	if len(fragment) < handshakeHeaderLen || fragment[0] != typ {
-		return nil, false
+// fragment is one fragment of a handshake message (RFC 6347 section 4.2.2).
+type fragment struct {
+	typ            byte
+	seq            uint16
+	length, offset int // of the whole message, and of this fragment in it
+	body           []byte
+}
+
+// parseFragment reads the handshake fragment a record starts with.
+func parseFragment(b []byte) (fragment, bool) {
+	if len(b) < handshakeHeaderLen {
+		return fragment{}, false
 	}
-	length, offset, fragLen := uint24(fragment[1:4]), uint24(fragment[6:9]), uint24(fragment[9:12])
-	if offset != 0 || fragLen != length || len(fragment)-handshakeHeaderLen < length {
-		return nil, false
+	f := fragment{typ: b[0], length: uint24(b[1:4]), seq: binary.BigEndian.Uint16(b[4:6]), offset: uint24(b[6:9])}
+	n := uint24(b[9:12])
+	if f.offset+n > f.length || len(b)-handshakeHeaderLen < n {
+		return fragment{}, false
 	}
-	return fragment[handshakeHeaderLen : handshakeHeaderLen+length], true
+	f.body = b[handshakeHeaderLen : handshakeHeaderLen+n]
+	return f, true
 }
 
 func uint24(b []byte) int { return int(b[0])<<16 | int(b[1])<<8 | int(b[2]) }
