@@ -93,7 +93,7 @@ type Limits struct {
 	TCPConnectionsTotal      int `toml:"tcp_connections_total"`      // >= 0, 0 = a quarter of the open-file limit: RFC 6062 peer connections in all
 
 	DTLSHandshakes      int `toml:"dtls_handshakes"`        // >= 0, 0 = unlimited: DTLS handshakes in progress at once
-	DTLSHandshakesPerIP int `toml:"dtls_handshakes_per_ip"` // >= 0, 0 = unlimited: of them from one source IP
+	DTLSHandshakesPerIP int `toml:"dtls_handshakes_per_ip"` // >= 0, 0 = unlimited: of them from one source IP (IPv6: /64)
 }
 
 // SFU is the [sfu] table: the SFU co-hosted with the TURN server.

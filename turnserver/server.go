@@ -65,7 +65,7 @@ type Limits struct {
 	// this long.
 	AllocateTimeout time.Duration
 	// DTLSHandshakes caps the DTLS handshakes in progress, DTLSHandshakesPerIP those from
-	// one source IP: a ClientHello past either is dropped (internal/dtlsgate).
+	// one source IP (IPv6: /64): a ClientHello past either is dropped (internal/dtlsgate).
 	DTLSHandshakes, DTLSHandshakesPerIP int
 }
 

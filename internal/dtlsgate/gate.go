@@ -45,7 +45,7 @@ const cookieTimeout = 3 * time.Second
 // connection is accepted or dropped. Zero means no limit.
 type Limits struct {
 	Handshakes      int // in all
-	HandshakesPerIP int // from one source IP
+	HandshakesPerIP int // from one source IP; an IPv6 source counts by its /64
 }
 
 // Refusal says which cap refused a new peer.
@@ -116,7 +116,7 @@ type Listener struct {
 	mu          sync.Mutex
 	peers       map[netip.AddrPort]*peer
 	handshaking int
-	perIP       map[netip.Addr]int // handshakes in progress by source IP; no zero entries
+	perIP       map[netip.Addr]int // handshakes in progress by ipKey; no zero entries
 }
 
 // New serves DTLS on sock, which the Listener owns from now on.
@@ -208,9 +208,9 @@ func (l *Listener) admit(b []byte, addr netip.AddrPort) {
 		l.cfg.Events.Dropped(DroppedUnknown)
 		return
 	}
-	lim := l.cfg.Limits()
+	lim, ip := l.cfg.Limits(), ipKey(addr.Addr())
 	l.mu.Lock()
-	if refusal, ok := l.full(addr.Addr(), lim); ok {
+	if refusal, ok := l.full(ip, lim); ok {
 		l.mu.Unlock()
 		l.cfg.Events.Refused(refusal)
 		return
@@ -218,12 +218,22 @@ func (l *Listener) admit(b []byte, addr netip.AddrPort) {
 	p := newPeer(l, addr)
 	l.peers[addr] = p
 	l.handshaking++
-	l.perIP[addr.Addr()]++
+	l.perIP[ip]++
 	l.mu.Unlock()
 	l.cfg.Events.HandshakeStarted()
 	p.deliver(b)
 	l.wg.Add(1) // the loop holds a count, so Close's Wait cannot have returned
 	go l.handshake(p)
+}
+
+// ipKey is what the per-IP cap counts by: the address, or for IPv6 its /64, which a
+// host commonly has to itself.
+func ipKey(a netip.Addr) netip.Addr {
+	if a.Is6() {
+		p, _ := a.Prefix(64)
+		return p.Addr()
+	}
+	return a
 }
 
 // full reports which cap, if any, leaves no room for a handshake from ip. l.mu is held.
@@ -299,7 +309,7 @@ func resultOf(cause error) Result {
 func (l *Listener) finish(p *peer, result Result) {
 	l.mu.Lock()
 	l.handshaking--
-	ip := p.addr.Addr()
+	ip := ipKey(p.addr.Addr())
 	if l.perIP[ip]--; l.perIP[ip] == 0 {
 		delete(l.perIP, ip)
 	}

@@ -41,7 +41,12 @@ var defaults = gateConfig{timeout: 10 * time.Second, cookieTimeout: 10 * time.Se
 // ends.
 func newGate(t *testing.T, gc gateConfig) (*Listener, *counts) {
 	t.Helper()
-	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newGateOn(t, "127.0.0.1", gc)
+}
+
+func newGateOn(t *testing.T, ip string, gc gateConfig) (*Listener, *counts) {
+	t.Helper()
+	sock, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,9 +184,16 @@ func fragmentRecord(typ byte, seq, recSeq uint16, length, offset int, part []byt
 }
 
 // TestPionClient: pion's client completes a handshake through the gate, after a
-// HelloVerifyRequest; the connection carries data both ways, and closing it frees its peer.
+// HelloVerifyRequest, over IPv4 and IPv6; the connection carries data both ways, and
+// closing it frees its peer.
 func TestPionClient(t *testing.T) {
-	l, c := newGate(t, defaults)
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		t.Run(ip, func(t *testing.T) { testPionClient(t, ip) })
+	}
+}
+
+func testPionClient(t *testing.T, ip string) {
+	l, c := newGateOn(t, ip, defaults)
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		conn, err := l.Accept()
@@ -220,7 +232,7 @@ func TestPionClient(t *testing.T) {
 // dialPion handshakes with the gate as pion's client, which the test closes at its end.
 func dialPion(t *testing.T, l *Listener) *dtls.Conn {
 	t.Helper()
-	conn, err := dtls.DialWithOptions("udp4", l.Addr().(*net.UDPAddr), dtls.WithInsecureSkipVerify(true))
+	conn, err := dtls.DialWithOptions("udp", l.Addr().(*net.UDPAddr), dtls.WithInsecureSkipVerify(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,6 +402,19 @@ func TestTotalCap(t *testing.T) {
 		t.Fatalf("%d handshakes, want the cap %d", c.started.Load(), total)
 	}
 	l.wantTable(t, total, total, total)
+}
+
+func TestIPKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"198.51.100.7":             "198.51.100.7",
+		"2001:db8:1:2:aa:bb:cc:dd": "2001:db8:1:2::",
+		"2001:db8:1:2::1":          "2001:db8:1:2::",
+		"::1":                      "::",
+	} {
+		if got := ipKey(netip.MustParseAddr(in)); got != netip.MustParseAddr(want) {
+			t.Errorf("ipKey(%s) = %s, want %s", in, got, want)
+		}
+	}
 }
 
 // TestQueueFull: a peer whose reader is behind drops what does not fit its queue, and
