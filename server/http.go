@@ -123,7 +123,7 @@ func (s *Server) serveHTTP(cfg *conf.Config, name, key, addr string, handler htt
 	if addr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen(tcpNetwork(addr), addr)
 	if err != nil {
 		return cfg.Errorf(key, "%v", err)
 	}
@@ -140,6 +140,16 @@ func (s *Server) serveHTTP(cfg *conf.Config, name, key, addr string, handler htt
 		}
 	}()
 	return nil
+}
+
+// tcpNetwork is the network an HTTP endpoint at addr, a validated "IP:port", listens on:
+// that of the address's family alone, as a TURN listener does. Go's "tcp" would make
+// "0.0.0.0" dual-stack, and an IPv4-only firewall rule would not cover the IPv6 side.
+func tcpNetwork(addr string) string {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && ap.Addr().Is6() {
+		return "tcp6"
+	}
+	return "tcp4"
 }
 
 // httpAddr is the bound address of the named endpoint, or "off".
