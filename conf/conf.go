@@ -57,6 +57,9 @@ type Listener struct {
 	Key   string `toml:"key"`   // tls/dtls only, required there: PEM private key file
 }
 
+// Network is the socket type l runs on: "udp" for udp and dtls, "tcp" for tcp and tls.
+func (l Listener) Network() string { return network(l.Proto) }
+
 // Relay is the [relay] table.
 type Relay struct {
 	BindIP     string   `toml:"bind_ip"`     // IPv4 literal (0.0.0.0 allowed); relay sockets for IPv4 allocations bind here

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 
 	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/internal/portprobe"
 	"github.com/ferry-rtc/ferry/relay"
 	"github.com/ferry-rtc/ferry/turnserver"
 )
@@ -61,6 +62,18 @@ func turnListeners(cfg *conf.Config, certs []*tls.Certificate) []turnserver.List
 		out[i] = turnserver.Listener{Proto: l.Proto, Addr: addr, Cert: certs[i]}
 	}
 	return out
+}
+
+// checkListenPorts refuses to start on a listener address that another process holds
+// (see portprobe): whatever opens the listeners, a second Ferry must not join them.
+func checkListenPorts(cfg *conf.Config) error {
+	for i, l := range cfg.Listen {
+		addr, _ := netip.ParseAddrPort(l.Addr) // validated
+		if err := portprobe.Free(l.Network(), addr); err != nil {
+			return cfg.Errorf(fmt.Sprintf("listen[%d].addr", i), "%v", err)
+		}
+	}
+	return nil
 }
 
 // loadCerts reads the certificate of each tls and dtls listener; nil for the others.

@@ -77,6 +77,9 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.certSums = fingerprints(certs)
+	if err := checkListenPorts(cfg); err != nil {
+		return nil, err
+	}
 	s.quota = relay.NewQuota(cfg.Limits.AllocationsPerUser, cfg.Limits.AllocationsTotal)
 	s.quota.SetGroups(s.sfuQuotaGroup)
 	// The SFU exists before TURN serves: TURN asks it for its address (peerLimit).
