@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"net"
 	"net/netip"
+	"strconv"
 	"time"
 )
 
@@ -9,13 +11,25 @@ import (
 type Endpoint struct {
 	Proto string         // "udp", "tcp", "tls" or "dtls"
 	Addr  netip.AddrPort // advertised address (not a wildcard)
+	// Name, if set, is the host name clients reach Addr's IP by: a turns: client checks the
+	// server's certificate against the host of its URI, and certificates name hosts.
+	Name string
+}
+
+// hostPort is the host and port of e's URIs: the name if it has one, else the address.
+func (e Endpoint) hostPort() string {
+	if e.Name != "" {
+		return net.JoinHostPort(e.Name, strconv.Itoa(int(e.Addr.Port())))
+	}
+	return e.Addr.String()
 }
 
 // URIs returns the RFC 7064/7065 URIs of endpoints: one stun: URI per UDP listener, and a
-// turn: or turns: URI with its transport for every listener.
+// turn: or turns: URI with its transport for every listener. Listeners that differ only by
+// address (IPv4 and IPv6) share one URI when they share a name.
 func URIs(endpoints []Endpoint) (stunURIs, turnURIs []string) {
 	for _, e := range endpoints {
-		hostPort := e.Addr.String()
+		hostPort := e.hostPort()
 		switch e.Proto {
 		case "udp":
 			stunURIs = append(stunURIs, "stun:"+hostPort)
@@ -28,7 +42,20 @@ func URIs(endpoints []Endpoint) (stunURIs, turnURIs []string) {
 			turnURIs = append(turnURIs, "turns:"+hostPort+"?transport=udp")
 		}
 	}
-	return stunURIs, turnURIs
+	return uniq(stunURIs), uniq(turnURIs)
+}
+
+// uniq drops the repeats of a list, keeping the first of each in place.
+func uniq(list []string) []string {
+	seen := make(map[string]bool, len(list))
+	out := list[:0]
+	for _, s := range list {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // RESTResponse is the TURN REST API response (draft-uberti-behave-turn-rest-00 section 2.2).

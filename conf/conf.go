@@ -45,6 +45,7 @@ type Config struct {
 type Server struct {
 	Realm           string   `toml:"realm"`            // required, non-empty
 	Software        string   `toml:"software"`         // SOFTWARE attribute in Binding responses; "" omits it
+	Name            string   `toml:"name"`             // "" or a DNS host name: the host of the URIs Ferry hands out
 	AlternateServer string   `toml:"alternate_server"` // "" or "IP:port", not unspecified: ALTERNATE-SERVER of 300 answers while draining
 	DrainTimeout    Duration `toml:"drain_timeout"`    // >= 0: how long a drain waits for allocations to end
 }

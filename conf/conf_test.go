@@ -178,6 +178,11 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			"server name",
+			"[server]\nname = \"turn-1.Example.com.\"\n",
+			func(c *Config) { c.Server.Name = "turn-1.Example.com." },
+		},
+		{
 			"drain_timeout 0 exits at once",
 			"[server]\nalternate_server = \"203.0.113.7:3478\"\ndrain_timeout = \"0s\"\n",
 			func(c *Config) { c.Server.AlternateServer = "203.0.113.7:3478"; c.Server.DrainTimeout = Duration{} },
@@ -489,7 +494,14 @@ func TestParseErrors(t *testing.T) {
 		{"limits are checked before sfu", "[sfu]\ntoken_ttl = \"0s\"\n[limits]\nallocations_total = -1\n", "bad.toml:4: limits.allocations_total:"},
 		{"sfu is checked before metrics", "[metrics]\nlisten = \"x\"\n[sfu]\ntoken_ttl = \"0s\"\n", "bad.toml:4: sfu.token_ttl:"},
 
-		// server.alternate_server and server.drain_timeout
+		// server.name, server.alternate_server and server.drain_timeout
+		{"IP address as name", "[server]\nname = \"203.0.113.7\"\n", `bad.toml:2: server.name: "203.0.113.7" is an IP address: want a host name`},
+		{"name with a port", "[server]\nname = \"turn.example.com:3478\"\n", `bad.toml:2: server.name: "turn.example.com:3478" is not a host name: label "com:3478"`},
+		{"name with an empty label", "[server]\nname = \"turn..example.com\"\n", `bad.toml:2: server.name: "turn..example.com" is not a host name: label ""`},
+		{"name label starting with a hyphen", "[server]\nname = \"-turn.example.com\"\n", `label "-turn" must be 1 to 63 letters`},
+		{"name label too long", "[server]\nname = \"" + strings.Repeat("a", 64) + ".example\"\n", `bad.toml:2: server.name: "aaaa`},
+		{"name too long", "[server]\nname = \"" + strings.Repeat("abcdefgh.", 29) + "com\"\n", "bad.toml:2: server.name: is 264 characters long, at most 253 allowed"},
+		{"URI as name", "[server]\nname = \"turns:turn.example.com\"\n", `bad.toml:2: server.name: "turns:turn.example.com" is not a host name`},
 		{
 			"host name alternate_server",
 			"[server]\nalternate_server = \"turn.example.org:3478\"\n",

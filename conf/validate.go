@@ -54,6 +54,9 @@ func (c *Config) validateServer() error {
 	if n := utf8.RuneCountInString(s.Software); n > maxChars {
 		return c.Errorf("server.software", "is %d characters long, at most %d allowed", n, maxChars)
 	}
+	if err := c.checkHostName("server.name", s.Name); err != nil {
+		return err
+	}
 	if s.AlternateServer != "" {
 		ap, err := c.checkAddrPort("server.alternate_server", s.AlternateServer, `"203.0.113.7:3478" or "[2001:db8::7]:3478"`, false)
 		if err != nil {
@@ -67,6 +70,41 @@ func (c *Config) validateServer() error {
 		return c.Errorf("server.drain_timeout", "must be 0 (exit at once) or more, not %s", d)
 	}
 	return nil
+}
+
+// checkHostName checks that s, written at key, is "" or a DNS host name (RFC 1123): dot
+// separated labels of letters, digits and hyphens, 1 to 63 characters each and not starting
+// or ending with a hyphen, at most 253 characters in all. An IP address is refused: the
+// URIs carry the advertised address without a name.
+func (c *Config) checkHostName(key, s string) error {
+	if s == "" {
+		return nil
+	}
+	if _, err := netip.ParseAddr(s); err == nil {
+		return c.Errorf(key, "%q is an IP address: want a host name such as \"turn.example.com\" (without one, URIs carry the advertised address)", s)
+	}
+	if len(s) > 253 {
+		return c.Errorf(key, "is %d characters long, at most 253 allowed", len(s))
+	}
+	for _, label := range strings.Split(strings.TrimSuffix(s, "."), ".") {
+		if !hostLabel(label) {
+			return c.Errorf(key, "%q is not a host name: label %q must be 1 to 63 letters, digits or hyphens, not starting or ending with a hyphen", s, label)
+		}
+	}
+	return nil
+}
+
+// hostLabel reports whether label is one label of a host name.
+func hostLabel(label string) bool {
+	if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+		return false
+	}
+	for _, r := range label {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // checkAddrPort checks that s, written at key, is "IP:port" with a literal

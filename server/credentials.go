@@ -106,7 +106,7 @@ func printZeroConfig(w io.Writer, cfg *conf.Config, r *relays, secret string) er
 }
 
 // endpoints are the listeners as clients reach them: a wildcard listener is advertised at
-// the relay's public address of its family.
+// the relay's public address of its family, and every one by server.name when it is set.
 func endpoints(cfg *conf.Config, v4, v6 relay.Addrs) []auth.Endpoint {
 	var out []auth.Endpoint
 	for _, l := range cfg.Listen {
@@ -119,7 +119,7 @@ func endpoints(cfg *conf.Config, v4, v6 relay.Addrs) []auth.Endpoint {
 			}
 		}
 		if host.IsValid() {
-			out = append(out, auth.Endpoint{Proto: l.Proto, Addr: netip.AddrPortFrom(host, addr.Port())})
+			out = append(out, auth.Endpoint{Proto: l.Proto, Addr: netip.AddrPortFrom(host, addr.Port()), Name: cfg.Server.Name})
 		}
 	}
 	return out

@@ -24,6 +24,7 @@ type setting struct {
 var settings = []setting{
 	{"server.realm", true, func(c *conf.Config) any { return c.Server.Realm }},
 	{"server.software", true, func(c *conf.Config) any { return c.Server.Software }},
+	{"server.name", false, func(c *conf.Config) any { return c.Server.Name }},
 	{"server.alternate_server", false, func(c *conf.Config) any { return c.Server.AlternateServer }},
 	{"server.drain_timeout", false, func(c *conf.Config) any { return c.Server.DrainTimeout }},
 	{"listen", true, func(c *conf.Config) any { return listenAddrs(c) }},
