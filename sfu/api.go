@@ -70,10 +70,8 @@ func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 	room := s.room(name)
 	room.feeds[feed] = struct{}{}
 	for _, st := range room.streams {
-		select {
-		case <-st.ready:
+		if st.announced() { // else announced when it is
 			room.announceTo(feed, "stream", st.info())
-		default: // announced when ready
 		}
 	}
 	s.mu.Unlock()

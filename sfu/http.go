@@ -138,7 +138,7 @@ func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 
 func (s *SFU) handleWHIP(w http.ResponseWriter, r *http.Request) {
 	s.handleOffer(w, r, canPublish, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
-		return s.publish(ctx, room, offer, o)
+		return s.publish(ctx, room, r.URL.Query().Get("name"), offer, o)
 	})
 }
 
@@ -184,7 +184,10 @@ func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err e
 	case errors.Is(err, errNoStream):
 		http.Error(w, err.Error(), http.StatusNotFound)
 		return
-	case errors.Is(err, errBadOffer), errors.Is(err, errNoMedia), errors.Is(err, errNotPublish):
+	case errors.Is(err, errNotLive):
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	case errors.Is(err, errBadOffer), errors.Is(err, errNoMedia), errors.Is(err, errNotPublish), errors.Is(err, errBadName):
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	case errors.Is(err, errDraining):

@@ -32,6 +32,7 @@ type event struct {
 // StreamInfo describes a live stream: what the rooms API and the event feed show.
 type StreamInfo struct {
 	ID          string      `json:"id"`
+	Name        string      `json:"name"` // the publisher's (WHIP ?name=), or the id's first 8 characters
 	Room        string      `json:"room"`
 	Tracks      []TrackInfo `json:"tracks"`
 	Subscribers int         `json:"subscribers"`

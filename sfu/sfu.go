@@ -5,6 +5,7 @@
 package sfu
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -14,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -228,11 +230,12 @@ type session struct {
 	sub        *subscription // subscriber
 	connected  atomic.Bool
 	deadline   *time.Timer // the connect timeout, nil without one; guarded by SFU.mu
+	created    time.Time
 	once       sync.Once
 }
 
 func newSession(roomName string, o owner, pc *webrtc.PeerConnection) *session {
-	return &session{id: newID(), resource: newID(), owner: o, room: roomName, pc: pc}
+	return &session{id: newID(), resource: newID(), owner: o, room: roomName, pc: pc, created: time.Now()}
 }
 
 // streamID is the stream a session publishes or watches.
@@ -255,7 +258,8 @@ var (
 	errDraining   = errors.New("the server is shutting down: no new sessions")
 	errBadOffer   = errors.New("bad SDP offer")
 	errNoSession  = errors.New("no such session")
-	errNoMedia    = errors.New("the offer sends no media")
+	errNoMedia    = errors.New("the offer receives none of the stream's tracks")
+	errNotLive    = errors.New("no live stream: its publisher has not connected (it has no tracks)")
 	errNotPublish = errors.New("the offer does not send")
 )
 
@@ -269,10 +273,14 @@ func (s *SFU) Sessions() int {
 	return len(s.sessions)
 }
 
-// publish answers o's WHIP offer: a new stream in room.
-func (s *SFU) publish(ctx context.Context, roomName, offer string, o owner) (*session, string, error) {
+// publish answers o's WHIP offer: a new stream in room, named name ("" = a short form of
+// its id).
+func (s *SFU) publish(ctx context.Context, roomName, name, offer string, o owner) (*session, string, error) {
 	if s.draining.Load() {
 		return nil, "", errDraining
+	}
+	if err := checkName(name); err != nil {
+		return nil, "", err
 	}
 	d, err := parseOffer(offer)
 	if err != nil {
@@ -287,7 +295,7 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string, o owner) (*se
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
 	sess := newSession(roomName, o, pc)
-	sess.stream = newStream(sess.id, roomName, pc, expected, s.meters)
+	sess.stream = newStream(sess.id, roomName, name, pc, expected, s.meters)
 	answer, err := s.answer(ctx, sess, d)
 	if err != nil {
 		_ = pc.Close()
@@ -302,13 +310,20 @@ func (s *SFU) publish(ctx context.Context, roomName, offer string, o owner) (*se
 	s.mu.Unlock()
 	s.watch(sess)
 	go s.announceWhenReady(sess.stream)
-	s.log.Info("sfu: publishing", "room", roomName, "stream", sess.id, "tracks", expected)
+	s.log.Info("sfu: publishing", "room", roomName, "stream", sess.id, "name", sess.stream.name, "tracks", expected)
 	return sess, answer, nil
 }
 
-// announceWhenReady tells the room's feeds about a stream once its tracks are known.
+// announceWhenReady tells the room's feeds about a stream once its tracks are known and it
+// has one: a stream whose publisher never connects is never shown, and one that connects
+// after readyTimeout is shown when it does.
 func (s *SFU) announceWhenReady(st *stream) {
 	<-st.ready
+	select {
+	case <-st.live:
+	case <-st.gone:
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.rooms[st.room]; ok && r.streams[st.id] == st {
@@ -316,8 +331,8 @@ func (s *SFU) announceWhenReady(st *stream) {
 	}
 }
 
-// subscribe answers o's WHEP offer for stream id of room ("" = the room's first stream);
-// layer pins a simulcast layer ("" = automatic).
+// subscribe answers o's WHEP offer for stream id of room ("" = the room's first live
+// stream, see pickStream); layer pins a simulcast layer ("" = automatic).
 func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, o owner) (*session, string, error) {
 	if s.draining.Load() {
 		return nil, "", errDraining
@@ -326,11 +341,8 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := s.findStream(roomName, id)
+	st, err := s.pickStream(ctx, roomName, id)
 	if err != nil {
-		return nil, "", err
-	}
-	if err := st.waitReady(ctx.Done()); err != nil {
 		return nil, "", err
 	}
 	pc, err := s.subAPI.NewPeerConnection(webrtc.Configuration{})
@@ -389,30 +401,55 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 	return sess, answer, nil
 }
 
-func (s *SFU) findStream(roomName, id string) (*stream, error) {
+// pickStream returns the stream a WHEP request asks for, once its tracks are known: stream
+// id of the room, or with id "" the room's first live stream (the oldest whose publisher
+// has sent a track; an older one that never connects must not shadow it). errNoStream if
+// the room has no such stream, errNotLive if it has no track (its publisher has not
+// connected).
+func (s *SFU) pickStream(ctx context.Context, roomName, id string) (*stream, error) {
+	for {
+		streams := s.roomStreams(roomName, id)
+		if len(streams) == 0 {
+			return nil, errNoStream
+		}
+		var pending *stream // the oldest whose tracks are still coming
+		for _, st := range streams {
+			if st.isLive() {
+				return st, st.waitReady(ctx.Done())
+			}
+			if pending == nil && !st.isReady() {
+				pending = st
+			}
+		}
+		if pending == nil {
+			return nil, errNotLive
+		}
+		if err := pending.waitReady(ctx.Done()); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// roomStreams returns stream id of the room, or with id "" all its streams, oldest first.
+func (s *SFU) roomStreams(roomName, id string) []*stream {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, ok := s.rooms[roomName]
 	if !ok {
-		return nil, errNoStream
+		return nil
 	}
 	if id != "" {
-		st, ok := r.streams[id]
-		if !ok {
-			return nil, errNoStream
+		if st, ok := r.streams[id]; ok {
+			return []*stream{st}
 		}
-		return st, nil
+		return nil
 	}
-	var first *stream
+	out := make([]*stream, 0, len(r.streams))
 	for _, st := range r.streams {
-		if first == nil || st.seq < first.seq {
-			first = st
-		}
+		out = append(out, st)
 	}
-	if first == nil {
-		return nil, errNoStream
-	}
-	return first, nil
+	slices.SortFunc(out, func(a, b *stream) int { return cmp.Compare(a.seq, b.seq) })
+	return out
 }
 
 // room returns the room of name, making it; s.mu is held.

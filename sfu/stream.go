@@ -2,9 +2,12 @@ package sfu
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/webrtc/v4"
@@ -14,9 +17,28 @@ import (
 // before it is announced with the tracks it has.
 const readyTimeout = 5 * time.Second
 
+// shortID is how many characters of its id name a stream whose publisher gave it no name:
+// enough to tell the streams of a room apart at a glance.
+const shortID = 8
+
+// maxName bounds a stream's name, in characters.
+const maxName = 64
+
+var errBadName = fmt.Errorf("bad stream name: want at most %d printable characters", maxName)
+
+// checkName accepts a publisher's name for its stream: what viewers are shown of it.
+func checkName(name string) error {
+	if utf8.RuneCountInString(name) > maxName || !utf8.ValidString(name) ||
+		strings.IndexFunc(name, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return errBadName
+	}
+	return nil
+}
+
 // stream is what one publisher sends: its tracks, and the subscribers watching it.
 type stream struct {
 	id, room string
+	name     string // the publisher's, or a short form of id
 	seq      uint64 // start order in the SFU; guarded by SFU.mu
 	pc       *webrtc.PeerConnection
 	meters   *meters
@@ -28,12 +50,18 @@ type stream struct {
 	subs   map[*subscription]struct{}
 	ready  chan struct{} // closed once every expected track has a layer, or at readyTimeout
 	once   sync.Once
+	live   chan struct{} // closed when the first track arrives: the publisher is connected
+	gone   chan struct{} // closed when the stream ends
 	ended  bool
 }
 
-func newStream(id, room string, pc *webrtc.PeerConnection, expected int, m *meters) *stream {
-	st := &stream{id: id, room: room, pc: pc, meters: m, expected: expected,
-		byRecv: map[*webrtc.RTPReceiver]*track{}, subs: map[*subscription]struct{}{}, ready: make(chan struct{})}
+func newStream(id, room, name string, pc *webrtc.PeerConnection, expected int, m *meters) *stream {
+	if name == "" {
+		name = id[:min(len(id), shortID)]
+	}
+	st := &stream{id: id, room: room, name: name, pc: pc, meters: m, expected: expected,
+		byRecv: map[*webrtc.RTPReceiver]*track{}, subs: map[*subscription]struct{}{}, ready: make(chan struct{}),
+		live: make(chan struct{}), gone: make(chan struct{})}
 	pc.OnTrack(st.onTrack)
 	time.AfterFunc(readyTimeout, st.markReady)
 	return st
@@ -50,6 +78,9 @@ func (st *stream) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 		t = newTrack(remote, st.sendPLI, st.meters)
 		st.byRecv[receiver] = t
 		st.tracks = append(st.tracks, t)
+		if len(st.tracks) == 1 {
+			close(st.live)
+		}
 	}
 	if len(st.tracks) >= st.expected {
 		defer st.markReady()
@@ -91,6 +122,25 @@ func (st *stream) waitReady(done <-chan struct{}) error {
 	}
 }
 
+// isLive reports whether a track of the stream has arrived.
+func (st *stream) isLive() bool { return closed(st.live) }
+
+// isReady reports whether the stream's tracks are known (see ready).
+func (st *stream) isReady() bool { return closed(st.ready) }
+
+// announced reports whether the room's feeds have been told of the stream: once its
+// tracks are known and it has one (announceWhenReady).
+func (st *stream) announced() bool { return st.isReady() && st.isLive() }
+
+func closed(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
 func (st *stream) trackList() []*track {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -100,7 +150,7 @@ func (st *stream) trackList() []*track {
 func (st *stream) info() StreamInfo {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	si := StreamInfo{ID: st.id, Room: st.room, Tracks: []TrackInfo{}, Subscribers: len(st.subs)}
+	si := StreamInfo{ID: st.id, Name: st.name, Room: st.room, Tracks: []TrackInfo{}, Subscribers: len(st.subs)}
 	for _, t := range st.tracks {
 		rids := t.rids()
 		if len(rids) == 1 && rids[0] == "" {
@@ -133,6 +183,9 @@ func (st *stream) detach(sub *subscription) {
 func (st *stream) end() []*subscription {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	if !st.ended {
+		close(st.gone)
+	}
 	st.ended = true
 	subs := make([]*subscription, 0, len(st.subs))
 	for sub := range st.subs {
