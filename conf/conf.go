@@ -105,6 +105,7 @@ type SFU struct {
 	Enabled           bool     `toml:"enabled"`             // serve the SFU's HTTP endpoints
 	HTTP              string   `toml:"http"`                // "IP:port" (IPv6 in brackets), port 0 = any free port; required when Enabled
 	TokenSecret       string   `toml:"token_secret"`        // HS256 key of access tokens; "" = random at each start, else at least 16 characters
+	TokenSecretFile   string   `toml:"token_secret_file"`   // "" or a file holding the key instead (read by server.TokenSecret); not with TokenSecret
 	TURNCredentialTTL Duration `toml:"turn_credential_ttl"` // > 0: lifetime of the TURN credentials in WHIP/WHEP Link headers
 	// >= 0, 0 = unlimited: TURN allocations of all the credentials minted for one access token
 	TURNAllocationsPerToken int      `toml:"turn_allocations_per_token"`
@@ -233,6 +234,10 @@ func Parse(name string, data []byte) (*Config, error) {
 	}
 	return c, nil
 }
+
+// IsDefault reports whether c is the embedded default rather than a file's: only then
+// does Ferry print demo credentials, which belong to a try-out, not a deployment.
+func (c *Config) IsDefault() bool { return c != nil && c.file == defaultName }
 
 // File returns the name the config was parsed from: the path given to Load,
 // the name given to Parse, or "(default)".

@@ -280,6 +280,11 @@ func TestParse(t *testing.T) {
 			func(c *Config) { c.SFU.TokenSecret = "ééééééééééééééé1" },
 		},
 		{
+			"sfu token secret from a file",
+			"[sfu]\ntoken_secret_file = \"/etc/ferry/sfu-token-secret\"\n",
+			func(c *Config) { c.SFU.TokenSecretFile = "/etc/ferry/sfu-token-secret" },
+		},
+		{
 			"log",
 			"[log]\nlevel = \"debug\"\nformat = \"json\"\n",
 			func(c *Config) { c.Log = Log{Level: "debug", Format: "json"} },
@@ -487,6 +492,7 @@ func TestParseErrors(t *testing.T) {
 			"[[listen]]\nproto = \"tcp\"\naddr = \"0.0.0.0:8080\"\n",
 			"bad.toml:3: listen[0].addr: tcp 0.0.0.0:8080 is already used by sfu.http",
 		},
+		{"token secret and file", "[sfu]\ntoken_secret = \"0123456789abcdef\"\ntoken_secret_file = \"/x\"\n", `bad.toml:3: sfu.token_secret_file: set token_secret or token_secret_file, not both`},
 		{"short token secret", "[sfu]\ntoken_secret = \"0123456789abcde\"\n", `bad.toml:2: sfu.token_secret: is 15 characters long, at least 16 needed (or "" for a random one at each start)`},
 		{"zero turn_credential_ttl", "[sfu]\nturn_credential_ttl = \"0s\"\n", "bad.toml:2: sfu.turn_credential_ttl: must be positive, not 0s"},
 		{"negative token_ttl", "[sfu]\ntoken_ttl = \"-1m\"\n", "bad.toml:2: sfu.token_ttl: must be positive, not -1m0s"},

@@ -368,6 +368,9 @@ func (c *Config) validateSFU() error {
 	if n := utf8.RuneCountInString(s.TokenSecret); s.TokenSecret != "" && n < MinTokenSecret {
 		return c.Errorf("sfu.token_secret", "is %d characters long, at least %d needed (or \"\" for a random one at each start)", n, MinTokenSecret)
 	}
+	if s.TokenSecret != "" && s.TokenSecretFile != "" {
+		return c.Errorf("sfu.token_secret_file", "set token_secret or token_secret_file, not both")
+	}
 	if ttl := s.TURNCredentialTTL.Duration; ttl <= 0 {
 		return c.Errorf("sfu.turn_credential_ttl", "must be positive, not %s", ttl)
 	}

@@ -56,6 +56,7 @@ var settings = []setting{
 	{"sfu.enabled", true, func(c *conf.Config) any { return c.SFU.Enabled }},
 	{"sfu.http", true, func(c *conf.Config) any { return c.SFU.HTTP }},
 	{"sfu.token_secret", false, func(c *conf.Config) any { return c.SFU.TokenSecret }},
+	{"sfu.token_secret_file", false, func(c *conf.Config) any { return c.SFU.TokenSecretFile }},
 	{"sfu.turn_credential_ttl", false, func(c *conf.Config) any { return c.SFU.TURNCredentialTTL }},
 	{"sfu.token_ttl", false, func(c *conf.Config) any { return c.SFU.TokenTTL }},
 	{"sfu.self_test", true, func(c *conf.Config) any { return c.SFU.SelfTest }},
@@ -124,6 +125,10 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 	if err != nil {
 		return res, err
 	}
+	tokenSecret, err := s.sfuTokenSecret(next)
+	if err != nil {
+		return res, err
+	}
 	if err := s.relays.policy.SetPeers(next.Relay.DenyPeers, next.Relay.AllowPeers); err != nil {
 		return res, next.Errorf("relay.deny_peers", "%v", err)
 	}
@@ -136,8 +141,8 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 		Limits: turnLimits(next),
 	})
 	s.level.Set(next.Log.SlogLevel())
-	if s.sfu != nil && s.sfu.setSecret(next.SFU.TokenSecret) {
-		s.log.Warn("sfu.token_secret is now empty: a random one was generated; tokens signed before are refused")
+	if s.sfu != nil && s.sfu.setSecret(tokenSecret) {
+		s.log.Warn("sfu.token_secret and token_secret_file are now empty: a random key was generated; tokens signed before are refused")
 	}
 	added, removed := userChanges(running.users, creds.users)
 	sums := fingerprints(certs)

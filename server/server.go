@@ -129,14 +129,15 @@ func Start(opts Options) (*Server, error) {
 }
 
 // printBanner prints what a zero-config start needs to be used: the generated TURN
-// credential, and the demo page with tokens when the token secret was generated.
+// credential, and the demo page with tokens when the token secret was generated and no
+// config file was given.
 func (s *Server) printBanner(w io.Writer, cfg *conf.Config) error {
 	if creds := s.currentCreds(); creds.generated != "" {
 		if err := printZeroConfig(w, cfg, s.relays, creds.generated); err != nil {
 			return err
 		}
 	}
-	if s.sfu == nil || s.sfu.generated == "" {
+	if s.sfu == nil || s.sfu.generated == "" || !cfg.IsDefault() {
 		return nil
 	}
 	pub, sub, err := s.demoTokens(cfg)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/conf"
@@ -35,12 +36,20 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 	if !cfg.SFU.Enabled {
 		return nil
 	}
+	secret, err := TokenSecret(cfg)
+	if err != nil {
+		return err
+	}
 	side := &sfuSide{}
-	side.setSecret(cfg.SFU.TokenSecret)
+	side.setSecret(secret)
+	if secret == "" && !cfg.IsDefault() {
+		// The demo tokens belong to a try-out: a deployment's journal must not hold them.
+		s.log.Warn("sfu: no token_secret or token_secret_file: tokens are signed with a key generated for this run " +
+			"and shown nowhere, so nobody can publish or watch; set sfu.token_secret_file, or sfu.enabled = false")
+	}
 	if len(s.currentCreds().secrets()) == 0 {
 		s.log.Warn("no TURN REST secret: SFU clients get no TURN credentials and cannot relay; set [auth] secrets")
 	}
-	var err error
 	side.sfu, err = sfu.New(sfu.Config{
 		Pool:         s.relays.allocator.Pool(),
 		Relays:       s.relays.allocator,
@@ -60,6 +69,36 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 	side.handler = side.sfu.Handler(http.FileServerFS(demo.Files))
 	s.sfu = side
 	return nil
+}
+
+// TokenSecret is the key of SFU access tokens that cfg configures: sfu.token_secret, or the
+// one line of sfu.token_secret_file, checked as conf checks token_secret; "" if neither.
+func TokenSecret(cfg *conf.Config) (string, error) {
+	path := cfg.SFU.TokenSecretFile
+	if path == "" {
+		return cfg.SFU.TokenSecret, nil
+	}
+	keys, err := auth.ReadSecrets(path)
+	if err != nil {
+		return "", cfg.Errorf("sfu.token_secret_file", "%v", err)
+	}
+	if len(keys) != 1 {
+		return "", cfg.Errorf("sfu.token_secret_file", "%s holds %d keys, want exactly one", path, len(keys))
+	}
+	// Do not quote the key: error messages end up in logs.
+	if n := utf8.RuneCountInString(keys[0]); n < conf.MinTokenSecret {
+		return "", cfg.Errorf("sfu.token_secret_file", "the key in %s is %d characters long, at least %d needed", path, n, conf.MinTokenSecret)
+	}
+	return keys[0], nil
+}
+
+// sfuTokenSecret is TokenSecret for a reload to cfg: a server without the SFU reads no file
+// for it, as its start did not.
+func (s *Server) sfuTokenSecret(cfg *conf.Config) (string, error) {
+	if s.sfu == nil {
+		return "", nil
+	}
+	return TokenSecret(cfg)
 }
 
 // setSecret makes secret the token secret, or the generated one when secret is ""; a

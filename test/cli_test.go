@@ -264,7 +264,7 @@ func TestTokenCommand(t *testing.T) {
 		{"empty room", []string{"--room", "", "--subscribe", "--secret", secret}, "--room is required"},
 		{"no right", []string{"--room", "demo", "--secret", secret}, "--publish, --subscribe or both"},
 		{"config without a secret", []string{"--room", "demo", "--publish", "--config", noSecret}, noSecret + ": sfu.token_secret: no token secret"},
-		{"default config without a secret", []string{"--room", "demo", "--subscribe"}, "sfu.token_secret: no token secret: set [sfu] token_secret or pass --secret"},
+		{"default config without a secret", []string{"--room", "demo", "--subscribe"}, "sfu.token_secret: no token secret: set [sfu] token_secret or token_secret_file, or pass --secret"},
 		{"secret and config", []string{"--room", "demo", "--publish", "--secret", secret, "--config", withSecret}, "use --secret or --config, not both"},
 		{"short secret", []string{"--room", "demo", "--publish", "--secret", "short"}, "--secret must be at least 16 characters"},
 		{"zero ttl", []string{"--room", "demo", "--publish", "--secret", secret, "--ttl", "0s"}, "--ttl must be positive"},

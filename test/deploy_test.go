@@ -2,12 +2,18 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/ferry-rtc/ferry/conf"
 )
 
 // TestDeployConfigsCheck: the example configs under deploy/ are valid configs.
@@ -17,6 +23,75 @@ func TestDeployConfigsCheck(t *testing.T) {
 		out, stderr, err := runFerry(t, "", "config", "check", path)
 		if err != nil || !strings.Contains(out, "ok") {
 			t.Errorf("ferry config check deploy/%s: %v\n%s%s", name, err, out, stderr)
+		}
+	}
+}
+
+// TestDeployConfigsSFU: a production config says whether it runs the SFU (the default's
+// SFU, on every address with a key made up at each start, is for trying Ferry out), and
+// one that runs it serves it on loopback behind a proxy, with its token key in a file.
+func TestDeployConfigsSFU(t *testing.T) {
+	for _, name := range []string{"ferry.toml", "k8s/ferry.toml"} {
+		path := filepath.Join("..", "deploy", filepath.FromSlash(name))
+		var raw struct {
+			SFU map[string]any `toml:"sfu"`
+		}
+		if _, err := toml.DecodeFile(path, &raw); err != nil {
+			t.Fatalf("deploy/%s: %v", name, err)
+		}
+		enabled, set := raw.SFU["enabled"].(bool)
+		if !set {
+			t.Errorf("deploy/%s does not set sfu.enabled", name)
+			continue
+		}
+		cfg, err := conf.Load(path)
+		if err != nil {
+			t.Fatalf("deploy/%s: %v", name, err)
+		}
+		if !enabled {
+			continue
+		}
+		if _, inline := raw.SFU["token_secret"]; inline || cfg.SFU.TokenSecretFile == "" {
+			t.Errorf("deploy/%s runs the SFU without sfu.token_secret_file (or with the key inline)", name)
+		}
+		if ap, err := netip.ParseAddrPort(cfg.SFU.HTTP); err != nil || !ap.Addr().IsLoopback() {
+			t.Errorf("deploy/%s serves the SFU on %s, want a loopback address behind a TLS proxy", name, cfg.SFU.HTTP)
+		}
+	}
+}
+
+// TestDaemonSetPorts: the DaemonSet declares every port the Kubernetes config listens on
+// beyond loopback, with its protocol.
+func TestDaemonSetPorts(t *testing.T) {
+	cfg, err := conf.Load(filepath.Join("..", "deploy", "k8s", "ferry.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := os.ReadFile(filepath.Join("..", "deploy", "k8s", "daemonset.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	for _, m := range regexp.MustCompile(`containerPort: (\d+), protocol: (UDP|TCP)`).FindAllStringSubmatch(string(manifest), -1) {
+		declared[m[1]+"/"+strings.ToLower(m[2])] = true
+	}
+	listened := map[string]string{} // port/protocol → key
+	add := func(key, network, addr string) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && !ap.Addr().IsLoopback() {
+			listened[fmt.Sprintf("%d/%s", ap.Port(), network)] = key
+		}
+	}
+	for i, l := range cfg.Listen {
+		add(fmt.Sprintf("listen[%d]", i), l.Network(), l.Addr)
+	}
+	add("metrics.listen", "tcp", cfg.Metrics.Listen)
+	add("admin.listen", "tcp", cfg.Admin.Listen)
+	if cfg.SFU.Enabled {
+		add("sfu.http", "tcp", cfg.SFU.HTTP)
+	}
+	for port, key := range listened {
+		if !declared[port] {
+			t.Errorf("%s listens on %s, which daemonset.yaml does not declare (declared: %v)", key, port, declared)
 		}
 	}
 }

@@ -332,12 +332,16 @@ func bytes1500(b byte) []byte {
 	return out
 }
 
-// TestZeroConfig runs "ferry serve" with the defaults: it must print a usable iceServers
+// TestZeroConfig runs "ferry serve" with no config: it must print a usable iceServers
 // credential and the SFU demo page with tokens. The default advertises the machine's
-// address, so only STUN, allocation and permission are checked, never relayed traffic;
-// for the same reason the SFU's self-test, which relays to that address, is off.
+// address, so the test runs in a namespace world of its own where that is a veth address
+// (worldHostIP) and the default's fixed ports are the world's.
 func TestZeroConfig(t *testing.T) {
-	f := startFerry(t, "[sfu]\nself_test = false\n")
+	if !netnsReexec(t) {
+		return
+	}
+	addHostAddress(newNetnsWorld(t), worldHostIP)
+	f := startFerry(t, "")
 	// stdout and stderr are separate pipes: the banner may reach us after the log line.
 	var ice zeroConfig
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {

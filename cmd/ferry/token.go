@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/server"
 )
 
 func tokenCommand() *cli.Command {
@@ -18,7 +19,7 @@ func tokenCommand() *cli.Command {
 		Usage: "mint an SFU access token (a JWT) for a room and print it",
 		Flags: []cli.Flag{
 			configFlag,
-			&cli.StringFlag{Name: "secret", Usage: "token `SECRET` (default: [sfu] token_secret of --config)"},
+			&cli.StringFlag{Name: "secret", Usage: "token `SECRET` (default: [sfu] token_secret or token_secret_file of --config)"},
 			&cli.StringFlag{Name: "room", Usage: "`ROOM` the token is for (required)"},
 			&cli.BoolFlag{Name: "publish", Usage: "allow publishing to the room (WHIP)"},
 			&cli.BoolFlag{Name: "subscribe", Usage: "allow subscribing to the room (WHEP, room list, room events)"},
@@ -47,11 +48,14 @@ func mintToken(c *cli.Context) error {
 		return err
 	}
 	secret, ttl := c.String("secret"), cfg.SFU.TokenTTL.Duration
+	if secret == "" {
+		if secret, err = server.TokenSecret(cfg); err != nil {
+			return err
+		}
+	}
 	switch {
-	case secret == "" && cfg.SFU.TokenSecret == "":
-		return cfg.Errorf("sfu.token_secret", "no token secret: set [sfu] token_secret or pass --secret")
 	case secret == "":
-		secret = cfg.SFU.TokenSecret // Load checked its length
+		return cfg.Errorf("sfu.token_secret", "no token secret: set [sfu] token_secret or token_secret_file, or pass --secret")
 	case utf8.RuneCountInString(secret) < conf.MinTokenSecret:
 		// Ferry refuses such a token_secret, so no server would accept the token.
 		return fmt.Errorf("token: --secret must be at least %d characters long, as [sfu] token_secret", conf.MinTokenSecret)
