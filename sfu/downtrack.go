@@ -52,6 +52,7 @@ type downTrack struct {
 
 	want     atomic.Pointer[choice]
 	estimate atomic.Uint64 // the subscriber's bandwidth estimate (REMB), bits/s
+	sent     rate          // what the writer sent
 
 	mu        sync.Mutex // offer runs on the read loop of each layer
 	current   string     // the layer being forwarded
@@ -222,5 +223,15 @@ func (d *downTrack) send(q queued) {
 	d.out.Header, d.out.Payload = q.pkt.Header, q.pkt.Payload
 	d.out.Extension, d.out.Extensions, d.out.ExtensionProfile = false, nil, 0
 	d.out.SequenceNumber, d.out.Timestamp = q.seq, q.ts
-	_ = d.local.WriteRTP(&d.out)
+	if d.local.WriteRTP(&d.out) == nil {
+		d.sent.add(d.out.MarshalSize())
+	}
+}
+
+// forwarding is the layer being forwarded ("" before the first packet, and without
+// simulcast), and whether the subscriber pinned the layer it wants.
+func (d *downTrack) forwarding() (rid string, pinned bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.current, !d.want.Load().auto
 }

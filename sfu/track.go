@@ -34,10 +34,23 @@ type track struct {
 type layer struct {
 	rid     string
 	ssrc    webrtc.SSRC
-	bytes   atomic.Uint64 // received so far, to measure the bitrate
-	bitrate atomic.Uint64 // bits per second over the last measurement
-	lastPLI atomic.Int64  // unix nanoseconds
+	rate    rate         // received
+	lastPLI atomic.Int64 // unix nanoseconds
 }
+
+// rate counts the bytes of a flow and turns them into its bitrate at each measure.
+type rate struct {
+	bytes   atomic.Uint64 // since the last measure
+	bitrate atomic.Uint64 // bits per second over the last measurement
+}
+
+func (r *rate) add(n int) { r.bytes.Add(uint64(n)) }
+
+func (r *rate) measure(elapsed time.Duration) {
+	r.bitrate.Store(r.bytes.Swap(0) * 8 * uint64(time.Second) / uint64(max(elapsed, time.Millisecond)))
+}
+
+func (r *rate) bps() uint64 { return r.bitrate.Load() }
 
 func newTrack(remote *webrtc.TrackRemote, keyframeTo func(webrtc.SSRC), m *meters) *track {
 	t := &track{id: remote.ID(), kind: remote.Kind(), codec: remote.Codec(), keyframeTo: keyframeTo, meters: m}
@@ -97,7 +110,7 @@ func (t *track) pick(requested string, estimate uint64) string {
 		return t.layers[0].rid
 	}
 	for _, l := range t.layers {
-		if l.bitrate.Load() <= estimate*9/10 {
+		if l.rate.bps() <= estimate*9/10 {
 			return l.rid
 		}
 	}
@@ -119,7 +132,7 @@ func (t *track) receive(l *layer, p *packet, n int) {
 // per packet instead of one per subscriber. The shared counters, too, are updated once per
 // packet.
 func (t *track) forward(l *layer, p *packet, size int) {
-	l.bytes.Add(uint64(size))
+	l.rate.add(size)
 	now := time.Now().UnixNano()
 	downs := *t.downs.Load()
 	p.hold(len(downs))
@@ -184,15 +197,29 @@ func (t *track) removeDown(d *downTrack) {
 	t.downs.Store(&downs)
 }
 
-// measure updates each layer's bitrate from the bytes received since the last call, and
-// moves automatic subscribers to the layer their estimate affords.
+// measure updates the bitrate of each layer and of each subscriber's copy from the bytes
+// since the last call, and moves automatic subscribers to the layer their estimate affords.
 func (t *track) measure(elapsed time.Duration) {
 	t.mu.Lock()
 	for _, l := range t.layers {
-		l.bitrate.Store(l.bytes.Swap(0) * 8 * uint64(time.Second) / uint64(max(elapsed, time.Millisecond)))
+		l.rate.measure(elapsed)
 	}
 	t.mu.Unlock()
+	for _, d := range *t.downs.Load() {
+		d.sent.measure(elapsed)
+	}
 	t.repick()
+}
+
+// bitrate is what the publisher sends of the track: all its layers.
+func (t *track) bitrate() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var sum uint64
+	for _, l := range t.layers {
+		sum += l.rate.bps()
+	}
+	return sum
 }
 
 // repick moves automatic subscribers to the layer their estimate affords.

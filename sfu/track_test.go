@@ -21,7 +21,7 @@ func testTrack(t testing.TB, rates map[string]uint64, rids ...string) (*track, *
 	tr.downs.Store(&[]*downTrack{})
 	for i, rid := range rids {
 		l := &layer{rid: rid, ssrc: webrtc.SSRC(100 + i)}
-		l.bitrate.Store(rates[rid])
+		l.rate.bitrate.Store(rates[rid])
 		tr.layers = append(tr.layers, l)
 	}
 	return tr, &plis
