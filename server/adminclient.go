@@ -27,15 +27,35 @@ func NewAdminClient(addr, token string) *AdminClient {
 	return &AdminClient{base: "http://" + dialable(addr), token: token, http: &http.Client{Timeout: 30 * time.Second}}
 }
 
-// Sessions lists the live sessions.
-func (c *AdminClient) Sessions(ctx context.Context) ([]turnserver.Session, error) {
-	var out []turnserver.Session
-	return out, c.do(ctx, http.MethodGet, "/v1/sessions", http.StatusOK, &out)
+// SessionFilter selects sessions: User the TURN allocations of the users a shell pattern
+// matches, Room the SFU sessions of a room. Each leaves out the other kind of session,
+// which has no user or no room.
+type SessionFilter struct{ User, Room string }
+
+// Sessions lists the live TURN allocations and SFU sessions that f selects.
+func (c *AdminClient) Sessions(ctx context.Context, f SessionFilter) (Sessions, error) {
+	out := Sessions{TURN: []turnserver.Session{}, SFU: []SFUSession{}}
+	if f.Room == "" {
+		if err := c.do(ctx, http.MethodGet, "/v1/sessions?user="+url.QueryEscape(f.User), http.StatusOK, &out.TURN); err != nil {
+			return out, err
+		}
+	}
+	if f.User == "" {
+		return out, c.do(ctx, http.MethodGet, "/v1/sfu/sessions?room="+url.QueryEscape(f.Room), http.StatusOK, &out.SFU)
+	}
+	return out, nil
 }
 
-// Kill ends the session id.
+// Kill ends the TURN allocation or SFU session id.
 func (c *AdminClient) Kill(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), http.StatusNoContent, nil)
+}
+
+// KillUser ends every TURN allocation of user and returns how many there were.
+func (c *AdminClient) KillUser(ctx context.Context, user string) (int, error) {
+	var out struct{ Ended int }
+	err := c.do(ctx, http.MethodDelete, "/v1/sessions?user="+url.QueryEscape(user), http.StatusOK, &out)
+	return out.Ended, err
 }
 
 // Reload makes the server reload its config.

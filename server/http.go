@@ -192,21 +192,10 @@ type ReloadResult struct {
 	Error   string   `json:"error,omitempty"`
 }
 
-// adminHandler is the admin API: sessions, ending one, reload.
+// adminHandler is the admin API: sessions (see adminSessions), reload.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/sessions", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, s.turn.Sessions())
-	})
-	mux.HandleFunc("DELETE /v1/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		if !s.turn.Kill(id) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no session " + id})
-			return
-		}
-		s.log.Info("session ended by the admin API", "id", id, "from", r.RemoteAddr)
-		w.WriteHeader(http.StatusNoContent)
-	})
+	s.adminSessions(mux)
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
 		res, err := s.Reload()
 		if err != nil {

@@ -338,19 +338,32 @@ func TestUnauthenticatedRate(t *testing.T) {
 	m.want(t, `ferry_error_responses_total{code="401"}`, float64(answers))
 }
 
-// sessionsJSON runs `ferry sessions list --json` against the test server.
+// sessionsJSON runs `ferry sessions list --json` against the test server and returns its
+// TURN allocations.
 func sessionsJSON(t *testing.T, s *setup, extra ...string) []session {
+	t.Helper()
+	return sessionsAll(t, s, extra...).TURN
+}
+
+// sessionsAll runs `ferry sessions list --json` against the test server.
+func sessionsAll(t *testing.T, s *setup, extra ...string) sessionList {
 	t.Helper()
 	args := append([]string{"sessions", "list", "--json", "--admin", s.adminAddr}, extra...)
 	stdout, stderr, err := runFerry(t, "", args...)
 	if err != nil {
 		t.Fatalf("ferry sessions list: %v\n%s", err, stderr)
 	}
-	var out []session
-	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+	var out sessionList
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil || out.TURN == nil || out.SFU == nil {
 		t.Fatalf("sessions list output: %v\n%s", err, stdout)
 	}
 	return out
+}
+
+// sessionList is `ferry sessions list --json`.
+type sessionList struct {
+	TURN []session    `json:"turn"`
+	SFU  []sfuSummary `json:"sfu"`
 }
 
 // session is the part of the admin API's session the tests read.

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"text/tabwriter"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,61 +60,74 @@ func reloadCommand() *cli.Command {
 func sessionsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "sessions",
-		Usage: "list or end the running server's TURN sessions (allocations)",
+		Usage: "list or end the running server's TURN allocations and SFU sessions",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "list",
-				Usage: "list the live sessions",
-				Flags: append([]cli.Flag{&cli.BoolFlag{Name: "json", Usage: "print JSON"}}, adminFlags...),
+				Usage: "list the live TURN allocations and SFU (WHIP/WHEP) sessions",
+				Flags: append([]cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print JSON: {\"turn\": [...], \"sfu\": [...]}"},
+					&cli.StringFlag{Name: "user", Usage: "only the TURN allocations of the users `PATTERN` matches (alice, 'ali*')"},
+					&cli.StringFlag{Name: "room", Usage: "only the SFU sessions of `ROOM`"},
+				}, adminFlags...),
 				Action: func(c *cli.Context) error {
 					client, err := adminClient(c)
 					if err != nil {
 						return err
 					}
-					sessions, err := client.Sessions(c.Context)
+					list, err := client.Sessions(c.Context, server.SessionFilter{User: c.String("user"), Room: c.String("room")})
 					if err != nil {
 						return err
 					}
 					if c.Bool("json") {
 						enc := json.NewEncoder(c.App.Writer)
 						enc.SetIndent("", "  ")
-						return enc.Encode(sessions)
+						return enc.Encode(list)
 					}
-					w := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-					fmt.Fprintln(w, "ID\tUSER\tCLIENT\tTRANSPORT\tRELAY\tAGE\tTO PEER\tFROM PEER\tPERMISSIONS\tCHANNELS")
-					for _, s := range sessions {
-						fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d pkt %d B\t%d pkt %d B\t%d\t%d\n",
-							s.ID, s.User, s.Client, s.Transport, s.Relay,
-							time.Duration(s.Age*float64(time.Second)).Round(time.Second),
-							s.ToPeerPackets, s.ToPeerBytes, s.FromPeerPackets, s.FromPeerBytes,
-							len(s.Permissions), len(s.Channels))
-					}
-					return w.Flush()
+					return list.WriteTable(c.App.Writer)
 				},
 			},
 			{
-				Name:      "kill",
-				Usage:     "end a session: its relay closes at once, and the client's next request gets 437",
-				ArgsUsage: "ID",
-				Flags:     adminFlags,
-				Action: func(c *cli.Context) error {
-					id, err := oneArg(c, "ID")
-					if err != nil {
-						return err
-					}
-					client, err := adminClient(c)
-					if err != nil {
-						return err
-					}
-					if err := client.Kill(c.Context, id); err != nil {
-						return err
-					}
-					_, err = fmt.Fprintf(c.App.Writer, "session %s ended\n", id)
-					return err
-				},
+				Name: "kill",
+				Usage: "end a TURN allocation (its relay closes at once, the client's next request gets 437) " +
+					"or an SFU session (a publisher's subscribers end with it); --user ends every allocation of a user",
+				ArgsUsage: "ID | --user USER",
+				Flags:     append([]cli.Flag{&cli.StringFlag{Name: "user", Usage: "end every TURN allocation of `USER`"}}, adminFlags...),
+				Action:    sessionsKill,
 			},
 		},
 	}
+}
+
+func sessionsKill(c *cli.Context) error {
+	if user := c.String("user"); user != "" {
+		if c.NArg() > 0 {
+			return fmt.Errorf("%s: give an ID or --user, not both", c.Command.FullName())
+		}
+		client, err := adminClient(c)
+		if err != nil {
+			return err
+		}
+		n, err := client.KillUser(c.Context, user)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.App.Writer, "sessions of user %s ended: %d\n", user, n)
+		return err
+	}
+	id, err := oneArg(c, "ID") // first: it reads the flags that follow the ID
+	if err != nil {
+		return err
+	}
+	client, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	if err := client.Kill(c.Context, id); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(c.App.Writer, "session %s ended\n", id)
+	return err
 }
 
 func listOrNone(keys []string) string {
