@@ -77,6 +77,25 @@ func TURNURIs(cfg *conf.Config) ([]string, error) {
 	return uris, nil
 }
 
+// warnRealm says so when the users file has users but none of them in realm: the server
+// checks a user's key only in its own realm, so none of them can authenticate (the file was
+// written with another --realm, or the realm was changed after).
+func (c credentials) warnRealm(log *slog.Logger, cfg *conf.Config) {
+	var others []string
+	for _, u := range c.users {
+		if u.Realm == cfg.Server.Realm {
+			return
+		}
+		if !slices.Contains(others, u.Realm) {
+			others = append(others, u.Realm)
+		}
+	}
+	if len(others) > 0 {
+		log.Warn("no user of the users file is in the server's realm: none of them can authenticate",
+			"realm", cfg.Server.Realm, "users_file", cfg.Auth.UsersFile, "users", len(c.users), "their_realms", others)
+	}
+}
+
 // zeroConfig reports whether nobody could authenticate with the configured credentials.
 func (c credentials) zeroConfig() bool { return len(c.users) == 0 && len(c.configured) == 0 }
 

@@ -158,6 +158,7 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 	if creds.zeroConfig() && creds.generated == "" {
 		s.log.Warn("no users and no secrets are configured: nobody can authenticate")
 	}
+	creds.warnRealm(s.log, next)
 	return res, nil
 }
 

@@ -72,6 +72,7 @@ func Start(opts Options) (*Server, error) {
 	if creds.missingFile {
 		s.log.Info("users file does not exist yet: no users ('ferry user add' creates it)", "path", cfg.Auth.UsersFile)
 	}
+	creds.warnRealm(s.log, cfg)
 	certs, err := loadCerts(cfg)
 	if err != nil {
 		return nil, err

@@ -148,7 +148,7 @@ func startFerry(t *testing.T, config string) *ferry {
 	go func() { _ = f.cmd.Wait(); close(f.exited) }()
 	t.Cleanup(f.stop)
 	deadline := time.After(20 * time.Second)
-	for !strings.Contains(f.stderr.String(), `msg="ferry serving"`) {
+	for !strings.Contains(f.stderr.String(), `msg="ferry serving"`) && !strings.Contains(f.stderr.String(), `"msg":"ferry serving"`) {
 		select {
 		case <-f.exited:
 			t.Fatalf("ferry exited before serving:\n%s", f.stderr.String())
