@@ -53,3 +53,21 @@ func (m *meters) dropped(n int) {
 		m.drops.Add(n)
 	}
 }
+
+// MetricsHelp returns the HELP text of each of the SFU's metric families.
+func MetricsHelp() map[string]string {
+	return map[string]string{
+		"ferry_sfu_rooms":                   "SFU rooms with a stream or an event feed.",
+		"ferry_sfu_publishers":              "Live WHIP sessions.",
+		"ferry_sfu_subscribers":             "Live WHEP sessions.",
+		"ferry_sfu_tracks":                  "Tracks the publishers send.",
+		"ferry_sfu_forwarded_packets_total": "RTP packets queued for subscribers, one per subscriber.",
+		"ferry_sfu_forwarded_bytes_total":   "Bytes of the RTP packets queued for subscribers, per subscriber.",
+		"ferry_sfu_dropped_packets_total":   "RTP packets a subscriber's full queue could not take, one per subscriber.",
+		"ferry_sfu_nacks_total":             "NACKs received from subscribers.",
+		"ferry_sfu_keyframe_requests_total": "Keyframe requests (PLI) sent to publishers.",
+		"ferry_sfu_layer_switches_total":    "Simulcast layer changes of subscribers.",
+		"ferry_sfu_refused_total":           "WHIP and WHEP sessions and event feeds refused (429) by a limit, by limit.",
+		"ferry_sfu_connect_timeouts_total":  "Sessions ended because their connection was not up within sfu.connect_timeout.",
+	}
+}

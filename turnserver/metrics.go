@@ -268,3 +268,31 @@ func (m *dtlsMeters) HandshakeEnded(r dtlsgate.Result) {
 	m.inProgress.Dec()
 	m.ended[r].Inc()
 }
+
+// MetricsHelp returns the HELP text of each of the server's metric families.
+func MetricsHelp() map[string]string {
+	return map[string]string{
+		"ferry_stun_binding_requests_total":        "STUN Binding requests received.",
+		"ferry_stun_binding_dropped_total":         "Binding requests dropped unanswered by limits.binding_per_ip_rate.",
+		"ferry_stun_dropped_total":                 "STUN messages and ChannelData dropped unanswered, by reason (malformed, fingerprint, unknown_attribute, unrelayable).",
+		"ferry_turn_requests_total":                "TURN requests received, by method.",
+		"ferry_error_responses_total":              "STUN and TURN error responses sent, by error code.",
+		"ferry_auth_failures_total":                "Requests refused for their credentials, by reason.",
+		"ferry_unauthenticated_dropped_total":      "Requests without valid credentials dropped unanswered by limits.unauthenticated_per_ip_rate.",
+		"ferry_quota_rejections_total":             "Allocate requests refused by a quota (486).",
+		"ferry_allocation_limit_rejections_total":  "Requests refused (508) by a per-allocation limit, by limit (permissions, channels).",
+		"ferry_allocations_created_total":          "Allocations created, by client transport and relay address family.",
+		"ferry_allocations_active":                 "Live allocations, by client transport and relay address family.",
+		"ferry_allocation_lifetime_seconds":        "How long the allocations that ended lived.",
+		"ferry_relay_packets_total":                "Packets relayed, by direction.",
+		"ferry_relay_bytes_total":                  "Bytes relayed, by direction.",
+		"ferry_peer_denied_total":                  "Operations the peer policy refused, by operation; inbound counts datagrams and connections from denied sources at relays.",
+		"ferry_tcp_peer_connections":               "Live RFC 6062 peer connections.",
+		"ferry_tcp_peer_connections_refused_total": "RFC 6062 peer connections refused, by limit (connections_per_allocation: allocation, tcp_connections_total: total).",
+		"ferry_dtls_hello_verify_total":            "DTLS HelloVerifyRequests sent.",
+		"ferry_dtls_handshakes_in_progress":        "DTLS handshakes in progress.",
+		"ferry_dtls_handshakes_refused_total":      "DTLS ClientHellos dropped by limits.dtls_handshakes (total) or limits.dtls_handshakes_per_ip (per_ip).",
+		"ferry_dtls_handshakes_total":              "DTLS handshakes ended, by result.",
+		"ferry_dtls_dropped_total":                 "DTLS datagrams dropped, by reason.",
+	}
+}
