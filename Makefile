@@ -18,8 +18,11 @@ build:
 run: build
 	./bin/ferry serve $(ARGS)
 
+# Test artifacts (the browser test's screenshots of the demo page) are kept under
+# bin/test-artifacts/_artifacts/; each test logs the paths of its files.
 test:
-	$(GO) test -race -count=1 ./...
+	mkdir -p bin/test-artifacts
+	$(GO) test -race -count=1 -artifacts -outputdir $(CURDIR)/bin/test-artifacts ./...
 
 # Only the tests that drive coturn's turnutils_uclient against Ferry.
 interop:

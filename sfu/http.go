@@ -35,6 +35,7 @@ func (s *SFU) Handler(demo http.Handler) http.Handler {
 	mux.HandleFunc("POST /whip/{room}", s.handleWHIP)
 	mux.HandleFunc("POST /whep/{room}", s.handleWHEP)
 	mux.HandleFunc("POST /whep/{room}/{stream}", s.handleWHEP)
+	mux.HandleFunc("GET /session/{resource}", s.handleSessionInfo)
 	mux.HandleFunc("PATCH /session/{resource}", s.handlePatch)
 	mux.HandleFunc("DELETE /session/{resource}", s.handleDelete)
 	mux.HandleFunc("POST /session/{resource}/layer", s.handleLayer)
@@ -284,6 +285,16 @@ func (s *SFU) restartICE(w http.ResponseWriter, r *http.Request, sess *session, 
 	w.Header().Set("Content-Type", "application/trickle-ice-sdpfrag")
 	w.WriteHeader(http.StatusOK)
 	_, _ = io.WriteString(w, answerFragment(answer))
+}
+
+// handleSessionInfo describes a session to its creator, as the admin API does: a publisher
+// learns how many watch it.
+func (s *SFU) handleSessionInfo(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.sessionOf(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, sess.describe(time.Now()))
 }
 
 func (s *SFU) handleDelete(w http.ResponseWriter, r *http.Request) {

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +39,10 @@ const (
 	browserTURNPort   = 3478
 	browserHTTPPort   = 8080
 	browserRoom       = "demo"
+	// browserArtifactsEnv passes the outer test's artifact directory to its run inside the
+	// namespace world, which writes the screenshots there.
+	browserArtifactsEnv = "FERRY_TEST_BROWSER_ARTIFACTS"
+	browserStreamName   = "Browser cam"
 )
 
 // browserExecPath is Chromium's path; without it the test skips loudly, or fails when
@@ -64,13 +69,21 @@ func browserExecPath(t *testing.T) string {
 // pages the selected ICE candidate pair must have a local candidate of type relay,
 // allocated from Ferry's relay pool on 198.51.100.1, whose remote end is the SFU's host
 // candidate. allow_peers stays empty: the relay reaches the SFU by Ferry's own-address rule.
+// The watcher shows no tile of its own, the stream by the name its publisher gave it, and
+// "left the room" when the publisher leaves; the publisher shows its viewer count. Both
+// pages are saved as screenshots in the test's artifact directory (go test -artifacts, as
+// make test runs it), whose paths the test logs.
 func TestBrowserRelay(t *testing.T) {
 	chromium := browserExecPath(t)
 	if os.Getenv(browserRequireEnv) != "" && os.Getenv(netnsRequireEnv) == "" {
 		// A browser test CI requires must not be skipped for want of namespaces either.
 		t.Setenv(netnsRequireEnv, "1")
 	}
-	if !netnsReexec(t) {
+	artifacts := os.Getenv(browserArtifactsEnv)
+	if artifacts == "" {
+		artifacts = t.ArtifactDir()
+	}
+	if !netnsReexec(t, browserArtifactsEnv+"="+artifacts) {
 		return
 	}
 	start := time.Now()
@@ -100,6 +113,13 @@ func TestBrowserRelay(t *testing.T) {
 	if checked := browserEval[bool](t, watcher, `document.getElementById('forceRelay').checked`); !checked {
 		t.Fatal("watcher: ?relay=1 did not check Force relay")
 	}
+	if !browserEval[bool](t, watcher, `document.getElementById('me').hidden &&
+		getComputedStyle(document.getElementById('me')).display === 'none'`) {
+		t.Error("watcher: a page that does not publish shows a tile of its own")
+	}
+	if hint := browserEval[string](t, watcher, `document.getElementById('tokenHint').textContent`); !strings.Contains(hint, "ferry token") {
+		t.Errorf("watcher: the token hint %q does not say where tokens come from", hint)
+	}
 	watcher.click("join")
 	watcher.waitFor("joined the room", 10*time.Second,
 		`window.ferryDemo.log.some((l) => l.includes('joined room `+browserRoom+`'))`)
@@ -107,7 +127,7 @@ func TestBrowserRelay(t *testing.T) {
 	// The publisher: ?autostart=1 clicks Join and Publish.
 	publisher := newBrowserPage(t, "publisher", chromium, origin)
 	publisher.open(page(url.Values{"room": {browserRoom}, "pub": {pubToken}, "sub": {subToken},
-		"relay": {"1"}, "autostart": {"1"}}))
+		"name": {browserStreamName}, "relay": {"1"}, "autostart": {"1"}}))
 	publisher.waitFor("publishing, ICE connected", 20*time.Second,
 		`(() => { const pc = window.ferryDemo.publisher;
 			return !!pc && ['connected', 'completed'].includes(pc.iceConnectionState); })()`)
@@ -179,6 +199,15 @@ func TestBrowserRelay(t *testing.T) {
 		`(() => { const d = document.getElementById('pubStats').dataset;
 			return d.local === 'relay' && Number(d.kbps) > 0; })()`)
 
+	// The watcher names the stream as its publisher did; the publisher counts its viewer.
+	watcher.waitFor("the stream's name on its tile", 5*time.Second,
+		`document.querySelector('#streams .caption').textContent.startsWith(`+jsString(browserStreamName)+`)`)
+	publisher.waitFor("one viewer", 5*time.Second,
+		`document.getElementById('viewers').dataset.count === '1' &&
+		document.getElementById('viewers').textContent === '1 viewer'`)
+	watcher.screenshot(artifacts, "demo-watcher")
+	publisher.screenshot(artifacts, "demo-publisher")
+
 	// Ferry sees one stream with one subscriber: the publisher page does not watch itself.
 	if n := browserEval[int](t, publisher, `window.ferryDemo.subscribers.size`); n != 0 {
 		t.Errorf("publisher: watches %d streams, want none (its own stream is not watched)", n)
@@ -187,6 +216,13 @@ func TestBrowserRelay(t *testing.T) {
 	if len(room.Streams) != 1 || room.Streams[0].ID != ownStream || room.Streams[0].Subscribers != 1 {
 		t.Errorf("rooms API: %+v; want stream %s with one subscriber", room, ownStream)
 	}
+
+	// The publisher leaves: the watcher says so, and its tile goes.
+	publisher.click("leave")
+	watcher.waitFor("the publisher left", 10*time.Second,
+		`document.getElementById('status').textContent === `+jsString(browserStreamName+" left the room.")+` &&
+		document.querySelectorAll('#streams .tile').length === 0`)
+	watcher.screenshot(artifacts, "demo-watcher-after")
 	if !t.Failed() {
 		t.Logf("passed in %v", time.Since(start).Round(time.Millisecond))
 	}
@@ -232,6 +268,7 @@ func newBrowserPage(t *testing.T, name, chromium, origin string) *browserPage {
 		chromedp.Flag("unsafely-treat-insecure-origin-as-secure", origin),
 		chromedp.Flag("mute-audio", true),
 		chromedp.Flag("password-store", "basic"),
+		chromedp.WindowSize(1280, 900),
 		chromedp.CombinedOutput(b.out),
 		// With no user-data-dir chromedp makes a fresh one and removes it, after killing
 		// any helper process left using it.
@@ -289,6 +326,22 @@ func newBrowserPage(t *testing.T, name, chromium, origin string) *browserPage {
 	}
 	t.Cleanup(b.dumpIfFailed) // runs before the cleanup above kills the browser
 	return b
+}
+
+// screenshot saves the page as dir/name.png and logs the path.
+func (b *browserPage) screenshot(dir, name string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100: PNG
+	if err != nil {
+		b.t.Fatalf("%s: screenshot: %v", b.name, err)
+	}
+	path := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		b.t.Fatalf("%s: screenshot: %v", b.name, err)
+	}
+	b.t.Logf("%s: screenshot %s", b.name, path)
 }
 
 // open navigates the tab to u and waits for the page to load.

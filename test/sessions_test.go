@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -74,6 +75,16 @@ func TestSessionsSFU(t *testing.T) {
 			viewerAlloc.ID, viewerAlloc.Relay)
 	}
 
+	// The publisher's session resource tells it the same, and no one else.
+	var own sfuSummary
+	if status := getJSON(t, pubSess.resource, pubSess.token, &own); status != http.StatusOK ||
+		own.ID != p.ID || own.Subscribers != 1 || own.Name != "cam" {
+		t.Errorf("GET of the publisher's session: %d, %+v; want its description with one subscriber", status, own)
+	}
+	if resp := withToken(pubSess, accessToken(t, "adm", true, true, time.Hour)).do(t, http.MethodGet, "", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET of the publisher's session with another token: %s, want 404", resp.Status)
+	}
+
 	if l := sessionsAll(t, s, "--room", "adm"); len(l.SFU) != 2 || len(l.TURN) != 0 {
 		t.Errorf("--room adm: %d SFU sessions, %d allocations; want 2 and 0", len(l.SFU), len(l.TURN))
 	}
@@ -114,6 +125,24 @@ func TestSessionsSFU(t *testing.T) {
 		t.Fatalf("sessions kill %s: %v\n%s", p.ID, err, out)
 	}
 	waitFor(t, "no SFU session", func() bool { return len(sessionsAll(t, s).SFU) == 0 })
+}
+
+// getJSON GETs url with a bearer token and decodes a 200's JSON into v.
+func getJSON(t *testing.T, url, token string, v any) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	return resp.StatusCode
 }
 
 // allocationOf is the one allocation of user in list.

@@ -12,6 +12,7 @@ const sessions = new Map(); // RTCPeerConnection -> its WHIP/WHEP session, to PA
 const watched = new Map(); // RTCPeerConnection -> {el, dir, bytes, at}: the stats lines
 const pending = new Map(); // stream id -> marker of a subscription being set up
 const tiles = new Map(); // stream id -> its tile in #streams
+const names = new Map(); // stream id -> the name its publisher gave it, from the room's events
 let events = null; // the room's EventSource while joined
 let localStream = null;
 let publishBusy = false;
@@ -50,6 +51,7 @@ function explain(code, action) {
     401: 'the token is not valid',
     403: `the token does not allow ${action} in this room`,
     404: action === 'watching' ? 'this room or stream does not exist (any more)' : 'this room does not exist',
+    409: 'the stream is not live yet: its publisher has not connected',
     429: 'too many requests, try again later',
     503: 'the server is busy or shutting down, try again later',
   };
@@ -244,6 +246,7 @@ function logIce(pc, label, onFailed) {
 async function publish() {
   const room = need('room', 'a room');
   const token = need('pubToken', 'a publish token');
+  const name = $('name').value.trim();
   if (!navigator.mediaDevices) throw new Error('the camera needs a secure page: open it over https or on localhost');
   const mine = epoch;
   publishBusy = true;
@@ -256,6 +259,7 @@ async function publish() {
     }
     if (mine !== epoch) return stopLocal(); // Leave was pressed while the browser asked
     $('local').srcObject = localStream;
+    $('me').hidden = false;
     const [audio] = localStream.getAudioTracks();
     const [video] = localStream.getVideoTracks();
     const build = (config) => {
@@ -275,7 +279,7 @@ async function publish() {
       }
       return pc;
     };
-    const attempt = connect(build, `/whip/${enc(room)}`, token, 'publishing');
+    const attempt = connect(build, `/whip/${enc(room)}${name ? '?name=' + enc(name) : ''}`, token, 'publishing');
     publishing = attempt.catch(() => {});
     const { pc, id } = await attempt;
     if (mine !== epoch) return end(pc); // Leave was pressed meanwhile
@@ -283,7 +287,8 @@ async function publish() {
     demo.ownStream = id;
     watched.set(pc, { el: $('pubStats'), dir: 'outbound' });
     logIce(pc, 'publisher', () => status('Publishing failed: no network path to the server (try without force relay, or check TURN)'));
-    log(`publishing in room ${room} as stream ${id}`);
+    $('myName').textContent = `You, as ${name || id.slice(0, 8)}`;
+    log(`publishing in room ${room} as stream ${id}${name ? ' (' + name + ')' : ''}`);
     status(`Publishing in room ${room}.`);
   } catch (e) {
     if (mine === epoch) stopLocal();
@@ -299,6 +304,24 @@ function stopLocal() {
   localStream = null;
   $('local').srcObject = null;
   $('pubStats').textContent = 'not publishing';
+  $('myName').textContent = 'You';
+  showViewers(0);
+  $('me').hidden = true; // a page that only watches shows no empty tile of its own
+}
+
+// viewers shows how many watch our stream: a session's resource describes the session
+// to its creator.
+async function viewers(pc) {
+  const s = sessions.get(pc);
+  if (!s || s.closed) return;
+  const r = await fetch(s.url, { headers: { Authorization: `Bearer ${s.token}` } });
+  if (r.ok && demo.publisher === pc) showViewers((await r.json()).subscribers || 0);
+}
+
+function showViewers(n) {
+  const el = $('viewers');
+  el.dataset.count = n;
+  el.textContent = n === 0 ? 'no viewers' : n === 1 ? '1 viewer' : `${n} viewers`;
 }
 
 function join() {
@@ -330,10 +353,16 @@ function join() {
   es.addEventListener('stream', serial(async (info) => {
     await publishing;
     if (es !== events || !info.id || info.id === demo.ownStream) return;
+    names.set(info.id, info.name || info.id);
     if (demo.subscribers.has(info.id) || pending.has(info.id)) return;
     subscribe(room, token, info);
   }));
-  es.addEventListener('stream-end', serial((info) => unsubscribe(info.id, 'the stream ended')));
+  es.addEventListener('stream-end', serial((info) => {
+    const watching = demo.subscribers.has(info.id) || pending.has(info.id);
+    unsubscribe(info.id, 'the stream ended');
+    if (watching) status(`${names.get(info.id)} left the room.`);
+    names.delete(info.id);
+  }));
 }
 
 function subscribe(room, token, info) {
@@ -346,7 +375,8 @@ function subscribe(room, token, info) {
   for (const a of ['autoplay', 'playsinline', 'muted']) video.setAttribute(a, '');
   video.dataset.stream = id;
   const tracks = (info.tracks || []).map((t) => `${t.codec}${t.layers && t.layers.length ? ' ' + t.layers.join('/') : ''}`);
-  const caption = el('figcaption', { className: 'caption', textContent: `${id}${tracks.length ? ' (' + tracks.join(', ') + ')' : ''}` });
+  const caption = el('figcaption', { className: 'caption', title: `stream ${id}`,
+    textContent: `${names.get(id)}${tracks.length ? ' (' + tracks.join(', ') + ')' : ''}` });
   const stats = el('p', { className: 'stats', textContent: 'connecting' });
   const tile = el('figure', { className: 'tile' });
   tile.append(video, caption, stats);
@@ -397,6 +427,7 @@ function leave() {
   if (events) events.close();
   events = null;
   for (const id of [...demo.subscribers.keys(), ...pending.keys()]) unsubscribe(id, 'we left');
+  names.clear();
   if (demo.publisher) end(demo.publisher);
   demo.publisher = null;
   demo.ownStream = null;
@@ -436,6 +467,7 @@ setInterval(() => {
   for (const [pc, w] of watched) {
     statsLine(pc, w).then((line) => { if (watched.has(pc)) w.el.textContent = line; }, () => {});
   }
+  if (demo.publisher) viewers(demo.publisher).catch(() => {});
 }, 1000);
 
 function fail(e) {
@@ -461,11 +493,12 @@ $('layer').addEventListener('change', () => {
 // Best effort: end our sessions when the page goes away, so the room sees us leave.
 addEventListener('pagehide', () => sessions.forEach((s) => del(s, true)));
 
-// Prefill from ?room=&pub=&sub=&relay=1&simulcast=0&layer=&autostart=1.
+// Prefill from ?room=&pub=&sub=&name=&relay=1&simulcast=0&layer=&autostart=1.
 const q = new URLSearchParams(location.search);
 if (q.has('room')) $('room').value = q.get('room');
 if (q.has('pub')) $('pubToken').value = q.get('pub');
 if (q.has('sub')) $('subToken').value = q.get('sub');
+if (q.has('name')) $('name').value = q.get('name');
 if (q.get('relay') === '1') $('forceRelay').checked = true;
 if (q.get('simulcast') === '0') $('simulcast').checked = false;
 if (q.has('layer')) $('layer').value = q.get('layer');
