@@ -124,22 +124,28 @@ func printZeroConfig(w io.Writer, cfg *conf.Config, r *relays, secret string) er
 	return err
 }
 
-// endpoints are the listeners as clients reach them: a wildcard listener is advertised at
-// the relay's public address of its family, and every one by server.name when it is set.
+// endpoints are the listeners as clients reach them (see advertised), every one by
+// server.name when it is set.
 func endpoints(cfg *conf.Config, v4, v6 relay.Addrs) []auth.Endpoint {
 	var out []auth.Endpoint
 	for _, l := range cfg.Listen {
-		addr, _ := netip.ParseAddrPort(l.Addr)
-		host := addr.Addr()
-		if host.IsUnspecified() {
-			host = v4.Public
-			if addr.Addr().Is6() {
-				host = v6.Public
-			}
-		}
-		if host.IsValid() {
-			out = append(out, auth.Endpoint{Proto: l.Proto, Addr: netip.AddrPortFrom(host, addr.Port()), Name: cfg.Server.Name})
+		if addr, ok := advertised(l, v4, v6); ok {
+			out = append(out, auth.Endpoint{Proto: l.Proto, Addr: addr, Name: cfg.Server.Name})
 		}
 	}
 	return out
+}
+
+// advertised is the address clients are given for listener l: its own, or for a wildcard
+// listener the relay's public address of its family; false when that family has none.
+func advertised(l conf.Listener, v4, v6 relay.Addrs) (netip.AddrPort, bool) {
+	addr, _ := netip.ParseAddrPort(l.Addr) // validated
+	host := addr.Addr()
+	if host.IsUnspecified() {
+		host = v4.Public
+		if addr.Addr().Is6() {
+			host = v6.Public
+		}
+	}
+	return netip.AddrPortFrom(host, addr.Port()), host.IsValid()
 }

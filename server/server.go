@@ -49,6 +49,7 @@ type Server struct {
 
 	draining               atomic.Bool
 	reloadOK, reloadFailed *metrics.Counter
+	stopSelfTest           func() // stops the self-test and waits for it; nil when none runs
 }
 
 // Start opens every listener and starts serving cfg. On error nothing is left open; a
@@ -124,7 +125,7 @@ func Start(opts Options) (*Server, error) {
 		"users", len(creds.users), "secrets", len(creds.secrets()),
 		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"), "sfu", s.httpAddr("sfu"))
 	if s.sfu != nil && cfg.SFU.SelfTest {
-		go s.logSelfTest()
+		s.startSelfTest()
 	}
 	return s, nil
 }
@@ -164,6 +165,9 @@ func (s *Server) currentCreds() credentials { return *s.creds.Load() }
 
 // Close stops everything at once: listeners, allocations, HTTP endpoints.
 func (s *Server) Close() error {
+	if s.stopSelfTest != nil {
+		s.stopSelfTest()
+	}
 	for _, h := range s.http {
 		h.close()
 	}

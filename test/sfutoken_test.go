@@ -83,4 +83,3 @@ func mintToken(t *testing.T, path string) string {
 	}
 	return strings.TrimSpace(out)
 }
-

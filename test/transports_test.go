@@ -365,6 +365,11 @@ func TestZeroConfig(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(f.dir, "users.toml")); err == nil {
 		t.Errorf("zero-config start wrote a users file")
 	}
+	// The self-test reaches the detected address (see TestSelfTestPublicIP).
+	f.waitLog(t, `msg="self-test passed`, 1)
+	if line := selfTestLine(f.stderr.String()); !strings.Contains(line, "listen[0] (udp) at "+worldHostIP+":3478") {
+		t.Errorf("the self-test did not reach the listener at the detected address:\n%s", line)
+	}
 }
 
 // zeroConfig is what "ferry serve" prints without a config.
