@@ -27,7 +27,8 @@ type sfuSummary struct {
 // TestSessionsSFU: `ferry sessions list` shows the SFU's sessions beside the TURN
 // allocations: a publisher with its name, client address, bitrate and viewer count, and a
 // subscriber relayed by one of Ferry's allocations, named; --room and --user select;
-// `sessions kill` ends an SFU session by its id and every allocation of a user by --user.
+// `sessions kill` ends every allocation of a user by --user, and an SFU session by its id: a
+// publisher's subscribers with it.
 func TestSessionsSFU(t *testing.T) {
 	s, port := sfuSetup(t)
 	startFerry(t, s.toml())
@@ -110,10 +111,6 @@ func TestSessionsSFU(t *testing.T) {
 		out, stderr, err := runFerry(t, "", append(append([]string{"sessions", "kill"}, args...), "--admin", s.adminAddr)...)
 		return out + stderr, err
 	}
-	if out, err := kill(v.ID); err != nil {
-		t.Fatalf("sessions kill %s: %v\n%s", v.ID, err, out)
-	}
-	waitFor(t, "the subscriber to go", func() bool { return len(sessionsAll(t, s, "--room", "adm").SFU) == 1 })
 	if out, err := kill("--user", testUser); err != nil || !strings.Contains(out, "sessions of user alice ended: 1") {
 		t.Fatalf("sessions kill --user alice: %v\n%s", err, out)
 	}
@@ -121,10 +118,14 @@ func TestSessionsSFU(t *testing.T) {
 	if out, err := kill("--user", "nobody"); exitCode(err) != 1 || !strings.Contains(out, "404") {
 		t.Errorf("sessions kill --user nobody: %v\n%s; want exit 1 and 404", err, out)
 	}
+	// Killing the publisher ends its subscriber too.
 	if out, err := kill(p.ID); err != nil {
 		t.Fatalf("sessions kill %s: %v\n%s", p.ID, err, out)
 	}
 	waitFor(t, "no SFU session", func() bool { return len(sessionsAll(t, s).SFU) == 0 })
+	if out, err := kill(v.ID); exitCode(err) != 1 || !strings.Contains(out, "404") {
+		t.Errorf("sessions kill of the ended subscriber: %v\n%s; want exit 1 and 404", err, out)
+	}
 }
 
 // getJSON GETs url with a bearer token and decodes a 200's JSON into v.

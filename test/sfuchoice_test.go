@@ -17,7 +17,7 @@ import (
 // then publishes with a second POST (RFC 9725's relay-only pattern), leaves a first stream
 // that never connects; viewers must get the second. A room whose only stream never
 // connected answers 409 saying so, a stream id without tracks too, and a room without
-// streams 404.
+// streams 404; the room's event feed never shows the stream that did not connect.
 func TestWHEPPicksLiveStream(t *testing.T) {
 	s, _ := sfuSetup(t)
 	startFerry(t, s.toml())
@@ -62,6 +62,14 @@ func TestWHEPPicksLiveStream(t *testing.T) {
 		if status != c.status || !strings.Contains(body, c.body) {
 			t.Errorf("POST %s: %d %q, want %d %q", c.url, status, body, c.status, c.body)
 		}
+	}
+
+	// The room's event feed does not show the stream that never connected either: the
+	// first stream it shows is the next live one.
+	events := openFeed(t, s, "deadonly")
+	_, next := publishVideo(t, s, "deadonly", peerOptions{}, "")
+	if ev := events.next(t); ev.name != "stream" || !strings.Contains(ev.data, streamID(next)) {
+		t.Errorf("first event of deadonly %+v, want the live stream %s", ev, streamID(next))
 	}
 }
 
