@@ -111,6 +111,9 @@ func TestSessionsSFU(t *testing.T) {
 		out, stderr, err := runFerry(t, "", append(append([]string{"sessions", "kill"}, args...), "--admin", s.adminAddr)...)
 		return out + stderr, err
 	}
+	if out, err := kill(v.ID, "--user", testUser); exitCode(err) != 1 || !strings.Contains(out, "give an ID or --user, not both") {
+		t.Errorf("sessions kill ID --user: %v\n%s; want exit 1, not both", err, out)
+	}
 	if out, err := kill("--user", testUser); err != nil || !strings.Contains(out, "sessions of user alice ended: 1") {
 		t.Fatalf("sessions kill --user alice: %v\n%s", err, out)
 	}

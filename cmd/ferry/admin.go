@@ -99,28 +99,28 @@ func sessionsCommand() *cli.Command {
 	}
 }
 
+// sessionsKill ends the session ID, or with --user every allocation of a user.
 func sessionsKill(c *cli.Context) error {
-	if user := c.String("user"); user != "" {
-		if c.NArg() > 0 {
+	var id string
+	if c.NArg() > 0 || !c.IsSet("user") {
+		var err error
+		if id, err = oneArg(c, "ID"); err != nil { // first: it reads the flags after the ID
+			return err
+		}
+		if c.IsSet("user") {
 			return fmt.Errorf("%s: give an ID or --user, not both", c.Command.FullName())
 		}
-		client, err := adminClient(c)
-		if err != nil {
-			return err
-		}
-		n, err := client.KillUser(c.Context, user)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(c.App.Writer, "sessions of user %s ended: %d\n", user, n)
-		return err
-	}
-	id, err := oneArg(c, "ID") // first: it reads the flags that follow the ID
-	if err != nil {
-		return err
 	}
 	client, err := adminClient(c)
 	if err != nil {
+		return err
+	}
+	if id == "" {
+		n, err := client.KillUser(c.Context, c.String("user"))
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.App.Writer, "sessions of user %s ended: %d\n", c.String("user"), n)
 		return err
 	}
 	if err := client.Kill(c.Context, id); err != nil {
