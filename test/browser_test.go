@@ -27,6 +27,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 )
@@ -100,7 +102,7 @@ func TestBrowserRelay(t *testing.T) {
 	s.bindIP = browserServerIP // allow_peers stays empty
 	s.sfuAddr = addrString(browserServerIP, browserHTTPPort)
 	s.tokenSecret = sfuTokenSecret
-	startFerry(t, s.toml())
+	f := startFerry(t, s.toml())
 
 	origin := "http://" + s.sfuAddr
 	subToken := accessToken(t, browserRoom, false, true, time.Hour)
@@ -124,8 +126,13 @@ func TestBrowserRelay(t *testing.T) {
 	watcher.waitFor("joined the room", 10*time.Second,
 		`window.ferryDemo.log.some((l) => l.includes('joined room `+browserRoom+`'))`)
 
-	// The publisher: ?autostart=1 clicks Join and Publish.
+	// The publisher: ?autostart=1 clicks Join and Publish. Its browser refuses new ICE
+	// servers on an existing connection, as some Firefox versions do, so the page takes
+	// the fallback: a second WHIP POST with a connection built with the first session's TURN
+	// credential, whose session it ends once connected; Ferry hands the credential over.
 	publisher := newBrowserPage(t, "publisher", chromium, origin)
+	publisher.beforeLoad(`RTCPeerConnection.prototype.setConfiguration = function () {
+		throw new DOMException('refused as Firefox may', 'InvalidModificationError'); };`)
 	publisher.open(page(url.Values{"room": {browserRoom}, "pub": {pubToken}, "sub": {subToken},
 		"name": {browserStreamName}, "relay": {"1"}, "autostart": {"1"}}))
 	publisher.waitFor("publishing, ICE connected", 20*time.Second,
@@ -136,6 +143,10 @@ func TestBrowserRelay(t *testing.T) {
 		t.Fatal("publisher: connected but window.ferryDemo.ownStream is empty")
 	}
 	t.Logf("publisher: publishing stream %s after %v", ownStream, time.Since(start).Round(time.Millisecond))
+	if !browserEval[bool](t, publisher, `window.ferryDemo.log.some((l) => l.includes('setConfiguration refused'))`) {
+		t.Fatal("publisher: the page did not take the fallback for a browser that refuses new ICE servers")
+	}
+	f.waitLog(t, "which takes it over", 1)
 
 	// The watcher shows it.
 	watcher.waitFor("a playing video of the stream", 20*time.Second,
@@ -342,6 +353,20 @@ func (b *browserPage) screenshot(dir, name string) {
 		b.t.Fatalf("%s: screenshot: %v", b.name, err)
 	}
 	b.t.Logf("%s: screenshot %s", b.name, path)
+}
+
+// beforeLoad runs the script in every page the tab opens from now on, before the page's
+// own scripts.
+func (b *browserPage) beforeLoad(js string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, func(ctx context.Context, tab *chromedp.Target) (chromedp.Void, error) {
+		_, err := cdp.Call(ctx, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: js})
+		return chromedp.Void{}, err
+	}); err != nil {
+		b.t.Fatalf("%s: adding a script: %v", b.name, err)
+	}
 }
 
 // open navigates the tab to u and waits for the page to load.

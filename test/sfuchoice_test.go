@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -113,6 +114,65 @@ func TestStreamNames(t *testing.T) {
 			t.Errorf("WHIP ?name=%q: %d %q, want 400 bad stream name", bad, status, body)
 		}
 	}
+}
+
+// TestWHIPRelayPattern: RFC 9725's relay-only client POSTs an offer only to learn the TURN
+// server from the Link headers, then publishes with a second POST relayed with that
+// credential. The first session never connects and ends at connect_timeout; the credential
+// relays the second session of the same token, which takes it over: the publication goes
+// on, viewers (WHEP without a stream id) still get it, and the credential is revoked when
+// the second session ends.
+func TestWHIPRelayPattern(t *testing.T) {
+	s, port := sfuSetup(t)
+	startFerry(t, sfuLimitKeys(s.toml(), "connect_timeout = \"1s\"\n"))
+	base := "http://" + s.sfuAddr
+	token := accessToken(t, "relay", true, false, time.Hour)
+	probe, status := offerOnly(t, newPublisher(t, peerOptions{}, "").pc, base+"/whip/relay", token)
+	if status != http.StatusCreated {
+		t.Fatalf("first WHIP POST: %d", status)
+	}
+	servers := iceServersFromLinks(t, probe.links)
+	pub := newPublisher(t, peerOptions{relayVia: servers}, "")
+	pubSess, status := signal(t, pub.pc, base+"/whip/relay", token)
+	if status != http.StatusCreated {
+		t.Fatalf("second WHIP POST: %d", status)
+	}
+	waitConnected(t, pub.pc)
+	pub.run()
+	if typ := selectedLocalType(t, pub.pc); typ != webrtc.ICECandidateTypeRelay {
+		t.Fatalf("the publisher's selected candidate is %s, want relay", typ)
+	}
+	sub, got := newSubscriber(t, peerOptions{})
+	if sess, status := signal(t, sub, base+"/whep/relay", accessToken(t, "relay", false, true, time.Hour)); status != http.StatusCreated ||
+		sess.stream != streamID(pubSess) {
+		t.Fatalf("WHEP /whep/relay: %d, stream %s; want 201 and %s", status, sess.stream, streamID(pubSess))
+	}
+	waitConnected(t, sub)
+	waitFor(t, "the first session's connect timeout", func() bool {
+		return scrape(t, s.metricsAddr)["ferry_sfu_connect_timeouts_total"] >= 1
+	})
+	got.mu.Lock()
+	n := len(got.counter)
+	got.mu.Unlock()
+	got.waitFor(t, "50 more packets after the first session ended", func(_ []string, counter []uint32, _ []uint16) bool {
+		return len(counter) >= n+50
+	})
+	if state := pub.pc.ConnectionState(); state != webrtc.PeerConnectionStateConnected {
+		t.Fatalf("the publisher is %s after the first session ended, want connected", state)
+	}
+
+	if resp := pubSess.do(t, http.MethodDelete, "", "", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %s", resp.Status)
+	}
+	var user, pass string
+	for _, srv := range servers {
+		if srv.Username != "" {
+			user, pass = srv.Username, srv.Credential.(string)
+		}
+	}
+	c := dialRaw(t, "udp", addrString("127.0.0.1", port), user, pass)
+	mustCode(t, "Allocate with the credential after both sessions ended", c.request(stun.MethodAllocate, requestedTransportUDP),
+		stun.CodeUnauthorized)
 }
 
 // offerStatus POSTs pc's offer to url and returns the answer's status and body.

@@ -151,12 +151,21 @@ async function connect(build, url, token, action) {
         pc.setConfiguration({ ...pc.getConfiguration(), iceServers: s.iceServers, iceTransportPolicy: policy });
       } catch (e) {
         // Some Firefox versions refuse new iceServers after construction: start over
-        // with a connection built with them, and end the first session.
+        // with a connection built with them. Their TURN credential is the first
+        // session's, so that session ends only once the new one has connected (Ferry then
+        // hands the credential over to it) or failed; if the page goes first, Ferry's
+        // connect timeout ends it.
         log(`setConfiguration refused (${e.name}), retrying with a new connection`);
         pc.close();
-        del(s);
+        const probe = s;
         pc = build({ iceServers: s.iceServers, iceTransportPolicy: policy });
-        s = await post(pc, url, token, action);
+        try {
+          s = await post(pc, url, token, action);
+        } catch (err) {
+          del(probe);
+          throw err;
+        }
+        endOnceSettled(pc, probe);
       }
     } else if (policy === 'relay') {
       log('force relay is on but the server offered no TURN server: this cannot connect');
@@ -170,6 +179,16 @@ async function connect(build, url, token, action) {
     throw e;
   }
   return { pc, id: s.stream };
+}
+
+// endOnceSettled ends the session probe once pc has connected or failed.
+function endOnceSettled(pc, probe) {
+  const settled = () => {
+    if (!['connected', 'failed', 'closed'].includes(pc.connectionState)) return;
+    pc.removeEventListener('connectionstatechange', settled);
+    del(probe);
+  };
+  pc.addEventListener('connectionstatechange', settled);
 }
 
 // trickle PATCHes local candidates to the session as RFC 8840 fragments, batched for
