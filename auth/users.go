@@ -144,20 +144,29 @@ func sortUsers(users []User) {
 // holds an exclusive lock on "<path>.lock", and the new content replaces the file atomically,
 // so concurrent AddUser/DeleteUser calls, in this process or others, never lose an update.
 func AddUser(path string, u User) error {
+	_, err := SetUser(path, u)
+	return err
+}
+
+// SetUser is AddUser that also reports whether an entry with the same Name and Realm was
+// replaced (a password change) rather than added.
+func SetUser(path string, u User) (replaced bool, err error) {
 	if err := validateUser(u); err != nil {
-		return fmt.Errorf("auth: add user %q (realm %q) to %s: %w", u.Name, u.Realm, path, err)
+		return false, fmt.Errorf("auth: add user %q (realm %q) to %s: %w", u.Name, u.Realm, path, err)
 	}
 	u.HA1 = strings.ToLower(u.HA1)
-	err := updateUsers(path, true, func(users []User) ([]User, error) {
+	err = updateUsers(path, true, func(users []User) ([]User, error) {
+		n := len(users)
 		users = slices.DeleteFunc(users, func(e User) bool {
 			return e.Name == u.Name && e.Realm == u.Realm
 		})
+		replaced = len(users) < n
 		return append(users, u), nil
 	})
 	if err != nil {
-		return fmt.Errorf("auth: add user %q (realm %q): %w", u.Name, u.Realm, err)
+		return false, fmt.Errorf("auth: add user %q (realm %q): %w", u.Name, u.Realm, err)
 	}
-	return nil
+	return replaced, nil
 }
 
 // DeleteUser removes every entry named name (any realm); ErrNoSuchUser if there was none.

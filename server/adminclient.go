@@ -9,12 +9,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ferry-rtc/ferry/turnserver"
 )
 
-// AdminClient talks to a running Ferry's admin API (`ferry sessions`, `ferry reload`).
+// AdminClient talks to a running Ferry's admin API (`ferry sessions`, `ferry drain`, `ferry reload`).
 type AdminClient struct {
 	base  string
 	token string
@@ -56,6 +57,24 @@ func (c *AdminClient) KillUser(ctx context.Context, user string) (int, error) {
 	var out struct{ Ended int }
 	err := c.do(ctx, http.MethodDelete, "/v1/sessions?user="+url.QueryEscape(user), http.StatusOK, &out)
 	return out.Ended, err
+}
+
+// DrainStatus tells whether the server drains and what is left.
+func (c *AdminClient) DrainStatus(ctx context.Context) (DrainStatus, error) {
+	var out DrainStatus
+	return out, c.do(ctx, http.MethodGet, "/v1/drain", http.StatusOK, &out)
+}
+
+// Drain starts a drain that lasts until CancelDrain or a stop; again, it changes nothing.
+func (c *AdminClient) Drain(ctx context.Context) (DrainStatus, error) {
+	var out DrainStatus
+	return out, c.do(ctx, http.MethodPost, "/v1/drain", http.StatusOK, &out)
+}
+
+// CancelDrain ends a drain that Drain started.
+func (c *AdminClient) CancelDrain(ctx context.Context) (DrainStatus, error) {
+	var out DrainStatus
+	return out, c.do(ctx, http.MethodDelete, "/v1/drain", http.StatusOK, &out)
 }
 
 // Reload makes the server reload its config.
@@ -111,4 +130,24 @@ func dialable(addr string) string {
 		lo = netip.IPv6Loopback()
 	}
 	return net.JoinHostPort(lo.String(), fmt.Sprint(ap.Port()))
+}
+
+// Probe asks the metrics endpoint at addr (a wildcard is reached over loopback) for path,
+// /healthz or /readyz, and returns its URL; an error unless it answers 200.
+func Probe(ctx context.Context, addr, path string) (string, error) {
+	url := "http://" + dialable(addr) + path
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return url, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return url, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode != http.StatusOK {
+		return url, fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return url, nil
 }

@@ -189,10 +189,24 @@ type ReloadResult struct {
 	Error   string   `json:"error,omitempty"`
 }
 
-// adminHandler is the admin API: sessions (see adminSessions), reload.
+// adminHandler is the admin API: sessions (see adminSessions), drain, reload.
 func (s *Server) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	s.adminSessions(mux)
+	mux.HandleFunc("GET /v1/drain", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, s.drainStatus())
+	})
+	mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.StartDrain(r.RemoteAddr))
+	})
+	mux.HandleFunc("DELETE /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+		st, err := s.CancelDrain(r.RemoteAddr)
+		if err != nil {
+			writeJSON(w, http.StatusConflict, map[string]any{"error": err.Error(), "status": st})
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+	})
 	mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, _ *http.Request) {
 		res, err := s.Reload()
 		if err != nil {

@@ -11,9 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -27,8 +30,8 @@ type Options struct {
 	Config  *conf.Config
 	Log     *slog.Logger
 	Level   *slog.LevelVar // the level of Log, which a reload changes
-	Version string
-	Out     io.Writer // the zero-config banner goes here
+	Version string         // the version and commit, "0.1.0+4406345abcde"
+	Out     io.Writer      // the zero-config banner goes here
 }
 
 // Server is a running Ferry.
@@ -48,6 +51,9 @@ type Server struct {
 	http     []*httpServer
 
 	draining               atomic.Bool
+	drainMu                sync.Mutex // guards drainReason and drainSince
+	drainReason            string     // "" (serving), drainAdmin or drainShutdown
+	drainSince             time.Time
 	reloadOK, reloadFailed *metrics.Counter
 	stopSelfTest           func() // stops the self-test and waits for it; nil when none runs
 }
@@ -58,14 +64,12 @@ func Start(opts Options) (*Server, error) {
 	cfg := opts.Config
 	s := &Server{log: opts.Log, level: opts.Level, metrics: metrics.NewSet(), sfuCreds: newSFUCreds()}
 	s.cfg.Store(cfg)
-	var err error
-	if s.relays, err = newRelays(cfg, s.log); err != nil {
-		return nil, err
-	}
-	creds, err := loadCredentials(cfg, "")
+	p, err := load(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
+	creds, certs := p.creds, p.certs
+	s.relays = p.relays
 	if creds.zeroConfig() {
 		creds.generated = randomSecret()
 	}
@@ -74,10 +78,6 @@ func Start(opts Options) (*Server, error) {
 		s.log.Info("users file does not exist yet: no users ('ferry user add' creates it)", "path", cfg.Auth.UsersFile)
 	}
 	creds.warnRealm(s.log, cfg)
-	certs, err := loadCerts(cfg)
-	if err != nil {
-		return nil, err
-	}
 	s.certSums = fingerprints(certs)
 	if err := checkListenPorts(cfg); err != nil {
 		return nil, err
@@ -119,7 +119,7 @@ func Start(opts Options) (*Server, error) {
 		_ = s.Close()
 		return nil, err
 	}
-	s.log.Info("ferry serving", "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", s.turn.Addrs(),
+	s.log.Info("ferry serving", "version", opts.Version, "config", cfg.File(), "realm", cfg.Server.Realm, "listeners", listenerList(cfg, s.turn.Addrs()),
 		"relay_ipv4", s.relays.v4.Public, "relay_ipv6", s.relays.v6.Public,
 		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
 		"users", len(creds.users), "secrets", len(creds.secrets()),
@@ -206,4 +206,18 @@ func randomSecret() string {
 func parseIP(s string) netip.Addr {
 	ip, _ := netip.ParseAddr(s)
 	return ip
+}
+
+// listenerList names each listener by its protocol and bound address, in config order:
+// "udp 0.0.0.0:3478, tcp 0.0.0.0:3478, tls 0.0.0.0:5349".
+func listenerList(cfg *conf.Config, addrs []net.Addr) string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		proto := "?"
+		if i < len(cfg.Listen) {
+			proto = cfg.Listen[i].Proto
+		}
+		out[i] = proto + " " + a.String()
+	}
+	return strings.Join(out, ", ")
 }

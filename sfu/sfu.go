@@ -266,6 +266,9 @@ var (
 // Drain refuses new sessions (503); the live ones go on until they end.
 func (s *SFU) Drain() { s.draining.Store(true) }
 
+// Resume ends a drain: new sessions are accepted again.
+func (s *SFU) Resume() { s.draining.Store(false) }
+
 // Sessions returns the number of live publishers and subscribers.
 func (s *SFU) Sessions() int {
 	s.mu.Lock()

@@ -22,6 +22,8 @@ func TestCLIHelp(t *testing.T) {
 	commands := [][]string{
 		{}, {"serve"}, {"config"}, {"config", "default"}, {"config", "check"},
 		{"user"}, {"user", "add"}, {"user", "del"}, {"user", "list"}, {"cred"}, {"version"},
+		{"config", "import"}, {"token"}, {"sessions"}, {"sessions", "list"}, {"sessions", "kill"}, {"reload"},
+		{"drain"}, {"health"}, {"completion"},
 	}
 	for _, cmd := range commands {
 		out, stderr, err := runFerry(t, "", append(cmd, "--help")...)
@@ -42,6 +44,10 @@ func TestConfigDefaultAndCheck(t *testing.T) {
 	if err != nil || !strings.Contains(def, "[relay]") {
 		t.Fatalf("config default: %v", err)
 	}
+	malformedUsers := filepath.Join(dir, "users.toml")
+	if err := os.WriteFile(malformedUsers, []byte("[[user]]\nname = \"bob\"\nrealm = \"r\"\nha1 = \"not hex\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, "default.toml")
 	if err := os.WriteFile(path, []byte(def), 0o600); err != nil {
 		t.Fatal(err)
@@ -56,6 +62,10 @@ func TestConfigDefaultAndCheck(t *testing.T) {
 		{"ports upside down", "[relay]\nmin_port = 60000\nmax_port = 50000\n", "bad.toml:2: relay.min_port"},
 		{"bad cidr", "[relay]\nallow_peers = [\"10.0.0.0/33\"]\n", "bad.toml:2: relay.allow_peers"},
 		{"missing cert", "[[listen]]\nproto = \"tls\"\naddr = \"127.0.0.1:5349\"\ncert = \"/nonexistent.pem\"\nkey = \"/nonexistent.key\"\n", "bad.toml:4: listen[0].cert"},
+		// Files the config names are loaded as serve loads them.
+		{"missing secrets file", "[auth]\nsecrets_file = \"/nonexistent/rest-secrets\"\n", "bad.toml:2: auth.secrets_file: auth: secrets file: open /nonexistent/rest-secrets"},
+		{"malformed users file", "[auth]\nusers_file = \"" + malformedUsers + "\"\n", "bad.toml:2: auth.users_file: auth: users file " + malformedUsers + ": entry 1"},
+		{"unreadable users file", "[auth]\nusers_file = \"" + dir + "\"\n", "bad.toml:2: auth.users_file: auth: read users file " + dir},
 	}
 	for _, tc := range cases {
 		bad := filepath.Join(dir, "bad.toml")
@@ -70,6 +80,9 @@ func TestConfigDefaultAndCheck(t *testing.T) {
 		_, serveErr, err := runFerry(t, "", "serve", "--config", bad)
 		if exitCode(err) != 1 || !strings.Contains(serveErr, tc.want) {
 			t.Errorf("%s: serve exit %d, stderr %q", tc.name, exitCode(err), serveErr)
+		}
+		if serveLines := lines(serveErr); len(serveLines) == 0 || serveLines[len(serveLines)-1] != strings.TrimSpace(stderr) {
+			t.Errorf("%s: check says %q, serve %q", tc.name, stderr, serveErr)
 		}
 	}
 }

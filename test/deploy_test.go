@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,10 +16,39 @@ import (
 	"github.com/ferry-rtc/ferry/conf"
 )
 
-// TestDeployConfigsCheck: the example configs under deploy/ are valid configs.
+// TestDeployConfigsCheck: the example configs under deploy/ pass ferry config check, which
+// also reads the files they name: each absolute path that does not exist here is moved
+// into a temporary directory, where a secrets file (or any other *_file) gets a
+// 32-character line, and a users file stays missing (no users yet).
 func TestDeployConfigsCheck(t *testing.T) {
+	filePath := regexp.MustCompile(`(?m)^(\w+) = "(/[^"]+)"`)
 	for _, name := range []string{"ferry.toml", "k8s/ferry.toml"} {
-		path := filepath.Join("..", "deploy", filepath.FromSlash(name))
+		data, err := os.ReadFile(filepath.Join("..", "deploy", filepath.FromSlash(name)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		root := t.TempDir()
+		config := filePath.ReplaceAllStringFunc(string(data), func(line string) string {
+			m := filePath.FindStringSubmatch(line)
+			key, path := m[1], m[2]
+			if _, err := os.Stat(path); err == nil || !strings.HasSuffix(key, "_file") {
+				return line
+			}
+			moved := filepath.Join(root, path)
+			if err := os.MkdirAll(filepath.Dir(moved), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if key != "users_file" {
+				if err := os.WriteFile(moved, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return fmt.Sprintf("%s = %q", key, moved)
+		})
+		path := filepath.Join(root, "ferry.toml")
+		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			t.Fatal(err)
+		}
 		out, stderr, err := runFerry(t, "", "config", "check", path)
 		if err != nil || !strings.Contains(out, "ok") {
 			t.Errorf("ferry config check deploy/%s: %v\n%s%s", name, err, out, stderr)
@@ -207,4 +237,31 @@ func TestGrafanaDashboard(t *testing.T) {
 		}
 	}
 	t.Logf("%d metrics used by the dashboard", len(used))
+}
+
+// TestDockerfileHealthcheck: the image's HEALTHCHECK runs a ferry command that passes
+// against a running server (with the test server's metrics address for the config's).
+func TestDockerfileHealthcheck(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("..", "deploy", "docker", "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^HEALTHCHECK [^\n]*?CMD (\[[^\n]*\])`).FindAllStringSubmatch(
+		strings.ReplaceAll(string(data), "\\\n", " "), 1)
+	if len(m) == 0 {
+		t.Fatal("no HEALTHCHECK ... CMD [...] in the Dockerfile")
+	}
+	var argv []string
+	if err := json.Unmarshal([]byte(m[0][1]), &argv); err != nil || len(argv) < 2 || argv[0] != "/usr/local/bin/ferry" {
+		t.Fatalf("HEALTHCHECK CMD %s: %v", m[0][1], err)
+	}
+	s, _ := newSetup(t, 4)
+	startFerry(t, s.toml())
+	args := argv[1:]
+	if i := slices.Index(args, "--config"); i >= 0 {
+		args = slices.Concat(args[:i], []string{"--addr", s.metricsAddr}, args[i+2:])
+	}
+	if out, stderr, err := runFerry(t, "", args...); err != nil {
+		t.Fatalf("ferry %v: %v\n%s%s", args, err, out, stderr)
+	}
 }

@@ -215,6 +215,12 @@ func (s *Server) Drain(alternate netip.AddrPort) {
 	s.guard.draining.Store(true)
 }
 
+// Resume ends a drain: Allocates are served again.
+func (s *Server) Resume() {
+	s.guard.draining.Store(false)
+	s.guard.alternate.Store(nil)
+}
+
 // Sessions describes every live allocation.
 func (s *Server) Sessions() []Session { return s.sessions.list(time.Now()) }
 

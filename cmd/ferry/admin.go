@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -50,11 +52,111 @@ func reloadCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(c.App.Writer, "reloaded; changed: %s; need a restart: %s\n",
-				listOrNone(res.Changed), listOrNone(res.Restart))
-			return err
+			if _, err := fmt.Fprintf(c.App.Writer, "reloaded; changed: %s; need a restart: %s\n",
+				listOrNone(res.Changed), listOrNone(res.Restart)); err != nil {
+				return err
+			}
+			if len(res.Restart) > 0 {
+				// Applied in part: a script must not take it for done.
+				return cli.Exit(fmt.Sprintf("reload: not applied until a restart: %s", strings.Join(res.Restart, ", ")),
+					exitRestartNeeded)
+			}
+			return nil
 		},
 	}
+}
+
+// exitRestartNeeded is reload's exit status when it applied what it could and keys that only
+// a restart applies were left (1 is a refused reload).
+const exitRestartNeeded = 2
+
+func drainCommand() *cli.Command {
+	return &cli.Command{
+		Name: "drain",
+		Usage: "make the running server drain without stopping: no new allocations or SFU sessions, " +
+			"the live ones go on; --cancel serves again",
+		Description: "New Allocates get 508 (or 300 Try Alternate with [server] alternate_server), new WHIP/WHEP " +
+			"sessions 503, and /readyz 503, so load balancers move new clients elsewhere; existing allocations " +
+			"and sessions go on. The process keeps running when they have ended: stop it (SIGTERM, " +
+			"systemctl stop) when you are ready, or cancel the drain. Draining twice changes nothing.",
+		Flags: append([]cli.Flag{
+			&cli.BoolFlag{Name: "cancel", Usage: "end the drain: serve new allocations and sessions again"},
+			&cli.BoolFlag{Name: "status", Usage: "only print whether the server drains and what is left"},
+			&cli.BoolFlag{Name: "wait", Usage: "after starting the drain, wait until no allocation or SFU session is left"},
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON"},
+		}, adminFlags...),
+		Action: drain,
+	}
+}
+
+func drain(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("drain: unexpected argument %q", c.Args().First())
+	}
+	if n := countTrue(c.Bool("cancel"), c.Bool("status"), c.Bool("wait")); n > 1 {
+		return errors.New("drain: use one of --cancel, --status and --wait")
+	}
+	client, err := adminClient(c)
+	if err != nil {
+		return err
+	}
+	var st server.DrainStatus
+	switch {
+	case c.Bool("cancel"):
+		st, err = client.CancelDrain(c.Context)
+	case c.Bool("status"):
+		st, err = client.DrainStatus(c.Context)
+	default:
+		st, err = client.Drain(c.Context)
+	}
+	if err != nil {
+		return err
+	}
+	for c.Bool("wait") && st.Allocations+st.SFUSessions > 0 {
+		select {
+		case <-c.Context.Done():
+			return c.Context.Err()
+		case <-time.After(drainWaitPoll):
+		}
+		if st, err = client.DrainStatus(c.Context); err != nil {
+			return err
+		}
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	_, err = fmt.Fprintln(c.App.Writer, describeDrain(st))
+	return err
+}
+
+// drainWaitPoll is how often drain --wait asks what is left.
+const drainWaitPoll = 500 * time.Millisecond
+
+func describeDrain(st server.DrainStatus) string {
+	left := fmt.Sprintf("%d allocations and %d SFU sessions", st.Allocations, st.SFUSessions)
+	switch {
+	case !st.Draining:
+		return "serving (not draining); live: " + left
+	case st.Reason == "shutdown":
+		return fmt.Sprintf("shutting down: draining since %s; left: %s", st.Since.Format(time.RFC3339), left)
+	case st.Allocations+st.SFUSessions == 0:
+		return fmt.Sprintf("drained since %s: nothing left; stop the server, or 'ferry drain --cancel' to serve again",
+			st.Since.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("draining since %s; left: %s ('ferry drain --wait' waits for them, 'ferry drain --cancel' serves again)",
+		st.Since.Format(time.RFC3339), left)
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 func sessionsCommand() *cli.Command {
@@ -104,11 +206,11 @@ func sessionsKill(c *cli.Context) error {
 	var id string
 	if c.NArg() > 0 || !c.IsSet("user") {
 		var err error
-		if id, err = oneArg(c, "ID"); err != nil { // first: it reads the flags after the ID
+		if id, err = oneArg(c, "ID"); err != nil {
 			return err
 		}
 		if c.IsSet("user") {
-			return fmt.Errorf("%s: give an ID or --user, not both", c.Command.FullName())
+			return fmt.Errorf("%sgive an ID or --user, not both", commandPrefix(c))
 		}
 	}
 	client, err := adminClient(c)

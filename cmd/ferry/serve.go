@@ -15,7 +15,7 @@ import (
 func serveCommand() *cli.Command {
 	return &cli.Command{
 		Name: "serve",
-		Usage: "run the STUN/TURN server (SIGHUP reloads the config; SIGTERM or SIGINT drains, " +
+		Usage: "run the STUN/TURN server and its SFU (SIGHUP reloads the config; SIGTERM or SIGINT drains, " +
 			"a second one stops at once)",
 		Flags:  []cli.Flag{configFlag},
 		Action: serve,
@@ -35,7 +35,7 @@ func serve(c *cli.Context) error {
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	srv, err := server.Start(server.Options{Config: cfg, Log: log, Level: level, Version: version, Out: c.App.Writer})
+	srv, err := server.Start(server.Options{Config: cfg, Log: log, Level: level, Version: fullVersion(), Out: c.App.Writer})
 	if err != nil {
 		return err
 	}

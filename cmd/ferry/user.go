@@ -4,10 +4,11 @@ import (
 	"bufio"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
+	"io/fs"
+	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -49,8 +50,8 @@ func userCommand() *cli.Command {
 			},
 			{
 				Name:   "list",
-				Usage:  "list users and their realms",
-				Flags:  []cli.Flag{usersFileFlag, configFlag},
+				Usage:  "list users and their realms (name TAB realm per line, or --json)",
+				Flags:  []cli.Flag{usersFileFlag, configFlag, &cli.BoolFlag{Name: "json", Usage: "print a JSON array of {name, realm}"}},
 				Action: userList,
 			},
 		},
@@ -76,34 +77,16 @@ func usersFileAndRealm(c *cli.Context) (path, realm string, err error) {
 	return path, realm, nil
 }
 
-// oneArg returns the single argument (what names it in errors: NAME, ID). urfave/cli stops
-// parsing flags at the first argument, so flags written after it ("ferry user add alice
-// --realm r") are parsed here, with the command's own flag definitions, and set on c.
+// oneArg returns the single argument (what names it in errors: NAME, ID). Flags may come
+// before or after it: main puts them first (flagsFirst) before cli parses them.
 func oneArg(c *cli.Context, what string) (string, error) {
-	name := c.Args().First()
-	if name == "" || strings.HasPrefix(name, "-") {
-		return "", fmt.Errorf("%s: want one %s argument", c.Command.FullName(), what)
+	switch c.NArg() {
+	case 0:
+		return "", fmt.Errorf("%swant one %s argument", commandPrefix(c), what)
+	case 1:
+		return c.Args().First(), nil
 	}
-	fs := flag.NewFlagSet(c.Command.FullName(), flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	for _, f := range c.Command.Flags {
-		if err := f.Apply(fs); err != nil {
-			return "", err
-		}
-	}
-	if err := fs.Parse(c.Args().Tail()); err != nil {
-		return "", fmt.Errorf("%s: %w", c.Command.FullName(), err)
-	}
-	if fs.NArg() > 0 {
-		return "", fmt.Errorf("%s: want one %s argument, got also %q", c.Command.FullName(), what, fs.Args())
-	}
-	var err error
-	fs.Visit(func(f *flag.Flag) {
-		if err == nil {
-			err = c.Set(f.Name, f.Value.String())
-		}
-	})
-	return name, err
+	return "", fmt.Errorf("%swant one %s argument, got also %q", commandPrefix(c), what, c.Args().Tail())
 }
 
 func userAdd(c *cli.Context) error {
@@ -120,13 +103,18 @@ func userAdd(c *cli.Context) error {
 		return err
 	}
 	u := auth.User{Name: name, Realm: realm, HA1: hex.EncodeToString(auth.HA1(name, realm, password))}
-	if err := auth.AddUser(path, u); err != nil {
+	replaced, err := auth.SetUser(path, u)
+	if err != nil {
 		return err
 	}
+	what := "added to"
+	if replaced {
+		what = "password changed in"
+	}
 	if generated {
-		_, err = fmt.Fprintf(c.App.Writer, "user %s (realm %s) added to %s; password: %s\n", name, realm, path, password)
+		_, err = fmt.Fprintf(c.App.Writer, "user %s (realm %s) %s %s; password: %s\n", name, realm, what, path, password)
 	} else {
-		_, err = fmt.Fprintf(c.App.Writer, "user %s (realm %s) added to %s\n", name, realm, path)
+		_, err = fmt.Fprintf(c.App.Writer, "user %s (realm %s) %s %s\n", name, realm, what, path)
 	}
 	return err
 }
@@ -163,6 +151,9 @@ func userDel(c *cli.Context) error {
 }
 
 func userList(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("user list: unexpected argument %q", c.Args().First())
+	}
 	path, _, err := usersFileAndRealm(c)
 	if err != nil {
 		return err
@@ -170,6 +161,25 @@ func userList(c *cli.Context) error {
 	users, err := auth.ReadUsers(path)
 	if err != nil {
 		return err
+	}
+	// The note goes to standard error: standard output stays the list, empty here.
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintf(c.App.ErrWriter, "no users file at %s: no users ('ferry user add' creates it)\n", path)
+	} else if len(users) == 0 {
+		fmt.Fprintf(c.App.ErrWriter, "no users in %s\n", path)
+	}
+	if c.Bool("json") {
+		type entry struct {
+			Name  string `json:"name"`
+			Realm string `json:"realm"`
+		}
+		out := make([]entry, len(users)) // the HA1 keys stay in the file: each is a password's equal
+		for i, u := range users {
+			out[i] = entry{u.Name, u.Realm}
+		}
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
 	}
 	for _, u := range users {
 		if _, err := fmt.Fprintf(c.App.Writer, "%s\t%s\n", u.Name, u.Realm); err != nil {
