@@ -44,12 +44,20 @@ type CheckReport struct {
 }
 
 // Check loads everything Start loads from cfg (the relay addresses, the port range and peer
-// rules, the users file, the secrets file, every certificate) without opening a socket,
+// rules, the users file, the secrets file, every certificate, the SFU's token key file)
+// without opening a socket (nor probing the listeners' ports, which a running server holds),
 // and fails where Start would fail, with the same error. `ferry config check` runs it.
 func Check(cfg *conf.Config) (CheckReport, error) {
 	p, err := load(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return CheckReport{}, err
+	}
+	// The SFU's token key file, as newSFU reads it at start.
+	var tokenSecret string
+	if cfg.SFU.Enabled {
+		if tokenSecret, err = TokenSecret(cfg); err != nil {
+			return CheckReport{}, err
+		}
 	}
 	r := CheckReport{Listeners: len(cfg.Listen), Users: len(p.creds.users), Secrets: len(p.creds.configured)}
 	if p.relays.v4.Public.IsValid() {
@@ -64,6 +72,10 @@ func Check(cfg *conf.Config) (CheckReport, error) {
 	if p.creds.missingFile {
 		r.Notes = append(r.Notes, fmt.Sprintf("auth.users_file %s does not exist yet: no users "+
 			"('ferry user add' creates it)", cfg.Auth.UsersFile))
+	}
+	if cfg.SFU.Enabled && tokenSecret == "" && !cfg.IsDefault() {
+		r.Notes = append(r.Notes, "sfu: no token_secret or token_secret_file: each start signs tokens with a key "+
+			"shown nowhere, so nobody can publish or watch; set sfu.token_secret_file, or sfu.enabled = false")
 	}
 	if p.creds.zeroConfig() {
 		r.Notes = append(r.Notes, "no users and no secrets: each start generates a TURN REST secret and prints a credential")

@@ -96,6 +96,7 @@ func TestCheck(t *testing.T) {
 		{"missing secrets file", base + "[auth]\nsecrets_file = \"" + dir + "/none\"\n", "cfg.toml:4: auth.secrets_file: auth: secrets file: open " + dir + "/none"},
 		{"malformed users file", base + "[auth]\nusers_file = \"" + badUsers + "\"\n", "cfg.toml:4: auth.users_file: auth: users file " + badUsers + `: unknown key "users"`},
 		{"peer rules", base + "deny_peers = [\"recommended\"]\n", ""},
+		{"missing token key file", base + "[sfu]\ntoken_secret_file = \"" + dir + "/key\"\n", "cfg.toml:4: sfu.token_secret_file: auth: secrets file: open " + dir + "/key"},
 	}
 	for _, tc := range cases {
 		cfg, err := conf.Parse("cfg.toml", []byte(tc.body))
@@ -113,12 +114,19 @@ func TestCheck(t *testing.T) {
 			t.Errorf("%s: %v, want %s...", tc.name, err, tc.err)
 		}
 		// Start fails the same way, before it opens anything.
-		if _, serr := load(cfg, slog.New(slog.DiscardHandler)); serr == nil || serr.Error() != err.Error() {
+		var serr error
+		if _, lerr := load(cfg, slog.New(slog.DiscardHandler)); lerr != nil {
+			serr = lerr
+		} else if _, terr := TokenSecret(cfg); terr != nil {
+			serr = terr
+		}
+		if serr == nil || serr.Error() != err.Error() {
 			t.Errorf("%s: Start's loading says %v, Check %v", tc.name, serr, err)
 		}
 	}
 
-	cfg, err := conf.Parse("cfg.toml", []byte(base+"[auth]\nusers_file = \""+users+"\"\nsecrets_file = \""+secrets+"\"\nsecrets = [\"s0\"]\n"))
+	cfg, err := conf.Parse("cfg.toml", []byte(base+"[auth]\nusers_file = \""+users+"\"\nsecrets_file = \""+secrets+"\"\nsecrets = [\"s0\"]\n"+
+		"[sfu]\nenabled = false\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +135,8 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("Check: %+v, %v", r, err)
 	}
 	cfg, _ = conf.Parse("cfg.toml", []byte(base+"[auth]\nusers_file = \""+dir+"/later.toml\"\n"))
-	if r, err = Check(cfg); err != nil || len(r.Notes) != 2 {
-		t.Fatalf("a missing users file and no credentials: %+v, %v; want two notes", r, err)
+	if r, err = Check(cfg); err != nil || len(r.Notes) != 3 {
+		t.Fatalf("a missing users file, no credentials and no SFU token key: %+v, %v; want three notes", r, err)
 	}
 }
 

@@ -103,14 +103,14 @@ prometheus-port=%d
 		t.Errorf("import --force: %v %s", err, stderr)
 	}
 
-	// The admin API and the SFU would take fixed ports: move them out of the way.
+	// The admin API would take a fixed port: move it out of the way.
 	config, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A stop need not wait for allocations left by the test.
 	full := strings.Replace(string(config), "realm = \"import.test\"", "realm = \"import.test\"\ndrain_timeout = \"0s\"", 1)
-	full += fmt.Sprintf("\n[admin]\nlisten = %q\n[sfu]\nenabled = false\n",
+	full += fmt.Sprintf("\n[admin]\nlisten = %q\n",
 		addrString("127.0.0.1", freePort(t, "127.0.0.1")))
 	if err := os.WriteFile(out, []byte(full), 0o600); err != nil {
 		t.Fatal(err)

@@ -59,7 +59,7 @@ var unsupported = map[string]string{
 	"redis-userdb":                  "Ferry does not read coturn's database: export the users' name, realm and hmackey into Ferry's users file ([[user]] name, realm, ha1 = hmackey), and the secrets into a secrets file",
 	"redis-statsdb":                 "Ferry publishes no allocation events to Redis; its metrics are on [metrics] listen and 'ferry sessions list --json' lists sessions",
 	"secret-key-file":               "Ferry does not read coturn's database",
-	"server-name":                   "Ferry has no oAuth; for the host name in turns: URIs see the README",
+	"server-name":                   "coturn uses it for oAuth, which Ferry lacks; Ferry's server.name is the host name in the turn: and turns: URIs it hands out (set it to the name your certificate carries)",
 	"oauth":                         "Ferry has no oAuth (third-party authorization)",
 	"no-auth-pings":                 "Ferry has no database to ping",
 	"pkey-pwd":                      "Ferry reads unencrypted PEM keys only: decrypt it (openssl pkey -in KEY -out KEY.plain)",

@@ -548,6 +548,10 @@ func (t *translator) defaultNotes() {
 	if (t.cert == "") != (t.pkey == "") || (t.cert == "" && (!t.noTLS || !t.noDTLS)) {
 		add("cert", "no cert and pkey: no TLS or DTLS listener (coturn too runs none without a certificate)")
 	}
+	if t.cert != "" && t.pkey != "" && (!t.noTLS || !t.noDTLS) {
+		add("cert", "turns: clients check the certificate against the host in the URI: set server.name to the "+
+			"name it is issued to, so the URIs Ferry hands out carry it")
+	}
 	if !t.userQuotaSet {
 		add("user-quota", fmt.Sprintf("not set: coturn allows any number of allocations per user; Ferry allows %d "+
 			"(limits.allocations_per_user; 0 = no limit)", conf.Default().Limits.AllocationsPerUser))

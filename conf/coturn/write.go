@@ -223,6 +223,10 @@ func (t *translator) write(realm string) []byte {
 		}
 	}
 
+	// coturn has no SFU: Ferry's stays off until configured (see [sfu] in 'ferry config default').
+	w.table("sfu")
+	w.b.WriteString("enabled = false  # coturn has none; 'ferry config default' shows how to run Ferry's\n")
+
 	if t.prometheus {
 		addr := t.promAddr
 		if addr == "" {
