@@ -126,38 +126,37 @@ type translator struct {
 	s   Settings
 	res *Result
 
-	realm                               string
-	realmSrc                            source
-	listenPort, tlsPort                 int
-	listenPortSrc, tlsPortSrc           source
-	listenIPs                           []addrOpt
-	relayIPs                            []addrOpt
-	externalIPs                         []struct{ public, private addrOpt }
-	cert, pkey                          string
-	certSrc                             source
-	noUDP, noTCP, noTLS, noDTLS         bool
-	protoSrc                            source
-	minPort, maxPort                    int
-	minPortSrc, maxPortSrc              source
-	users                               []userOpt
-	secrets                             []string
-	secretSrc                           source
-	useAuthSecret, ltCredMech           *Option
-	userQuota, totalQuota               int
-	userQuotaSet, totalQuotaSet         bool
-	userQuotaSrc, totalQuotaSrc         source
-	deny, allow                         []string
-	denySrc, allowSrc                   source
-	lifetime, allocTimeout              time.Duration
-	lifetimeSrc, allocTimeoutSrc        source
-	prometheus                          bool
-	promPort                            int
-	promAddr                            string
-	promSrc                             source
-	noSoftware                          bool
-	softwareSrc                         source
-	userdbSeen                          bool
-	realmOptionLine, userdbLine, noAuth int
+	realm                        string
+	realmSrc                     source
+	listenPort, tlsPort          int
+	listenPortSrc, tlsPortSrc    source
+	listenIPs                    []addrOpt
+	relayIPs                     []addrOpt
+	externalIPs                  []struct{ public, private addrOpt }
+	cert, pkey                   string
+	certSrc                      source
+	noUDP, noTCP, noTLS, noDTLS  bool
+	protoSrc                     source
+	minPort, maxPort             int
+	minPortSrc, maxPortSrc       source
+	users                        []userOpt
+	secrets                      []string
+	secretSrc                    source
+	useAuthSecret, ltCredMech    *Option
+	userQuota, totalQuota        int
+	userQuotaSet, totalQuotaSet  bool
+	userQuotaSrc, totalQuotaSrc  source
+	deny, allow                  []string
+	denySrc, allowSrc            source
+	lifetime, allocTimeout       time.Duration
+	lifetimeSrc, allocTimeoutSrc source
+	prometheus                   bool
+	promPort                     int
+	promAddr                     string
+	promSrc                      source
+	noSoftware                   bool
+	softwareSrc                  source
+	userdbSeen                   bool
 }
 
 func (t *translator) untranslated(o Option, format string, args ...any) {
@@ -421,7 +420,6 @@ func (t *translator) path(p string) string {
 
 func userdb(t *translator, o Option) {
 	t.userdbSeen = true
-	t.userdbLine = o.Line
 	db := strings.TrimSpace(o.Value)
 	t.untranslated(o, "Ferry does not read coturn's SQLite database %[1]s. 'turnadmin -l -b %[1]s' lists its users "+
 		"and 'turnadmin -S -b %[1]s' its secrets, but turnadmin prints no keys: export the users (with their HA1 keys "+
