@@ -31,7 +31,7 @@ func bindingPart() *part {
 		title: "STUN Binding requests: Go load generator",
 		metrics: []metric{
 			{"requests", 0}, {"responses", 0}, {"UDP drops", 0}, {"server drops", 0}, {"wall s", 2}, {"resp/s", 0},
-			{"server CPU s", 2}, {"resp/CPU-s", 0}, {"other CPU s", 2}, {"peak RSS MiB", 1},
+			{"server CPU s", 2}, {"resp/CPU-s", 0}, {"peak RSS MiB", 1},
 		},
 		key:            "resp/CPU-s",
 		higherIsBetter: true,
@@ -42,7 +42,7 @@ func bindingPart() *part {
 	}
 }
 
-func bindingRate(ctx context.Context, s *server) ([]float64, error) {
+func bindingRate(ctx context.Context, s *server) ([]float64, usage, error) {
 	var conns []*net.UDPConn
 	defer func() {
 		for _, c := range conns {
@@ -51,19 +51,19 @@ func bindingRate(ctx context.Context, s *server) ([]float64, error) {
 	}()
 	raddr, err := net.ResolveUDPAddr("udp4", s.addr())
 	if err != nil {
-		return nil, fmt.Errorf("server address: %w", err)
+		return nil, usage{}, fmt.Errorf("server address: %w", err)
 	}
 	for range bindingSockets {
 		c, err := net.DialUDP("udp4", nil, raddr)
 		if err != nil {
-			return nil, fmt.Errorf("binding client socket: %w", err)
+			return nil, usage{}, fmt.Errorf("binding client socket: %w", err)
 		}
 		conns = append(conns, c)
 	}
 
 	m, err := startMeter(s)
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	var responses atomic.Int64
 	var failed failures
@@ -85,17 +85,17 @@ func bindingRate(ctx context.Context, s *server) ([]float64, error) {
 	wg.Wait()
 	u, err := m.stop()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	if failed.count > 0 {
-		return nil, fmt.Errorf("%d of %d sockets failed: %w", failed.count, bindingSockets, failed.first)
+		return nil, usage{}, fmt.Errorf("%d of %d sockets failed: %w", failed.count, bindingSockets, failed.first)
 	}
 	peak, err := s.peakRSSMiB()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	got := float64(responses.Load())
-	return []float64{bindingTotal, got, u.udpDrops, u.serverDrops, u.wall, got / u.wall, u.cpu, got / u.cpu, u.other, peak}, nil
+	return []float64{bindingTotal, got, u.udpDrops, u.serverDrops, u.wall, got / u.wall, u.cpu, got / u.cpu, peak}, u, nil
 }
 
 // bindingLoop sends count Binding requests on c, bindingWindow at a time, and returns the

@@ -31,7 +31,7 @@ func allocPart() *part {
 		title: "Allocation rate: pion/turn clients",
 		metrics: []metric{
 			{"allocs", 0}, {"failed", 0}, {"wall s", 2}, {"allocs/s", 0},
-			{"server CPU s", 2}, {"allocs/CPU-s", 0}, {"other CPU s", 2}, {"peak RSS MiB", 1},
+			{"server CPU s", 2}, {"allocs/CPU-s", 0}, {"peak RSS MiB", 1},
 		},
 		key:            "allocs/CPU-s",
 		higherIsBetter: true,
@@ -48,7 +48,7 @@ func idlePart() *part {
 		title: "Memory per idle allocation: pion/turn clients",
 		metrics: []metric{
 			{"allocs held", 0}, {"failed", 0}, {"RSS before MiB", 1}, {"RSS after MiB", 1},
-			{"KiB/alloc", 2}, {"other CPU s", 2}, {"peak RSS MiB", 1},
+			{"KiB/alloc", 2}, {"peak RSS MiB", 1},
 		},
 		key:       "KiB/alloc",
 		scenarios: []scenario{{name: fmt.Sprintf("%d-idle", idleAllocs), load: idleMemory}},
@@ -125,10 +125,10 @@ func (f *failures) add(err error) {
 
 // allocRate runs allocWorkers workers, each allocating and releasing in a loop until
 // allocTotal allocations have been attempted.
-func allocRate(ctx context.Context, s *server) ([]float64, error) {
+func allocRate(ctx context.Context, s *server) ([]float64, usage, error) {
 	m, err := startMeter(s)
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	var (
 		next, done atomic.Int64
@@ -162,21 +162,21 @@ func allocRate(ctx context.Context, s *server) ([]float64, error) {
 	wg.Wait()
 	u, err := m.stop()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	failed.report(s, "allocations")
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("allocations interrupted: %w", err)
+		return nil, usage{}, fmt.Errorf("allocations interrupted: %w", err)
 	}
 	if done.Load() == 0 {
-		return nil, fmt.Errorf("no allocation succeeded: %w", failed.first)
+		return nil, usage{}, fmt.Errorf("no allocation succeeded: %w", failed.first)
 	}
 	peak, err := s.peakRSSMiB()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	ok := float64(done.Load())
-	return []float64{ok, float64(failed.count), u.wall, ok / u.wall, u.cpu, ok / u.cpu, u.other, peak}, nil
+	return []float64{ok, float64(failed.count), u.wall, ok / u.wall, u.cpu, ok / u.cpu, peak}, u, nil
 }
 
 // allocateAndRelease makes one allocation from a new client socket, as a new client would,
@@ -197,14 +197,14 @@ func allocateAndRelease(server string) (*turnClient, error) {
 }
 
 // idleMemory weighs idle allocations: the server's RSS grows by their memory.
-func idleMemory(ctx context.Context, s *server) ([]float64, error) {
+func idleMemory(ctx context.Context, s *server) ([]float64, usage, error) {
 	before, err := s.rssKiB()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	m, err := startMeter(s)
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	held, failed := holdAllocations(ctx, s.addr(), idleAllocs)
 	failed.report(s, "allocations")
@@ -215,26 +215,26 @@ func idleMemory(ctx context.Context, s *server) ([]float64, error) {
 		}
 	}()
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("allocations interrupted: %w", err)
+		return nil, usage{}, fmt.Errorf("allocations interrupted: %w", err)
 	}
 	if len(held) == 0 {
-		return nil, fmt.Errorf("no allocation succeeded: %w", failed.first)
+		return nil, usage{}, fmt.Errorf("no allocation succeeded: %w", failed.first)
 	}
 	select {
 	case <-time.After(idleSettle):
 	case <-ctx.Done():
-		return nil, fmt.Errorf("interrupted: %w", ctx.Err())
+		return nil, usage{}, fmt.Errorf("interrupted: %w", ctx.Err())
 	}
 	after, err := s.rssKiB()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	u, peak, err := m.stopPeak()
 	if err != nil {
-		return nil, err
+		return nil, usage{}, err
 	}
 	n := float64(len(held))
-	return []float64{n, float64(failed.count), before / 1024, after / 1024, (after - before) / n, u.other, peak}, nil
+	return []float64{n, float64(failed.count), before / 1024, after / 1024, (after - before) / n, peak}, u, nil
 }
 
 // heldAllocation is an allocation kept open, with the client that made it.

@@ -1,14 +1,18 @@
 // Command turnbench compares Ferry with Debian's coturn on one machine: the same
-// turnutils_uclient relay loads, an allocation-rate load, the memory of idle allocations and
-// STUN Binding throughput. Every run gets a fresh server process, the two servers take turns
-// (coturn, Ferry, coturn, Ferry, ...) over several rounds and never run at once, and the
-// server's CPU time and memory are read from /proc. It prints per-run tables, medians and
-// Ferry/coturn ratios, plain and then as Markdown for BENCHMARKS.md.
+// turnutils_uclient relay loads, client to client and to an external echo peer
+// (turnutils_peer), an allocation-rate load, the memory of idle allocations and STUN Binding
+// throughput. Every run gets a fresh server process, the two servers take turns (coturn,
+// Ferry, coturn, Ferry, ...) over several rounds and never run at once, and the server's CPU
+// time and memory are read from /proc. A round in which other processes took more than a
+// share of a run's wall time is run again. It prints per-run tables, medians and
+// Ferry/coturn ratios, plain and then as Markdown for BENCHMARKS.md; with -contention the
+// runs compete with busy processes, and the headings say so.
 //
 // All traffic stays on 127.0.0.1. `make bench` runs it; it is a program, not a test, so that
 // `go test ./...` never runs it:
 //
-//	go run ./test/bench/turnbench -ferry bin/ferry [-rounds 3] [-only uclient,alloc,idle,binding]
+//	go run ./test/bench/turnbench -ferry bin/ferry [-rounds 3] [-only uclient,peer,alloc,idle,binding]
+//	    [-max-other 0.1] [-tries 3] [-contention N]
 package main
 
 import (
@@ -20,6 +24,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -30,10 +35,10 @@ import (
 const host = "127.0.0.1"
 
 // scenario is one load of a part; load drives it against a started server and returns the
-// values of the part's metrics, in their order.
+// values of the part's metrics, in their order, and the usage of its measured window.
 type scenario struct {
 	name string
-	load func(ctx context.Context, s *server) ([]float64, error)
+	load func(ctx context.Context, s *server) ([]float64, usage, error)
 }
 
 // part is a family of scenarios measured with the same metrics, selected by name with -only.
@@ -50,10 +55,17 @@ type part struct {
 }
 
 type options struct {
-	ferryBin       string
-	rounds         int
-	only           []string
+	ferryBin string
+	rounds   int
+	// parts are the parts and scenarios -only selects, in the order of the full run.
+	parts          []*part
 	uclientTimeout time.Duration
+	// maxOther is the share of a run's wall time that other processes may use before its
+	// round is run again, up to tries times in all.
+	maxOther float64
+	tries    int
+	// contention is the number of busy processes that compete with every run.
+	contention int
 }
 
 func main() {
@@ -81,10 +93,14 @@ func mainStatus() int {
 
 func parseFlags() (options, error) {
 	var opts options
-	only := flag.String("only", "uclient,alloc,idle,binding", "comma-separated parts to run: uclient, alloc, idle, binding")
+	only := flag.String("only", "uclient,peer,alloc,idle,binding",
+		"comma-separated parts (uclient, peer, alloc, idle, binding) or scenarios (e.g. channeldata-200B-peer) to run")
 	flag.StringVar(&opts.ferryBin, "ferry", "bin/ferry", "path of the ferry binary to measure")
 	flag.IntVar(&opts.rounds, "rounds", 3, "rounds; each round runs every scenario once against each server")
 	flag.DurationVar(&opts.uclientTimeout, "uclient-timeout", 120*time.Second, "a turnutils_uclient run taking longer is killed and counted as failed")
+	flag.Float64Var(&opts.maxOther, "max-other", 0.1, "a round is run again when a run's other CPU exceeds this share of its wall time")
+	flag.IntVar(&opts.tries, "tries", 3, "tries of a round at most, the first included; 1 never runs a round again")
+	flag.IntVar(&opts.contention, "contention", 0, "busy processes (one CPU each) that compete with every run; 0 for none")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments %q", flag.Args())
@@ -92,18 +108,25 @@ func parseFlags() (options, error) {
 	if opts.rounds < 1 {
 		return opts, fmt.Errorf("-rounds %d: want at least 1", opts.rounds)
 	}
-	known := []string{"uclient", "alloc", "idle", "binding"}
-	for name := range strings.SplitSeq(*only, ",") {
-		if !slices.Contains(known, name) {
-			return opts, fmt.Errorf("-only: unknown part %q (want some of %s)", name, strings.Join(known, ","))
-		}
-		opts.only = append(opts.only, name)
+	if opts.maxOther <= 0 {
+		return opts, fmt.Errorf("-max-other %g: want a share above 0", opts.maxOther)
 	}
-	return opts, nil
+	if opts.tries < 1 {
+		return opts, fmt.Errorf("-tries %d: want at least 1", opts.tries)
+	}
+	// More busy processes than a few per CPU add nothing but a longer run.
+	if limit := 4 * runtime.NumCPU(); opts.contention < 0 || opts.contention > limit {
+		return opts, fmt.Errorf("-contention %d: want 0 to %d", opts.contention, limit)
+	}
+	var err error
+	opts.parts, err = selectParts(allParts(opts), strings.Split(*only, ","))
+	return opts, err
 }
 
-func run(ctx context.Context, opts options) error {
-	for _, tool := range []string{"turnserver", "turnutils_uclient"} {
+// run measures every selected scenario and prints the report, also when it is
+// interrupted; the contention processes and the temporary directory go before it returns.
+func run(ctx context.Context, opts options) (err error) {
+	for _, tool := range []string{"turnserver", "turnutils_uclient", "turnutils_peer"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not installed (apt-get install -y coturn): %w", tool, err)
 		}
@@ -126,72 +149,71 @@ func run(ctx context.Context, opts options) error {
 	if err != nil {
 		return err
 	}
+	if e.busy, err = startContention(opts.contention, dir); err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, e.busy.stop()) }()
 
-	parts := selectParts(opts)
 	started := time.Now()
 	results := make(map[string][]result)
-	for _, p := range parts {
+	for _, p := range opts.parts {
 		for _, sc := range p.scenarios {
-			rs, err := runScenario(ctx, e, opts.rounds, p, sc)
+			rs, err := runScenario(ctx, e, opts, p, sc)
 			results[p.name] = append(results[p.name], rs...)
 			if err != nil {
 				// Interrupted: report what was measured, then fail.
-				printReport(e, opts, parts, results, time.Since(started))
+				printReport(e, opts, results, time.Since(started))
 				return err
 			}
 		}
 	}
-	printReport(e, opts, parts, results, time.Since(started))
+	printReport(e, opts, results, time.Since(started))
 	return nil
 }
 
-// selectParts returns the parts named by -only, in the order of the full run.
-func selectParts(opts options) []*part {
-	all := []*part{uclientPart(opts.uclientTimeout), allocPart(), idlePart(), bindingPart()}
-	var parts []*part
-	for _, p := range all {
-		if slices.Contains(opts.only, p.name) {
-			parts = append(parts, p)
+// allParts are every part of the full run, in its order.
+func allParts(opts options) []*part {
+	parts := []*part{uclientPart(opts.uclientTimeout), peerPart(opts.uclientTimeout), allocPart(), idlePart(), bindingPart()}
+	if opts.contention > 0 {
+		// Tables of a run under contention are pasted beside those of a quiet one: each
+		// says which it is.
+		for _, p := range parts {
+			p.title += " " + contentionMode(opts.contention)
 		}
 	}
 	return parts
 }
 
-// runScenario runs sc rounds times against each server in turn, a fresh server process
-// per run. It stops early, with the context's error, when the run is interrupted.
-func runScenario(ctx context.Context, e *env, rounds int, p *part, sc scenario) ([]result, error) {
-	var results []result
-	for round := 1; round <= rounds; round++ {
-		for _, kind := range serverKinds {
-			if err := ctx.Err(); err != nil {
-				return results, fmt.Errorf("interrupted: %w", err)
-			}
-			if err := waitQuiet(ctx); err != nil {
-				return results, fmt.Errorf("interrupted: %w", err)
-			}
-			began := time.Now()
-			r := result{server: kind.name, scenario: sc.name, round: round}
-			r.values, r.err = measure(ctx, e, kind, sc)
-			results = append(results, r)
-			fmt.Fprintf(os.Stderr, "%s %s round %d/%d %s: %s (%.0fs)\n",
-				p.name, sc.name, round, rounds, kind.name, r.summary(p), time.Since(began).Seconds())
+// selectParts keeps the parts named in only, whole, and the scenarios named in only, each
+// in its part; the order stays that of all.
+func selectParts(all []*part, only []string) ([]*part, error) {
+	var known []string
+	for _, p := range all {
+		known = append(known, p.name)
+		for _, sc := range p.scenarios {
+			known = append(known, sc.name)
 		}
 	}
-	return results, nil
-}
-
-// measure starts a fresh server of kind, runs the load against it and stops it, so that
-// its peak RSS belongs to this run alone.
-func measure(ctx context.Context, e *env, kind serverKind, sc scenario) ([]float64, error) {
-	s, err := startServer(ctx, e, kind)
-	if err != nil {
-		return nil, err
+	for _, name := range only {
+		if !slices.Contains(known, name) {
+			return nil, fmt.Errorf("-only: unknown part or scenario %q (want some of %s)", name, strings.Join(known, ","))
+		}
 	}
-	values, err := sc.load(ctx, s)
-	if stopErr := s.stop(); stopErr != nil {
-		err = errors.Join(err, stopErr)
+	var parts []*part
+	for _, p := range all {
+		if slices.Contains(only, p.name) {
+			parts = append(parts, p)
+			continue
+		}
+		picked := *p
+		picked.scenarios = slices.DeleteFunc(slices.Clone(p.scenarios), func(sc scenario) bool {
+			return !slices.Contains(only, sc.name)
+		})
+		if len(picked.scenarios) > 0 {
+			parts = append(parts, &picked)
+		}
 	}
-	return values, err
+	return parts, nil
 }
 
 // Other work on the machine competes with the run for the two CPUs and skews it, so each

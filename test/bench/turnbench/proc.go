@@ -25,9 +25,10 @@ func (s *server) cpuSeconds() (float64, error) {
 }
 
 // othersSeconds is the CPU time used so far by every process of the machine but this
-// program and its children (the server, turnutils_uclient), kernel threads included. Each
-// process counts with the children it has waited for, so that a short-lived process (a
-// compiler run by go build) still counts once its parent has reaped it.
+// program and its children (the server, turnutils_uclient, turnutils_peer, the contention
+// processes), kernel threads included. Each process counts with the children it has waited
+// for, so that a short-lived process (a compiler run by go build) still counts once its
+// parent has reaped it.
 func othersSeconds() (float64, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
@@ -119,11 +120,21 @@ func udpRcvbufErrors() (float64, error) {
 	return 0, errors.New("UDP counters: no Udp RcvbufErrors in /proc/net/snmp")
 }
 
-// serverDrops sums the drops counters of the UDP sockets the server holds (last column of
-// /proc/net/udp): the datagrams the kernel dropped because the server did not read them in
-// time. The process is fresh, so these are the drops of this run, on the sockets still open.
+// serverDrops sums the drops counters of the UDP sockets the server holds: the datagrams
+// the kernel dropped because the server did not read them in time. The process is fresh,
+// so these are the drops of this run, on the sockets still open.
 func (s *server) serverDrops() (float64, error) {
-	inodes, err := s.socketInodes()
+	drops, err := socketDrops(s.pid())
+	if err != nil {
+		return 0, fmt.Errorf("%s %w", s.name, err)
+	}
+	return drops, nil
+}
+
+// socketDrops sums the drops counters (last column of /proc/net/udp) of the UDP sockets
+// that process pid holds.
+func socketDrops(pid int) (float64, error) {
+	inodes, err := socketInodes(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -147,12 +158,12 @@ func (s *server) serverDrops() (float64, error) {
 	return sum, nil
 }
 
-// socketInodes returns the inodes of the sockets the server has open.
-func (s *server) socketInodes() (map[string]bool, error) {
-	dir := fmt.Sprintf("/proc/%d/fd", s.pid())
+// socketInodes returns the inodes of the sockets process pid has open.
+func socketInodes(pid int) (map[string]bool, error) {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s sockets: %w", s.name, err)
+		return nil, fmt.Errorf("sockets: %w", err)
 	}
 	inodes := make(map[string]bool)
 	for _, e := range entries {
@@ -186,7 +197,7 @@ func othersBusy(ctx context.Context, period time.Duration) (float64, error) {
 	return (after - before) / period.Seconds(), nil
 }
 
-// usage is what a load cost.
+// usage is what a load cost, over its measured window.
 type usage struct {
 	wall float64
 	// cpu is the server's CPU seconds.
@@ -194,14 +205,26 @@ type usage struct {
 	// other is the CPU seconds of the other processes (othersSeconds): work that competed
 	// with the run and skews it.
 	other float64
+	// contention is the CPU seconds of the -contention processes: the competition the run
+	// was meant to have.
+	contention float64
 	// udpDrops are the UDP datagrams dropped on full receive buffers, on the whole machine;
 	// serverDrops those of them on the server's own sockets.
 	udpDrops, serverDrops float64
 }
 
+// otherShare is the CPU time of other processes as a share of the wall time: 1 is a whole
+// CPU taken from the run all along.
+func (u usage) otherShare() float64 {
+	if u.wall <= 0 {
+		return 0
+	}
+	return u.other / u.wall
+}
+
 // counters are the cumulative readings that a meter takes before and after a load.
 type counters struct {
-	server, others, udpDrops float64
+	server, others, contention, udpDrops float64
 }
 
 func readCounters(s *server) (counters, error) {
@@ -211,6 +234,9 @@ func readCounters(s *server) (counters, error) {
 		return c, err
 	}
 	if c.others, err = othersSeconds(); err != nil {
+		return c, err
+	}
+	if c.contention, err = s.busy.cpuSeconds(); err != nil {
 		return c, err
 	}
 	c.udpDrops, err = udpRcvbufErrors()
@@ -237,10 +263,11 @@ func (m meter) stop() (usage, error) {
 		return usage{}, err
 	}
 	u := usage{
-		wall:     wall,
-		cpu:      c.server - m.start.server,
-		other:    c.others - m.start.others,
-		udpDrops: c.udpDrops - m.start.udpDrops,
+		wall:       wall,
+		cpu:        c.server - m.start.server,
+		other:      c.others - m.start.others,
+		contention: c.contention - m.start.contention,
+		udpDrops:   c.udpDrops - m.start.udpDrops,
 	}
 	u.serverDrops, err = m.s.serverDrops()
 	return u, err

@@ -31,13 +31,15 @@ const (
 	maxRelayPort = 19999
 )
 
-// env is what every server run shares: the ferry binary, the temporary directory and the
-// Ferry users file (coturn takes its user on the command line).
+// env is what every server run shares: the ferry binary, the temporary directory, the
+// Ferry users file (coturn takes its user on the command line) and the contention
+// processes.
 type env struct {
 	ferryBin  string
 	dir       string
 	usersFile string
 	runs      int
+	busy      *contention
 }
 
 // newEnv writes the Ferry users file with `ferry user add`, as an operator would.
@@ -76,7 +78,8 @@ func coturnArgs(dir, port string) []string {
 		"--listening-ip=" + host, "--relay-ip=" + host,
 		"--listening-port=" + port,
 		"--min-port=" + strconv.Itoa(minRelayPort), "--max-port=" + strconv.Itoa(maxRelayPort),
-		// uclient -y clients are each other's peers, at relay addresses on 127.0.0.1.
+		// uclient -y clients are each other's peers, at relay addresses on 127.0.0.1, and
+		// turnutils_peer listens on 127.0.0.1 too.
 		"--allow-loopback-peers",
 		"--lt-cred-mech", "--user=" + benchUser + ":" + benchPass, "--realm=" + benchRealm,
 		"--no-cli",
@@ -152,6 +155,10 @@ type server struct {
 	name string
 	port int
 	proc *benchproc.Process
+	// dir is the run's directory, for the files of the processes the load starts.
+	dir string
+	// busy are the contention processes beside the run, whose CPU every meter reads.
+	busy *contention
 }
 
 func (s *server) addr() string { return net.JoinHostPort(host, strconv.Itoa(s.port)) }
@@ -182,7 +189,7 @@ func startServer(ctx context.Context, e *env, kind serverKind) (*server, error) 
 	if err != nil {
 		return nil, err
 	}
-	s := &server{name: kind.name, port: port, proc: proc}
+	s := &server{name: kind.name, port: port, proc: proc, dir: dir, busy: e.busy}
 	// Ready when it answers Binding requests on both transports.
 	err = proc.WaitReady(ctx, "Binding response", func() error {
 		if err := bindingProbe("udp", s.addr()); err != nil {
