@@ -3,7 +3,6 @@ package auth
 import (
 	"encoding/hex"
 	"errors"
-	"sync"
 	"time"
 )
 
@@ -18,14 +17,12 @@ var (
 	ErrRevoked = errors.New("revoked credential")
 )
 
-// Authenticator answers "which key does this username have" for one realm. Safe for concurrent use.
-// It is immutable except for a small internal cache (see Verify); a config reload builds a new one.
+// Authenticator answers "which key does this username have" for one realm. Safe for concurrent use:
+// it is immutable, and a config reload builds a new one.
 type Authenticator struct {
 	realm   string
 	users   map[string][]byte // static user name → HA1, for this realm only
 	secrets []string          // TURN REST API secrets; the first signs, every one verifies
-
-	rotated rotatedKeys
 }
 
 // New builds an Authenticator for realm from the users file entries and the REST secrets.
@@ -36,9 +33,8 @@ type Authenticator struct {
 // for realm, the first entry wins; ReadUsers never returns that.
 func New(realm string, users []User, secrets []string) *Authenticator {
 	a := &Authenticator{
-		realm:   realm,
-		users:   make(map[string][]byte, len(users)),
-		rotated: newRotatedKeys(),
+		realm: realm,
+		users: make(map[string][]byte, len(users)),
 	}
 	for _, u := range users {
 		if u.Realm != realm || u.Name == "" {
@@ -117,10 +113,6 @@ func (a *Authenticator) restKey(username, secret string) []byte {
 //   - no candidate key satisfies check → ErrBadIntegrity
 //
 // The errors are returned as they are (not wrapped), ready to be used as a metrics label.
-//
-// When a REST username verifies with a secret other than the first, the key is remembered so that
-// Key returns it: pion's AuthHandler is called for the same request without the message, so it
-// cannot try every secret itself. The memory is bounded (see rotatedKeys).
 func (a *Authenticator) Verify(username, realm string, now time.Time, check func(key []byte) bool) (userID string, key []byte, err error) {
 	id, err := a.resolve(username, realm, now)
 	if err != nil {
@@ -132,121 +124,10 @@ func (a *Authenticator) Verify(username, realm string, now time.Time, check func
 		}
 		return id.userID, id.staticKey, nil
 	}
-	for i, secret := range a.secrets {
-		key := a.restKey(username, secret)
-		if !check(key) {
-			continue
+	for _, secret := range a.secrets {
+		if key := a.restKey(username, secret); check(key) {
+			return id.userID, key, nil
 		}
-		if i == 0 {
-			// The first secret is what Key falls back to; a key remembered from an earlier
-			// rotation (impossible unless two secrets collide) must not shadow it.
-			a.rotated.forget(username)
-		} else {
-			a.rotated.remember(username, key, id.expiry, now)
-		}
-		return id.userID, key, nil
 	}
 	return "", nil, ErrBadIntegrity
-}
-
-// Key returns the key Verify accepted for username (the remembered rotated key, else the first
-// candidate), with the same errors as Verify minus ErrBadIntegrity. It is what Ferry's pion
-// AuthHandler returns.
-//
-// Key does not prove anything by itself: the caller (pion) must still check MESSAGE-INTEGRITY
-// with the returned key.
-func (a *Authenticator) Key(username, realm string, now time.Time) (userID string, key []byte, err error) {
-	id, err := a.resolve(username, realm, now)
-	if err != nil {
-		return "", nil, err
-	}
-	if id.staticKey != nil {
-		return id.userID, id.staticKey, nil
-	}
-	if key, ok := a.rotated.lookup(username); ok {
-		return id.userID, key, nil
-	}
-	return id.userID, a.restKey(username, a.secrets[0]), nil
-}
-
-// rotatedKeys remembers REST username → key for usernames that verified with a secret other than
-// the first. It only ever holds keys that Verify proved, so a hit in Key is as good as trying
-// every secret again.
-//
-// Bounds: past pruneAt (1024) entries an insert drops the expired ones; if more than half of
-// hardCap (65536) are still live, it drops them all. The map never holds more than hardCap.
-type rotatedKeys struct {
-	// pruneAt and hardCap are fields, not constants, so that tests can shrink them.
-	pruneAt int // prune expired entries when the map grows past this
-	hardCap int // never hold more than this; clear everything if pruning leaves over half of it
-
-	mu      sync.Mutex
-	entries map[string]rotatedKey
-	nextAt  int // current prune threshold: pruneAt, raised while many entries are still valid
-}
-
-type rotatedKey struct {
-	key    []byte
-	expiry int64 // unix seconds after which the username no longer verifies anyway
-}
-
-const (
-	rotatedPruneAt = 1024
-	rotatedHardCap = 65536
-)
-
-func newRotatedKeys() rotatedKeys {
-	return rotatedKeys{pruneAt: rotatedPruneAt, hardCap: rotatedHardCap}
-}
-
-func (r *rotatedKeys) lookup(username string) ([]byte, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.entries[username]
-	return e.key, ok
-}
-
-func (r *rotatedKeys) forget(username string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.entries, username)
-}
-
-func (r *rotatedKeys) remember(username string, key []byte, expiry int64, now time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.entries == nil {
-		r.entries = make(map[string]rotatedKey)
-	}
-	r.entries[username] = rotatedKey{key: key, expiry: expiry}
-	if r.nextAt == 0 {
-		r.nextAt = min(r.pruneAt, r.hardCap)
-	}
-	if len(r.entries) <= r.nextAt {
-		return
-	}
-	unix := now.Unix()
-	for name, e := range r.entries {
-		if e.expiry < unix {
-			delete(r.entries, name)
-		}
-	}
-	// Too many live entries: clear them all. An entry only matters between a request's Verify
-	// and its Key, and Verify puts it back on the next request, whereas an unbounded map could
-	// be grown by anyone holding many old-secret credentials with long expiries. Clearing
-	// already at half the cap keeps the next prune at least hardCap/2 inserts away.
-	if len(r.entries) > r.hardCap/2 {
-		clear(r.entries)
-	}
-	// When many entries are still valid, pruning again at the next insert would scan the whole
-	// map each time; wait until the map has doubled (amortised O(1) per insert), but never past
-	// the hard cap.
-	r.nextAt = min(r.hardCap, max(r.pruneAt, 2*len(r.entries)))
-}
-
-// size reports the number of remembered keys (for tests).
-func (r *rotatedKeys) size() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.entries)
 }

@@ -173,49 +173,26 @@ func TestVerify(t *testing.T) {
 			if id != tt.wantID || !bytes.Equal(key, tt.wantKey) {
 				t.Errorf("Verify = %q, %x; want %q, %x", id, key, tt.wantID, tt.wantKey)
 			}
-			// Key agrees with what Verify accepted, and has the same errors but ErrBadIntegrity.
-			kid, kkey, kerr := a.Key(tt.username, tt.realm, now)
-			switch {
-			case tt.wantErr == ErrBadIntegrity:
-				if kerr != nil {
-					t.Errorf("Key err = %v, want nil (Key does not check integrity)", kerr)
-				}
-			case kerr != tt.wantErr || kid != tt.wantID || !bytes.Equal(kkey, tt.wantKey):
-				t.Errorf("Key = %q, %x, %v; want %q, %x, %v", kid, kkey, kerr, tt.wantID, tt.wantKey, tt.wantErr)
-			}
 		})
 	}
 }
 
-// TestKeyRotation is the reason for the cache: pion calls the AuthHandler (Key) without the
-// message, so after Verify accepted a credential of the old secret, Key must return that key and
-// not the new secret's.
+// TestKeyRotation: a credential of every listed secret verifies with its own key, without
+// anything remembered between requests; after a reload without the old secret it fails.
 func TestKeyRotation(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	a := New(testRealm, nil, []string{"new", "old"})
+	for _, secret := range []string{"new", "old"} {
+		username, password := RESTCredential(secret, "carol", time.Hour, now)
+		id, key, err := a.Verify(username, testRealm, now, stunCheck(t, username, testRealm, password))
+		if err != nil || id != "carol" || !bytes.Equal(key, HA1(username, testRealm, password)) {
+			t.Fatalf("Verify of a %s-secret credential = %q, %x, %v", secret, id, key, err)
+		}
+	}
+	b := New(testRealm, nil, []string{"new"})
 	username, password := RESTCredential("old", "carol", time.Hour, now)
-	oldKey := HA1(username, testRealm, password)
-
-	// Before Verify, Key can only offer the first secret's key.
-	if _, key, _ := a.Key(username, testRealm, now); bytes.Equal(key, oldKey) {
-		t.Fatal("Key returned the old secret's key before any Verify")
-	}
-	id, key, err := a.Verify(username, testRealm, now, stunCheck(t, username, testRealm, password))
-	if err != nil || id != "carol" || !bytes.Equal(key, oldKey) {
-		t.Fatalf("Verify = %q, %x, %v", id, key, err)
-	}
-	id, key, err = a.Key(username, testRealm, now)
-	if err != nil || id != "carol" || !bytes.Equal(key, oldKey) {
-		t.Fatalf("Key after Verify = %q, %x, %v; want carol, %x", id, key, err, oldKey)
-	}
-	// Once expired, the remembered key is no longer handed out.
-	if _, _, err := a.Key(username, testRealm, now.Add(2*time.Hour)); err != ErrExpired {
-		t.Errorf("Key after expiry: err = %v, want ErrExpired", err)
-	}
-	// A fresh Authenticator (config reload) starts without the memory.
-	b := New(testRealm, nil, []string{"new", "old"})
-	if _, key, _ := b.Key(username, testRealm, now); bytes.Equal(key, oldKey) {
-		t.Error("new Authenticator shares the cache")
+	if _, _, err := b.Verify(username, testRealm, now, stunCheck(t, username, testRealm, password)); err != ErrBadIntegrity {
+		t.Fatalf("Verify of a removed secret's credential: %v, want ErrBadIntegrity", err)
 	}
 }
 
@@ -246,72 +223,6 @@ func TestNewAndHasCredentials(t *testing.T) {
 	}
 }
 
-// TestRotatedCacheBound inserts far more rotated keys than the caps allow and checks that the
-// cache stays bounded, that expired entries are what goes first, and that it is never over the
-// hard cap.
-func TestRotatedCacheBound(t *testing.T) {
-	now := time.Unix(1_700_000_000, 0)
-
-	t.Run("expired entries pruned", func(t *testing.T) {
-		a := New(testRealm, nil, []string{"new", "old"})
-		a.rotated.pruneAt, a.rotated.hardCap = 16, 1000
-		// 16 credentials that expire soon, verified now.
-		for i := range 16 {
-			verifyOld(t, a, fmt.Sprint(i), time.Minute, now)
-		}
-		if got := a.rotated.size(); got != 16 {
-			t.Fatalf("size = %d, want 16", got)
-		}
-		// Later, the 17th insertion drops the 16 expired ones.
-		later := now.Add(time.Hour)
-		verifyOld(t, a, "late", time.Hour, later)
-		if got := a.rotated.size(); got != 1 {
-			t.Errorf("size after prune = %d, want 1", got)
-		}
-	})
-
-	t.Run("hard cap", func(t *testing.T) {
-		a := New(testRealm, nil, []string{"new", "old"})
-		a.rotated.pruneAt, a.rotated.hardCap = 8, 64
-		maxSize := 0
-		for i := range 1000 { // none expire: pruning alone cannot help
-			verifyOld(t, a, fmt.Sprint(i), time.Hour, now)
-			maxSize = max(maxSize, a.rotated.size())
-		}
-		if maxSize > 64 {
-			t.Errorf("cache grew to %d entries, hard cap 64", maxSize)
-		}
-	})
-
-	t.Run("default caps", func(t *testing.T) {
-		a := New(testRealm, nil, []string{"new", "old"})
-		if a.rotated.pruneAt != 1024 || a.rotated.hardCap != 65536 {
-			t.Fatalf("caps = %d/%d", a.rotated.pruneAt, a.rotated.hardCap)
-		}
-		// Insert past the hard cap directly (Verify would cost two HMACs and MD5s per entry).
-		for i := range a.rotated.hardCap + 100 {
-			a.rotated.remember(strconv.Itoa(i), []byte{1}, now.Unix()+3600, now)
-			if i%4096 == 0 && a.rotated.size() > a.rotated.hardCap {
-				t.Fatalf("size %d over hard cap", a.rotated.size())
-			}
-		}
-		if got := a.rotated.size(); got > a.rotated.hardCap || got == 0 {
-			t.Errorf("size = %d, want in (0, %d]", got, a.rotated.hardCap)
-		}
-	})
-}
-
-// verifyOld verifies a REST credential minted with the second ("old") secret, which the cache
-// remembers.
-func verifyOld(t *testing.T, a *Authenticator, user string, ttl time.Duration, now time.Time) {
-	t.Helper()
-	username, password := RESTCredential("old", user, ttl, now)
-	want := HA1(username, testRealm, password)
-	if _, _, err := a.Verify(username, testRealm, now, keyCheck(want)); err != nil {
-		t.Fatalf("Verify(%q): %v", username, err)
-	}
-}
-
 func TestVerifyConcurrent(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	a := New(testRealm, []User{user("alice", testRealm, "pw")}, []string{"new", "old"})
@@ -323,10 +234,6 @@ func TestVerifyConcurrent(t *testing.T) {
 				want := HA1(username, testRealm, password)
 				if _, key, err := a.Verify(username, testRealm, now, keyCheck(want)); err != nil || !bytes.Equal(key, want) {
 					t.Errorf("Verify(%q) = %x, %v", username, key, err)
-					return
-				}
-				if _, key, err := a.Key(username, testRealm, now); err != nil || !bytes.Equal(key, want) {
-					t.Errorf("Key(%q) = %x, %v", username, key, err)
 					return
 				}
 			}

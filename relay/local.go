@@ -2,96 +2,104 @@ package relay
 
 import (
 	"net/netip"
-	"sync"
 	"sync/atomic"
 )
 
-// LocalPeer is a socket of this process that relays exchange datagrams with in process,
-// without the kernel: the SFU's ICE socket. A relayed client of the SFU would otherwise cost
-// two more syscalls and a trip through loopback per packet each way. Peers see exactly what
-// they would see on the wire: the same addresses, the same policy and counters.
+// Local hands datagrams to TURN's UDP relays and to one other socket of this process, the
+// SFU's ICE socket, without the kernel: from the SFU to a relay and back, and from one
+// relay to another (two clients of one Ferry talking to each other). Through the kernel each
+// would cost two more system calls and a trip through loopback per packet. Each side sees
+// exactly what it would see on the wire: the same addresses, and the TURN side applies the
+// same peer policy and counters as to a datagram read from its socket.
+//
+// Both directions are batch-shaped: one call carries what one read returned, all from one
+// sender to one receiver. The datagrams are only valid during the call.
+type Local struct {
+	peer   atomic.Pointer[LocalPeer]
+	min    int
+	relays []atomic.Pointer[LocalRelay] // by port - min
+}
+
+// LocalPeer is the socket of this process that relays exchange datagrams with.
 type LocalPeer struct {
 	// Addr is the peer's address as clients name it (the address its candidates advertise).
 	Addr netip.AddrPort
-	// Deliver hands the peer a datagram from a relay's advertised address. p is only valid
-	// during the call.
-	Deliver func(p []byte, from netip.AddrPort)
+	// Deliver takes datagrams a relay sent to Addr from its advertised address.
+	Deliver func(datagrams [][]byte, from netip.AddrPort)
 }
 
-// localPeers is the Allocator's side of the hand-off: the local peer, and the UDP relays by
-// port, read on every packet without a lock.
-type localPeers struct {
-	peer atomic.Pointer[LocalPeer]
-	min  int
-	udp  []atomic.Pointer[packetConn] // by port - min
+// LocalRelay is a UDP relay that takes datagrams handed over in process.
+type LocalRelay struct {
+	// Addr is the relay's advertised address.
+	Addr netip.AddrPort
+	// Deliver takes datagrams sent to Addr from the address from (the local peer's, or
+	// another relay's).
+	Deliver func(datagrams [][]byte, from netip.AddrPort)
 }
 
-func newLocalPeers(pool *Pool) localPeers {
+// NewLocal returns the hand-off for the relays of pool.
+func NewLocal(pool *Pool) *Local {
 	lo, hi := pool.Range()
-	return localPeers{min: lo, udp: make([]atomic.Pointer[packetConn], hi-lo+1)}
+	return &Local{min: lo, relays: make([]atomic.Pointer[LocalRelay], hi-lo+1)}
 }
 
-// SetLocalPeer makes lp the local peer of every relay; nil sends everything through the
-// kernel again.
-func (a *Allocator) SetLocalPeer(lp *LocalPeer) { a.local.peer.Store(lp) }
+// SetPeer makes p the local peer; nil sends everything through the kernel again.
+func (l *Local) SetPeer(p *LocalPeer) { l.peer.Store(p) }
 
-// Deliver hands p, a datagram from the local peer, to the UDP relay at to, as if it had
-// arrived on the relay's socket. false if to is not one of this allocator's UDP relays
-// whose datagrams the TURN data path takes (see UDPRelay.SetInbound): the caller then sends
-// p through the kernel.
-func (a *Allocator) Deliver(to netip.AddrPort, p []byte) bool {
-	lp := a.local.peer.Load()
-	i := int(to.Port()) - a.local.min
-	if lp == nil || i < 0 || i >= len(a.local.udp) || len(p) > MaxDatagram {
-		return false
+// Peer returns the local peer's address; false if there is none.
+func (l *Local) Peer() (netip.AddrPort, bool) {
+	if p := l.peer.Load(); p != nil {
+		return p.Addr, true
 	}
-	pc := a.local.udp[i].Load()
-	if pc == nil || pc.public.Addr() != to.Addr().Unmap() {
-		return false
-	}
-	return pc.deliver(p, lp.Addr)
+	return netip.AddrPort{}, false
 }
 
-// handedFrame is an in-process delivery: its buffer, with Headroom and Tailroom, and the
-// Inbound call's arguments.
-type handedFrame struct {
-	buf    []byte
-	frames [1][]byte
-	from   [1]netip.AddrPort
+// AddRelay makes r take the local peer's datagrams to its address.
+func (l *Local) AddRelay(r *LocalRelay) {
+	if slot := l.slot(r.Addr.Port()); slot != nil {
+		slot.Store(r)
+	}
 }
 
-var handedFrames = sync.Pool{New: func() any {
-	return &handedFrame{buf: make([]byte, Headroom+MaxDatagram+Tailroom)}
-}}
+// RemoveRelay undoes AddRelay, unless another relay has taken the port since.
+func (l *Local) RemoveRelay(r *LocalRelay) {
+	if slot := l.slot(r.Addr.Port()); slot != nil {
+		slot.CompareAndSwap(r, nil)
+	}
+}
 
-// deliver runs a datagram from the local peer through the relay's inbound path on the
-// caller's goroutine; false if no Inbound handler takes it.
-func (c *packetConn) deliver(p []byte, from netip.AddrPort) bool {
-	in := c.inbound()
-	if in == nil {
+func (l *Local) slot(port uint16) *atomic.Pointer[LocalRelay] {
+	i := int(port) - l.min
+	if i < 0 || i >= len(l.relays) {
+		return nil
+	}
+	return &l.relays[i]
+}
+
+// ToPeer hands datagrams a relay at from sends to to over to the local peer; false if to is
+// not the local peer's address, and the relay must send them itself.
+func (l *Local) ToPeer(to netip.AddrPort, datagrams [][]byte, from netip.AddrPort) bool {
+	p := l.peer.Load()
+	if p == nil || p.Addr != unmap(to) {
 		return false
 	}
-	if !c.policy.PermitSource(UDP, from) {
-		c.denied.Add(1)
-		return true
-	}
-	c.traffic.FromPeer.add(len(p))
-	h := handedFrames.Get().(*handedFrame)
-	n := copy(h.buf[Headroom:], p)
-	h.frames[0], h.from[0] = h.buf[:Headroom+n], from
-	in(h.frames[:], h.from[:])
-	h.frames[0] = nil
-	handedFrames.Put(h)
+	p.Deliver(datagrams, from)
 	return true
 }
 
-// toLocal hands p to the local peer if it is addressed to it; false if it is not.
-func (c *packetConn) toLocal(p []byte, to netip.AddrPort) bool {
-	lp := c.local.peer.Load()
-	if lp == nil || to.Port() != lp.Addr.Port() || to.Addr().Unmap() != lp.Addr.Addr() {
+// ToRelay hands datagrams that from sends to to over to the relay there; false if to is not
+// a relay of this process that takes them, and the sender must send them itself.
+func (l *Local) ToRelay(to netip.AddrPort, datagrams [][]byte, from netip.AddrPort) bool {
+	slot := l.slot(to.Port())
+	if slot == nil {
 		return false
 	}
-	lp.Deliver(p, c.public)
-	c.traffic.ToPeer.add(len(p))
+	r := slot.Load()
+	if r == nil || r.Addr != unmap(to) {
+		return false
+	}
+	r.Deliver(datagrams, from)
 	return true
 }
+
+func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }

@@ -1,71 +1,74 @@
 package relay
 
 import (
-	"net"
+	"fmt"
 	"net/netip"
 	"testing"
 )
 
-// TestLocalPeerHandOff: a relay's datagrams to the local peer, and the local peer's to a
-// relay whose Inbound handler is set, skip the kernel; the advertised addresses stand in for
-// the sockets' on both sides, and the relay counts the traffic.
-func TestLocalPeerHandOff(t *testing.T) {
-	a := newAllocator(t, v4Only(63150, 63159))
-	conn, relayed := allocUDP(t, a, 0)
-	rl, ok := a.UDPRelay(relayed.Port())
-	if !ok {
-		t.Fatal("no UDPRelay for a UDP allocation")
+// TestLocalHandOff: a batch a relay sends to the local peer's address reaches the peer with
+// the relay's advertised address as its source; a batch the peer, or another relay, sends to
+// a relay's address reaches that relay with the sender's address as its source; anything
+// else is refused, so the caller sends it through the kernel.
+func TestLocalHandOff(t *testing.T) {
+	pool := mustPool(t, 31950, 31959)
+	l := NewLocal(pool)
+	peerAddr := netip.MustParseAddrPort("203.0.113.10:31950")
+	relayAddr := netip.MustParseAddrPort("203.0.113.10:31951")
+	var atPeer, atRelay []string
+	record := func(into *[]string) func([][]byte, netip.AddrPort) {
+		return func(datagrams [][]byte, from netip.AddrPort) {
+			for _, d := range datagrams {
+				*into = append(*into, fmt.Sprintf("%s from %v", d, from))
+			}
+		}
 	}
-	peer := netip.AddrPortFrom(public4, 63999) // not bound: only the hand-off can reach it
-	type got struct {
-		msg  string
-		from netip.AddrPort
+	batch := [][]byte{[]byte("a"), []byte("b")}
+	if l.ToPeer(peerAddr, batch, relayAddr) {
+		t.Fatal("ToPeer handed over without a local peer")
 	}
-	atPeer := make(chan got, 1)
-	a.SetLocalPeer(&LocalPeer{Addr: peer, Deliver: func(p []byte, from netip.AddrPort) {
-		atPeer <- got{string(p), from}
-	}})
+	l.SetPeer(&LocalPeer{Addr: peerAddr, Deliver: record(&atPeer)})
+	r := &LocalRelay{Addr: relayAddr, Deliver: record(&atRelay)}
+	if l.ToRelay(relayAddr, batch, peerAddr) {
+		t.Fatal("ToRelay handed over to a relay not added")
+	}
+	l.AddRelay(r)
 
-	// A v4-mapped address, as pion's *net.UDPAddr gives it, names the peer too.
-	mapped := netip.AddrPortFrom(netip.AddrFrom16(public4.As16()), peer.Port())
-	if _, err := conn.WriteTo([]byte("to sfu"), net.UDPAddrFromAddrPort(mapped)); err != nil {
-		t.Fatal(err)
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(peerAddr.Addr().As16()), peerAddr.Port())
+	if !l.ToPeer(mapped, batch, relayAddr) || !l.ToRelay(relayAddr, batch, peerAddr) {
+		t.Fatal("a hand-off between the local peer and an added relay was refused")
 	}
-	if g := <-atPeer; g.msg != "to sfu" || g.from != relayed {
-		t.Fatalf("local peer got %q from %v, want %q from %v", g.msg, g.from, "to sfu", relayed)
+	if want := "[a from 203.0.113.10:31951 b from 203.0.113.10:31951]"; fmt.Sprint(atPeer) != want {
+		t.Fatalf("the peer got %v, want %s", atPeer, want)
 	}
-
-	if a.Deliver(relayed, []byte("no handler")) {
-		t.Fatal("Deliver took a datagram for a relay without an Inbound handler")
+	if want := "[a from 203.0.113.10:31950 b from 203.0.113.10:31950]"; fmt.Sprint(atRelay) != want {
+		t.Fatalf("the relay got %v, want %s", atRelay, want)
 	}
-	atRelay := make(chan got, 1)
-	rl.SetInbound(func(frames [][]byte, from []netip.AddrPort) {
-		atRelay <- got{string(frames[0][Headroom:]), from[0]}
-	})
-	if !a.Deliver(relayed, []byte("from sfu")) {
-		t.Fatal("Deliver refused a datagram for a relay with an Inbound handler")
+	for _, to := range []string{"203.0.113.11:31951", "203.0.113.10:31952", "203.0.113.10:40000"} {
+		if l.ToRelay(netip.MustParseAddrPort(to), batch, peerAddr) {
+			t.Errorf("ToRelay handed over to %s, where no relay is", to)
+		}
 	}
-	if g := <-atRelay; g.msg != "from sfu" || g.from != peer {
-		t.Fatalf("relay got %q from %v, want %q from %v", g.msg, g.from, "from sfu", peer)
-	}
-	if a.Deliver(netip.AddrPortFrom(public4, 63158), []byte("x")) {
-		t.Fatal("Deliver took a datagram for a port without a relay")
-	}
-	u, _ := a.Traffic(relayed.Port())
-	if use := u.Usage(); use.ToPeerPackets != 1 || use.FromPeerPackets != 1 {
-		t.Fatalf("traffic %+v, want one packet each way", use)
+	if l.ToPeer(netip.MustParseAddrPort("203.0.113.10:31953"), batch, relayAddr) {
+		t.Error("ToPeer handed over to an address that is not the peer's")
 	}
 
-	// Once the relay closes, its port takes nothing in process.
-	_ = conn.Close()
-	if a.Deliver(relayed, []byte("closed")) {
-		t.Fatal("Deliver took a datagram for a closed relay")
+	other := &LocalRelay{Addr: relayAddr, Deliver: record(&atRelay)}
+	l.AddRelay(other) // a new relay on the port
+	l.RemoveRelay(r)  // the old one's removal must not take it away
+	if !l.ToRelay(relayAddr, batch, peerAddr) {
+		t.Fatal("removing an old relay removed the port's new one")
 	}
-	a.SetLocalPeer(nil)
-	_, relayed2 := allocUDP(t, a, 0)
-	rl2, _ := a.UDPRelay(relayed2.Port())
-	rl2.SetInbound(func([][]byte, []netip.AddrPort) {})
-	if a.Deliver(relayed2, []byte("no peer")) {
-		t.Fatal("Deliver works without a local peer")
+	// Another relay of the process hands over too (two clients of one Ferry), with its own
+	// address as the source.
+	atRelay = nil
+	relay2 := netip.MustParseAddrPort("203.0.113.10:31954")
+	if !l.ToRelay(relayAddr, batch[:1], relay2) || fmt.Sprint(atRelay) != "[a from 203.0.113.10:31954]" {
+		t.Fatalf("relay to relay: the relay got %v", atRelay)
+	}
+	l.RemoveRelay(other)
+	l.SetPeer(nil)
+	if l.ToRelay(relayAddr, batch, peerAddr) || l.ToPeer(peerAddr, batch, relayAddr) {
+		t.Fatal("a hand-off after the relay and the peer went away")
 	}
 }

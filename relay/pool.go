@@ -1,6 +1,6 @@
-// Package relay owns what TURN relays and the SFU share: the UDP/TCP port pool, the relay
-// address generator handed to pion/turn with its per-relay traffic accounting, the peer
-// address policy and the allocation quotas.
+// Package relay is the leaf that TURN and the SFU share: the UDP/TCP port pool and binding
+// on its ports, the peer address policy, address detection, traffic counters and the
+// in-process hand-off between TURN relays and the SFU's socket.
 package relay
 
 import (
@@ -118,6 +118,26 @@ func (p *Pool) Take(port int, proto Proto) bool {
 	}
 	p.unlink(i, proto)
 	return true
+}
+
+// GetEven takes the least recently released free even port for proto (RFC 8656 section
+// 7.2, EVEN-PORT) and, with pair, the port after it too, which must be free as well. ok is
+// false when no such port is free. It walks the free list: EVEN-PORT is rare.
+func (p *Pool) GetEven(proto Proto, pair bool) (port int, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := p.head; i >= 0; i = p.next[i] {
+		port := p.min + int(i)
+		if port%2 != 0 || (pair && (port+1 > p.max || p.held[i+1].Load() != 0)) {
+			continue
+		}
+		p.unlink(i, proto)
+		if pair {
+			p.unlink(i+1, proto)
+		}
+		return port, true
+	}
+	return 0, false
 }
 
 // Put returns a port to the back of the free list. Putting a port that is free already or

@@ -14,8 +14,8 @@ type Flow struct {
 	_              [cacheLine - 16]byte
 }
 
-// add counts one packet of n bytes.
-func (f *Flow) add(n int) {
+// Add counts one packet of n bytes.
+func (f *Flow) Add(n int) {
 	f.packets.Add(1)
 	f.bytes.Add(uint64(n))
 }

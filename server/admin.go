@@ -114,11 +114,12 @@ func (l Sessions) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "TURN allocations: %s\n", countOrNone(len(l.TURN)))
 	if len(l.TURN) > 0 {
-		fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tTRANSPORT\tRELAY\tAGE\tTO PEER\tFROM PEER\tPERMISSIONS\tCHANNELS")
+		fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tTRANSPORT\tRELAY\tAGE\tEXPIRES IN\tTO PEER\tFROM PEER\tPERMISSIONS\tCHANNELS")
 	}
+	now := time.Now()
 	for _, s := range l.TURN {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d pkt %d B\t%d pkt %d B\t%d\t%d\n",
-			s.ID, s.User, s.Client, s.Transport, s.Relay, age(s.Age),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d pkt %d B\t%d pkt %d B\t%d\t%d\n",
+			s.ID, s.User, s.Client, s.Transport, s.Relay, age(s.Age), age(s.Expires.Sub(now).Seconds()),
 			s.ToPeerPackets, s.ToPeerBytes, s.FromPeerPackets, s.FromPeerBytes,
 			len(s.Permissions), len(s.Channels))
 	}

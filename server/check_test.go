@@ -2,7 +2,7 @@ package server
 
 import (
 	"log/slog"
-	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,7 +146,7 @@ func TestListenerList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs := []net.Addr{&net.UDPAddr{IP: net.IPv4zero, Port: 3478}, &net.TCPAddr{IP: net.IPv6loopback, Port: 3478}}
+	addrs := []netip.AddrPort{netip.MustParseAddrPort("0.0.0.0:3478"), netip.MustParseAddrPort("[::1]:3478")}
 	if got := listenerList(cfg, addrs); got != "udp 0.0.0.0:3478, tcp [::1]:3478" {
 		t.Fatalf("listenerList: %q", got)
 	}

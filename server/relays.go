@@ -12,11 +12,13 @@ import (
 	"github.com/ferry-rtc/ferry/turnserver"
 )
 
-// relays is the relay side of the server, shared with the SFU later.
+// relays is what the TURN relays and the SFU share: the port pool, the peer policy, the
+// in-process hand-off and the relay addresses.
 type relays struct {
-	allocator *relay.Allocator
-	policy    *relay.Policy
-	v4, v6    relay.Addrs
+	pool   *relay.Pool
+	policy *relay.Policy
+	local  *relay.Local
+	v4, v6 relay.Addrs
 }
 
 func newRelays(cfg *conf.Config, log *slog.Logger) (*relays, error) {
@@ -25,17 +27,15 @@ func newRelays(cfg *conf.Config, log *slog.Logger) (*relays, error) {
 	if r.v4, r.v6, err = relayAddrs(cfg, log); err != nil {
 		return nil, err
 	}
-	pool, err := relay.NewPool(cfg.Relay.MinPort, cfg.Relay.MaxPort)
-	if err != nil {
+	if r.pool, err = relay.NewPool(cfg.Relay.MinPort, cfg.Relay.MaxPort); err != nil {
 		return nil, cfg.Errorf("relay.min_port", "%v", err)
 	}
 	own := append(r.v4.OwnIPs(), r.v6.OwnIPs()...)
-	r.policy, err = relay.NewPolicy(cfg.Relay.DenyPeers, cfg.Relay.AllowPeers, own, pool.Held)
+	r.policy, err = relay.NewPolicy(cfg.Relay.DenyPeers, cfg.Relay.AllowPeers, own, r.pool.Held)
 	if err != nil {
 		return nil, cfg.Errorf("relay.deny_peers", "%v", err)
 	}
-	r.allocator = relay.NewAllocator(pool, r.policy, r.v4, r.v6)
-	r.applyConnLimits(cfg)
+	r.local = relay.NewLocal(r.pool)
 	return r, nil
 }
 
@@ -92,29 +92,27 @@ func loadCerts(cfg *conf.Config) ([]*tls.Certificate, error) {
 	return certs, nil
 }
 
-// turnLimits are the [limits] the TURN server applies itself (the allocation quotas are
-// relay.Quota's).
+// turnLimits are the [limits] of cfg, as the TURN server takes them.
 func turnLimits(cfg *conf.Config) turnserver.Limits {
 	l := cfg.Limits
+	tcpTotal := l.TCPConnectionsTotal
+	if tcpTotal == 0 {
+		// Every peer connection holds a descriptor and its data connection another;
+		// listeners and relays need the rest.
+		tcpTotal = openFileLimit() / 4
+	}
 	return turnserver.Limits{
-		UnauthenticatedRate: l.UnauthenticatedPerIPRate,
-		BindingRate:         l.BindingPerIPRate,
-		Permissions:         l.PermissionsPerAllocation,
-		Channels:            l.ChannelsPerAllocation,
-		MaxLifetime:         l.MaxAllocationLifetime.Duration,
-		AllocateTimeout:     l.AllocateTimeout.Duration,
-		DTLSHandshakes:      l.DTLSHandshakes,
-		DTLSHandshakesPerIP: l.DTLSHandshakesPerIP,
+		AllocationsPerUser:       l.AllocationsPerUser,
+		AllocationsTotal:         l.AllocationsTotal,
+		UnauthenticatedRate:      l.UnauthenticatedPerIPRate,
+		BindingRate:              l.BindingPerIPRate,
+		Permissions:              l.PermissionsPerAllocation,
+		Channels:                 l.ChannelsPerAllocation,
+		MaxLifetime:              l.MaxAllocationLifetime.Duration,
+		AllocateTimeout:          l.AllocateTimeout.Duration,
+		DTLSHandshakes:           l.DTLSHandshakes,
+		DTLSHandshakesPerIP:      l.DTLSHandshakesPerIP,
+		ConnectionsPerAllocation: l.ConnectionsPerAllocation,
+		TCPConnections:           tcpTotal,
 	}
-}
-
-// applyConnLimits sets the RFC 6062 connection limits of cfg on the allocator.
-// tcp_connections_total 0 is a quarter of the open-file limit: every peer connection holds a
-// descriptor and its data connection another, and listeners and relays need the rest.
-func (r *relays) applyConnLimits(cfg *conf.Config) {
-	total := cfg.Limits.TCPConnectionsTotal
-	if total == 0 {
-		total = openFileLimit() / 4
-	}
-	r.allocator.SetConnLimits(cfg.Limits.ConnectionsPerAllocation, total)
 }

@@ -133,8 +133,6 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 		return res, next.Errorf("relay.deny_peers", "%v", err)
 	}
 	// Nothing below can fail: the reload is applied whole.
-	s.quota.SetLimits(next.Limits.AllocationsPerUser, next.Limits.AllocationsTotal)
-	s.relays.applyConnLimits(next)
 	s.turn.Apply(turnserver.Settings{
 		Auth:   creds.authenticator(next.Server.Realm),
 		Certs:  certs,

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"github.com/ferry-rtc/ferry/conf"
-	"github.com/ferry-rtc/ferry/relay"
 	"github.com/ferry-rtc/ferry/turnserver"
 )
 
@@ -41,7 +39,6 @@ type Server struct {
 	cfg      atomic.Pointer[conf.Config] // what is in effect
 	reload   sync.Mutex                  // one reload at a time
 	relays   *relays
-	quota    *relay.Quota
 	turn     *turnserver.Server
 	metrics  *metrics.Set
 	creds    atomic.Pointer[credentials]
@@ -82,25 +79,26 @@ func Start(opts Options) (*Server, error) {
 	if err := checkListenPorts(cfg); err != nil {
 		return nil, err
 	}
-	s.quota = relay.NewQuota(cfg.Limits.AllocationsPerUser, cfg.Limits.AllocationsTotal)
-	s.quota.SetGroups(s.sfuQuotaGroup)
 	// The SFU exists before TURN serves: TURN asks it for its address (peerLimit).
 	if err := s.newSFU(cfg); err != nil {
 		return nil, err
 	}
 	s.turn, err = turnserver.New(turnserver.Config{
-		Realm:     cfg.Server.Realm,
-		Software:  cfg.Server.Software,
-		Listeners: turnListeners(cfg, certs),
-		Auth:      creds.authenticator(cfg.Server.Realm),
-		Allocator: s.relays.allocator,
-		Policy:    s.relays.policy,
-		Quota:     s.quota,
-		Log:       s.log,
-		Limits:    turnLimits(cfg),
-		Metrics:   s.metrics,
-		PeerLimit: s.peerLimit,
-		Revoked:   s.sfuCreds.revoked,
+		Realm:      cfg.Server.Realm,
+		Software:   cfg.Server.Software,
+		Listeners:  turnListeners(cfg, certs),
+		Auth:       creds.authenticator(cfg.Server.Realm),
+		Pool:       s.relays.pool,
+		V4:         s.relays.v4,
+		V6:         s.relays.v6,
+		Local:      s.relays.local,
+		Policy:     s.relays.policy,
+		Log:        s.log,
+		Limits:     turnLimits(cfg),
+		Metrics:    s.metrics,
+		PeerLimit:  s.peerLimit,
+		Revoked:    s.sfuCreds.revoked,
+		QuotaGroup: s.sfuQuotaGroup,
 	})
 	if err != nil {
 		_ = s.Close()
@@ -183,7 +181,7 @@ func (s *Server) Close() error {
 func (s *Server) registerMetrics(version string) {
 	metrics.ExposeMetadata(true)
 	s.metrics.NewGauge(fmt.Sprintf("ferry_build_info{version=%q}", version), func() float64 { return 1 })
-	pool := s.relays.allocator.Pool()
+	pool := s.relays.pool
 	s.metrics.NewGauge("ferry_relay_ports_in_use", func() float64 { return float64(pool.InUse()) })
 	s.metrics.NewGauge("ferry_relay_ports_free", func() float64 { return float64(pool.Free()) })
 	s.metrics.NewGauge("ferry_draining", func() float64 {
@@ -210,7 +208,7 @@ func parseIP(s string) netip.Addr {
 
 // listenerList names each listener by its protocol and bound address, in config order:
 // "udp 0.0.0.0:3478, tcp 0.0.0.0:3478, tls 0.0.0.0:5349".
-func listenerList(cfg *conf.Config, addrs []net.Addr) string {
+func listenerList(cfg *conf.Config, addrs []netip.AddrPort) string {
 	out := make([]string, len(addrs))
 	for i, a := range addrs {
 		proto := "?"

@@ -51,8 +51,8 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 		s.log.Warn("no TURN REST secret: SFU clients get no TURN credentials and cannot relay; set [auth] secrets")
 	}
 	side.sfu, err = sfu.New(sfu.Config{
-		Pool:         s.relays.allocator.Pool(),
-		Relays:       s.relays.allocator,
+		Pool:         s.relays.pool,
+		Local:        s.relays.local,
 		BindIP:       s.relays.v4.Bind,
 		PublicIP:     s.relays.v4.Public,
 		TokenSecret:  func() string { return *side.tokenSecret.Load() },

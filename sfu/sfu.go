@@ -34,9 +34,9 @@ type Config struct {
 	Pool     *relay.Pool // the ICE port comes from here
 	BindIP   netip.Addr  // the ICE socket binds here (may be unspecified)
 	PublicIP netip.Addr  // advertised instead of BindIP behind 1:1 NAT; invalid = BindIP
-	// Relays, if set, are the TURN relays the ICE socket exchanges datagrams with in
-	// process (relay.LocalPeer): a relayed client costs no more syscalls than a direct one.
-	Relays *relay.Allocator
+	// Local, if set, is the hand-off through which the ICE socket exchanges datagrams with
+	// TURN relays in process: a relayed client costs no more syscalls than a direct one.
+	Local *relay.Local
 	// TokenSecret returns the current key of access tokens (a reload may change it).
 	TokenSecret func() string
 	// ICEServers returns the STUN and TURN servers, with TURN credentials minted for a
@@ -106,28 +106,19 @@ func New(cfg Config) (*SFU, error) {
 	return s, nil
 }
 
-// openMux binds the ICE socket on a free pool port; a port another program holds is
-// skipped, as the relay allocator does.
+// openMux binds the ICE socket on a free pool port, as the TURN relays do.
 func (s *SFU) openMux() error {
-	pool := s.cfg.Pool
-	var lastErr error
-	for range pool.Free() {
-		port, ok := pool.Get(relay.UDP)
-		if !ok {
-			break
-		}
-		conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(s.cfg.BindIP, uint16(port))))
-		if err == nil {
-			s.port = port
-			if s.mux, err = newMuxConn(conn, s.cfg.Relays, s.ICEAddr()); err == nil {
-				return nil
-			}
-			_ = conn.Close()
-		}
-		pool.Put(port)
-		lastErr = err
+	conn, err := relay.ListenUDP(s.cfg.Pool, s.cfg.BindIP, 0)
+	if err != nil {
+		return fmt.Errorf("sfu: no pool port for the ICE socket: %w", err)
 	}
-	return fmt.Errorf("sfu: no pool port for the ICE socket (last error: %v)", lastErr)
+	s.port = conn.LocalAddr().(*net.UDPAddr).Port
+	if s.mux, err = newMuxConn(conn, s.cfg.Local, s.ICEAddr()); err != nil {
+		_ = conn.Close()
+		s.cfg.Pool.Put(s.port)
+		return err
+	}
+	return nil
 }
 
 // ICEAddr is the address the SFU's ICE candidates advertise.

@@ -382,6 +382,7 @@ type session struct {
 	ToPeerPackets                      uint64 `json:"to_peer_packets"`
 	FromPeerPackets                    uint64 `json:"from_peer_packets"`
 	ToPeerBytes                        uint64 `json:"to_peer_bytes"`
+	Expires                            time.Time
 	Permissions                        []string
 	Channels                           []struct {
 		Number uint16
@@ -433,6 +434,10 @@ func TestSessionsAPI(t *testing.T) {
 	}
 	if got.ToPeerPackets == 0 || got.FromPeerPackets == 0 || got.ToPeerBytes == 0 {
 		t.Fatalf("session counts %+v did not move", got)
+	}
+	// The flow's allocation asked for no LIFETIME: it has the 10-minute default, less its age.
+	if left := time.Until(got.Expires); left <= 9*time.Minute || left > 10*time.Minute {
+		t.Fatalf("session expires in %v, want just under 10 minutes", left)
 	}
 	f.moving(t, "more packets", 10)
 	second := sessionsJSON(t, s, "--token", s.adminToken)[0]

@@ -100,7 +100,7 @@ func TestSessionsSFU(t *testing.T) {
 		t.Fatalf("sessions list: %v\n%s", err, stderr)
 	}
 	t.Logf("sessions list:\n%s", table)
-	for _, want := range []string{"TURN allocations: 2", "SFU sessions: 2", "relayed (allocation " + viewerAlloc.ID + ")",
+	for _, want := range []string{"TURN allocations: 2", "EXPIRES IN", "SFU sessions: 2", "relayed (allocation " + viewerAlloc.ID + ")",
 		"direct (" + p.Candidate + ")", " cam ", "publisher", "subscriber", "kbit/s"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("sessions list does not show %q:\n%s", want, table)

@@ -27,7 +27,9 @@ import (
 // certificate for tls and dtls, and loopback peers allowed.
 func transportSetup(t *testing.T) (s *setup, addrs map[string]string, roots *x509.CertPool) {
 	t.Helper()
-	s, port := newSetup(t, 20)
+	// coturn's client reserves a port with EVEN-PORT per run and claims it only sometimes:
+	// each reservation holds its port for 30 seconds.
+	s, port := newSetup(t, 40)
 	s.allowPeers = []string{"127.0.0.1/32"}
 	cert, key := testkit.WriteCert(t, t.TempDir(), "ferry")
 	securePort := freePort(t, "127.0.0.1")

@@ -3,308 +3,241 @@ package turnserver
 import (
 	"bytes"
 	"encoding/binary"
-	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/internal/testkit"
-	"github.com/ferry-rtc/ferry/relay"
 )
 
 const testChannel = 0x4000
 
-// relayed is a client with a UDP allocation, a peer bound to a channel, and a second peer
-// with only a permission.
-type relayed struct {
-	client   *ctlClient
-	relay    netip.AddrPort
-	channel  *net.UDPConn // the peer on testChannel
-	permOnly *net.UDPConn // a peer with a permission and no channel
+// relayedClient is a client with a UDP allocation, a peer on 127.0.0.1 bound to
+// testChannel, and a peer on 127.0.0.2 with a permission only.
+type relayedClient struct {
+	*ctlClient
+	relay              netip.AddrPort
+	channel, permitted *net.UDPConn
 }
 
-// newRelayed allocates over network ("udp" or "tcp") and binds the peers.
-func newRelayed(tb testing.TB, s *Server, network string) *relayed {
+func newRelayed(tb testing.TB, s *Server, network string) *relayedClient {
 	tb.Helper()
-	server := s.Addrs()[0].String()
-	if network == "tcp" {
-		server = s.Addrs()[1].String()
-	}
-	r := &relayed{client: dialCtl(tb, network, server), channel: listenPeer(tb), permOnly: listenPeer(tb)}
-	signed := r.client.signer(tb)
-	resp := r.client.roundTrip(tb, signed(stun.NewType(stun.MethodAllocate, stun.ClassRequest),
-		testkit.Attr(stun.AttrRequestedTransport, []byte{17, 0, 0, 0}))...)
-	var relayAddr stun.XORMappedAddress
-	if resp.Type.Class != stun.ClassSuccessResponse || relayAddr.GetFromAs(resp, stun.AttrXORRelayedAddress) != nil {
-		tb.Fatalf("Allocate: %v", resp)
-	}
-	r.relay = netip.AddrPortFrom(netip.MustParseAddr(relayAddr.IP.String()), uint16(relayAddr.Port))
-	channel := make([]byte, 4)
-	binary.BigEndian.PutUint16(channel, testChannel)
-	resp = r.client.roundTrip(tb, signed(stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
-		testkit.Attr(stun.AttrChannelNumber, channel), testkit.PeerAddr(addrOf(r.channel)))...)
-	if resp.Type.Class != stun.ClassSuccessResponse {
-		tb.Fatalf("ChannelBind: %v", resp)
-	}
-	resp = r.client.roundTrip(tb, signed(stun.NewType(stun.MethodCreatePermission, stun.ClassRequest),
-		testkit.PeerAddr(addrOf(r.permOnly)))...)
-	if resp.Type.Class != stun.ClassSuccessResponse {
-		tb.Fatalf("CreatePermission: %v", resp)
-	}
-	deadline := time.Now().Add(time.Minute)
-	for _, c := range []net.Conn{r.client.conn, r.channel, r.permOnly} {
-		_ = c.SetReadDeadline(deadline)
-	}
+	c := newClient(tb, s, network)
+	r := &relayedClient{ctlClient: c, relay: c.allocate(tb), channel: listenPeer(tb, "127.0.0.1"), permitted: listenPeer(tb, "127.0.0.2")}
+	c.want(tb, 0, stun.MethodChannelBind, channelNumber(testChannel), peerAt(r.channel.LocalAddr()))
+	c.want(tb, 0, stun.MethodCreatePermission, peerAt(r.permitted.LocalAddr()))
 	return r
 }
 
-func listenPeer(tb testing.TB) *net.UDPConn { return listenPeerOn(tb, loopback) }
+// TestDataPlane: over UDP and over TCP, ChannelData and Send indications reach the peers,
+// and the peers' datagrams come back as ChannelData (padded on TCP, RFC 8656 section 12.5)
+// from the peer with a channel and as Data indications from the one with a permission only;
+// a stranger gets nothing through either way.
+func TestDataPlane(t *testing.T) {
+	for i, network := range []string{"udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			set := metrics.NewSet()
+			s := newTestServer(t, 27200+10*i, 27209+10*i, withMetrics(set))
+			r := newRelayed(t, s, network)
+			r.write(t, channelDataFrame(testChannel, "via the channel", r.stream()))
+			expectFrom(t, r.channel, "via the channel", r.relay)
+			r.write(t, sendIndication(t, addrOf(r.permitted), "via Send"))
+			expectFrom(t, r.permitted, "via Send", r.relay)
 
-func listenPeerOn(tb testing.TB, ip netip.Addr) *net.UDPConn {
+			writeTo(t, r.channel, "odd-sized", r.relay) // 9 bytes: 3 of padding on a stream
+			r.expectChannelData(t, "odd-sized")
+			writeTo(t, r.permitted, "as Data", r.relay)
+			r.expectData(t, addrOf(r.permitted), "as Data")
+
+			// Permissions are per IP: the stranger on 127.0.0.3 has none.
+			stranger := listenPeer(t, "127.0.0.3")
+			writeTo(t, stranger, "from the stranger", r.relay)
+			r.write(t, sendIndication(t, addrOf(stranger), "to the stranger"))
+			waitMetric(t, set, dropped("no_permission"), 1)
+			waitMetric(t, set, dropped("unrelayable"), 1)
+			writeTo(t, r.channel, "after", r.relay)
+			r.expectChannelData(t, "after") // not the stranger's datagram
+			expectSilence(t, stranger)
+		})
+	}
+}
+
+// TestExpiredPermission: once a peer's permission has expired, nothing goes through to or
+// from it, on its channel neither, even before the sweep forgets it: the data plane checks
+// the expiry of every packet.
+func TestExpiredPermission(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestServer(t, 27220, 27224, withMetrics(set))
+	r := newRelayed(t, s, "udp")
+	a := r.alloc(s)
+
+	expirePermission(a, "127.0.0.2")
+	r.write(t, sendIndication(t, addrOf(r.permitted), "late Send"))
+	writeTo(t, r.permitted, "late reply", r.relay)
+	writeTo(t, r.channel, "after", r.relay)
+	r.expectChannelData(t, "after") // not the late reply
+	expectSilence(t, r.permitted)
+
+	expirePermission(a, "127.0.0.1")
+	r.write(t, channelDataFrame(testChannel, "late ChannelData", false))
+	writeTo(t, r.channel, "late on the channel", r.relay)
+	waitMetric(t, set, dropped("unrelayable"), 2)
+	waitMetric(t, set, dropped("no_permission"), 2)
+	expectSilence(t, r.channel)
+}
+
+// TestSendIndicationDrops: a Send indication to a peer without a permission, with a bad
+// FINGERPRINT, with an unknown comprehension-required attribute (RFC 8489 section 6.3) or
+// with a malformed XOR-PEER-ADDRESS is dropped and counted by its reason; one to a denied
+// peer is counted as a denial.
+func TestSendIndicationDrops(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestServer(t, 27225, 27229, withMetrics(set))
+	r := newRelayed(t, s, "udp")
+	to := addrOf(r.permitted)
+	stranger := listenPeer(t, "127.0.0.3")
+	badFingerprint := sendIndication(t, to, "x", stun.Fingerprint)
+	badFingerprint[len(badFingerprint)-1] ^= 1
+	for _, tc := range []struct {
+		series string
+		msg    []byte
+		peer   *net.UDPConn
+	}{
+		{dropped("unrelayable"), sendIndication(t, addrOf(stranger), "x"), stranger},
+		{dropped("fingerprint"), badFingerprint, r.permitted},
+		{dropped("unknown_attribute"), sendIndication(t, to, "x", testkit.Attr(0x7ffe, []byte{1})), r.permitted},
+		{dropped("malformed"), indication(t, badPeer, testkit.Attr(stun.AttrData, []byte("x"))), r.permitted},
+		{`ferry_peer_denied_total{op="send"}`, sendIndication(t, netip.MustParseAddrPort("10.0.0.1:9"), "x"), r.permitted},
+	} {
+		before := metricValue(t, set, tc.series)
+		r.write(t, tc.msg)
+		waitMetric(t, set, tc.series, before+1)
+		expectSilence(t, tc.peer)
+	}
+}
+
+// TestDroppedNotCountedAsRelayed: a datagram the relay drops, from a source without a
+// permission, is not traffic the allocation carried.
+func TestDroppedNotCountedAsRelayed(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestServer(t, 27230, 27234, withMetrics(set))
+	r := newRelayed(t, s, "udp")
+	writeTo(t, listenPeer(t, "127.0.0.3"), "from a stranger", r.relay)
+	waitMetric(t, set, dropped("no_permission"), 1)
+	if got := sessionOf(t, s, r.ctlClient).FromPeerPackets; got != 0 {
+		t.Errorf("the session counts %d packets from peers, none relayed", got)
+	}
+	if got := metricValue(t, set, `ferry_relay_packets_total{direction="peer_to_client"}`); got != 0 {
+		t.Errorf("%d packets counted as relayed to clients, none relayed", got)
+	}
+}
+
+// TestKillAndSessions: Sessions describes each allocation (user, transport, relay,
+// permissions, channels, expiry, traffic); Kill ends one and KillUser all of a user's, and
+// their clients get 437 after.
+func TestKillAndSessions(t *testing.T) {
+	s := newTestServer(t, 27235, 27249)
+	r := newRelayed(t, s, "udp")
+	r.write(t, channelDataFrame(testChannel, "12345", false))
+	expectFrom(t, r.channel, "12345", r.relay)
+	waitFor(t, "the packet in the session's counters", func() bool { return sessionOf(t, s, r.ctlClient).ToPeerPackets == 1 })
+	sess := sessionOf(t, s, r.ctlClient)
+	left := sess.Expires.Sub(sess.Created)
+	if sess.User != alice || sess.Transport != "udp" || sess.Relay != r.relay.String() || sess.ToPeerBytes != 5 ||
+		left > defaultLifetime || left < defaultLifetime-5*time.Second {
+		t.Fatalf("session %+v", sess)
+	}
+	if want := []Channel{{testChannel, addrOf(r.channel).String()}}; !slices.Equal(sess.Channels, want) {
+		t.Fatalf("channels %v, want %v", sess.Channels, want)
+	}
+	if want := []string{"127.0.0.1", "127.0.0.2"}; !slices.Equal(sess.Permissions, want) {
+		t.Fatalf("permissions %v, want %v", sess.Permissions, want)
+	}
+
+	if !s.Kill(sess.ID) || s.Kill(sess.ID) || s.Kill("nonsense") {
+		t.Fatal("Kill ends exactly the live allocation it names")
+	}
+	r.want(t, stun.CodeAllocMismatch, stun.MethodRefresh)
+
+	mine := []*ctlClient{newClient(t, s, "udp"), newClient(t, s, "tcp")}
+	bob := newClient(t, s, "udp").as(restUser("bob"))
+	for _, c := range append(mine, bob) {
+		c.allocate(t)
+	}
+	if n := s.KillUser(alice); n != 2 {
+		t.Fatalf("KillUser ended %d allocations, want 2", n)
+	}
+	for _, c := range mine {
+		c.want(t, stun.CodeAllocMismatch, stun.MethodRefresh)
+	}
+	bob.want(t, 0, stun.MethodRefresh)
+	if n, ports := s.Allocations(), s.pool.InUse(); n != 1 || ports != 1 {
+		t.Fatalf("%d allocations and %d relay ports left, want bob's", n, ports)
+	}
+}
+
+// expirePermission makes a's permission for ip expired, as the data plane sees it, without
+// waiting for the sweep (white-box).
+func expirePermission(a *allocation, ip string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	a.perms[netip.MustParseAddr(ip)] = now.Add(-time.Second)
+	a.publish(now)
+}
+
+// indication is a Send indication made of setters.
+func indication(tb testing.TB, setters ...stun.Setter) []byte {
 	tb.Helper()
-	c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, 0)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-func addrPortOf(t *testing.T, a net.Addr) netip.AddrPort {
-	t.Helper()
-	ap, ok := addrPort(a)
-	if !ok {
-		t.Fatalf("no address in %v", a)
-	}
-	return ap
-}
-
-func addrOf(c *net.UDPConn) netip.AddrPort { return c.LocalAddr().(*net.UDPAddr).AddrPort() }
-
-func channelData(n uint16, payload []byte, pad bool) []byte {
-	b := binary.BigEndian.AppendUint16(nil, n)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)))
-	b = append(b, payload...)
-	for pad && len(b)%4 != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-func sendIndicationTo(tb testing.TB, peer netip.AddrPort, payload []byte) []byte {
-	m, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication),
-		testkit.PeerAddr(peer), testkit.Attr(stun.AttrData, payload))
+	m, err := stun.Build(append([]stun.Setter{stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication)}, setters...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return m.Raw
 }
 
-// TestDataPlane relays both ways over a UDP and a TCP client: ChannelData and Send
-// indications to peers, ChannelData (padded on TCP) and Data indications back, and nothing
-// to or from a peer without a permission.
-func TestDataPlane(t *testing.T) {
-	s := newTestServer(t, 45320, 45329)
-	for _, network := range []string{"udp", "tcp"} {
-		t.Run(network, func(t *testing.T) {
-			r := newRelayed(t, s, network)
-			stream := network == "tcp"
-			buf := make([]byte, 2048)
+// sendIndication is a Send indication of payload to peer, with extra attributes after DATA.
+func sendIndication(tb testing.TB, to netip.AddrPort, payload string, extra ...stun.Setter) []byte {
+	tb.Helper()
+	return indication(tb, append([]stun.Setter{testkit.PeerAddr(to), testkit.Attr(stun.AttrData, []byte(payload))}, extra...)...)
+}
 
-			mustWrite(t, r.client.conn, channelData(testChannel, []byte("via channel"), stream))
-			mustReadFrom(t, r.channel, buf, "via channel", r.relay)
+// channelDataFrame is a ChannelData message, padded to 4 bytes for a stream.
+func channelDataFrame(number uint16, payload string, padded bool) []byte {
+	b := binary.BigEndian.AppendUint16(nil, number)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(payload)))
+	b = append(b, payload...)
+	for padded && len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
 
-			// That was the data plane's doing, not pion's: it takes the allocation's
-			// ChannelData, and leaves an unbound channel to the guard (which drops it).
-			key := routeKey{client: addrPortOf(t, r.client.conn.LocalAddr()),
-				server: addrPortOf(t, r.client.conn.RemoteAddr()), stream: stream}
-			var st connState
-			if !s.guard.fromClient(key, channelData(testChannel, []byte("direct"), stream), &st) {
-				t.Fatal("the data plane did not take ChannelData on a bound channel")
-			}
-			mustReadFrom(t, r.channel, buf, "direct", r.relay)
-			if s.guard.fromClient(key, channelData(testChannel+1, []byte("unbound"), stream), &st) {
-				t.Fatal("the data plane took ChannelData on an unbound channel")
-			}
-
-			mustWrite(t, r.client.conn, sendIndicationTo(t, addrOf(r.permOnly), []byte("via send")))
-			mustReadFrom(t, r.permOnly, buf, "via send", r.relay)
-
-			mustWriteTo(t, r.channel, []byte("odd-sized"), r.relay)
-			want := channelData(testChannel, []byte("odd-sized"), stream)
-			if got := readClientFrame(t, r.client.conn, buf, len(want)); !bytes.Equal(got, want) {
-				t.Fatalf("peer → client on the channel: % x, want % x", got, want)
-			}
-
-			// A burst is read and sent on in batches (recvmmsg, then sendmmsg or writev):
-			// every datagram arrives, in order.
-			for i := range 20 {
-				mustWriteTo(t, r.channel, []byte(fmt.Sprintf("burst %02d", i)), r.relay)
-			}
-			for i := range 20 {
-				want := channelData(testChannel, []byte(fmt.Sprintf("burst %02d", i)), stream)
-				if got := readClientFrame(t, r.client.conn, buf, len(want)); !bytes.Equal(got, want) {
-					t.Fatalf("burst datagram %d: % x, want % x", i, got, want)
-				}
-			}
-
-			mustWriteTo(t, r.permOnly, []byte("as data"), r.relay)
-			msg := &stun.Message{Raw: r.client.readMessage(t)}
-			var peer stun.XORMappedAddress
-			if msg.Decode() != nil || msg.Type != stun.NewType(stun.MethodData, stun.ClassIndication) ||
-				peer.GetFromAs(msg, stun.AttrXORPeerAddress) != nil {
-				t.Fatalf("peer → client without a channel: %v", msg)
-			}
-			data, _ := msg.Get(stun.AttrData)
-			if string(data) != "as data" || peer.Port != int(addrOf(r.permOnly).Port()) {
-				t.Fatalf("Data indication carries %q from %v", data, peer)
-			}
-
-			// A stranger's datagram and a Send to a peer without a permission go nowhere:
-			// permissions are per IP, so the stranger has another one.
-			stranger := listenPeerOn(t, netip.MustParseAddr("127.0.0.2"))
-			mustWriteTo(t, stranger, []byte("stranger"), r.relay)
-			mustWrite(t, r.client.conn, sendIndicationTo(t, addrOf(stranger), []byte("no permission")))
-			mustWriteTo(t, r.channel, []byte("after"), r.relay)
-			want = channelData(testChannel, []byte("after"), stream)
-			if got := readClientFrame(t, r.client.conn, buf, len(want)); !bytes.Equal(got, want) {
-				t.Fatalf("after the stranger the client got % x, want % x", got, want)
-			}
-			_ = stranger.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-			if n, _, err := stranger.ReadFrom(buf); err == nil {
-				t.Fatalf("a peer without a permission received %q", buf[:n])
-			}
-		})
+// expectChannelData reads ChannelData of payload on testChannel, exactly as RFC 8656
+// section 12.4 frames it for the client's transport.
+func (c *ctlClient) expectChannelData(tb testing.TB, payload string) {
+	tb.Helper()
+	if got, want := c.readFrame(tb), channelDataFrame(testChannel, payload, c.stream()); !bytes.Equal(got, want) {
+		tb.Fatalf("client read % x, want ChannelData % x", got, want)
 	}
 }
 
-func mustWrite(t testing.TB, c net.Conn, b []byte) {
-	t.Helper()
-	if _, err := c.Write(b); err != nil {
-		t.Fatal(err)
+// expectData reads a Data indication of payload from peer, decoded by pion.
+func (c *ctlClient) expectData(tb testing.TB, from netip.AddrPort, payload string) {
+	tb.Helper()
+	m := &stun.Message{Raw: c.readFrame(tb)}
+	var peer stun.XORMappedAddress
+	if err := m.Decode(); err != nil || m.Type != stun.NewType(stun.MethodData, stun.ClassIndication) ||
+		peer.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
+		tb.Fatalf("client read % x (%v), want a Data indication", m.Raw, err)
 	}
-}
-
-func mustWriteTo(t testing.TB, c *net.UDPConn, b []byte, to netip.AddrPort) {
-	t.Helper()
-	if _, err := c.WriteToUDPAddrPort(b, to); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func mustReadFrom(t *testing.T, c *net.UDPConn, buf []byte, want string, from netip.AddrPort) {
-	t.Helper()
-	n, src, err := c.ReadFromUDPAddrPort(buf)
-	if err != nil || string(buf[:n]) != want || src != from {
-		t.Fatalf("peer read %q from %v (%v), want %q from %v", buf[:n], src, err, want, from)
-	}
-}
-
-// readClientFrame reads a datagram, or size bytes of a stream.
-func readClientFrame(t testing.TB, c net.Conn, buf []byte, size int) []byte {
-	t.Helper()
-	if _, ok := c.(*net.UDPConn); ok {
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return buf[:n]
-	}
-	n := 0
-	for n < size {
-		m, err := c.Read(buf[n:size])
-		if err != nil {
-			t.Fatal(err)
-		}
-		n += m
-	}
-	return buf[:size]
-}
-
-// TestDataIndicationWire checks the in-place Data indication against pion's decoder, for
-// both families and every padding.
-func TestDataIndicationWire(t *testing.T) {
-	for _, peer := range []string{"198.51.100.7:5000", "[2001:db8::7]:6000"} {
-		for size := range 5 {
-			ap := netip.MustParseAddrPort(peer)
-			payload := bytes.Repeat([]byte{0xab}, size)
-			frame := make([]byte, relay.Headroom+size, relay.Headroom+size+relay.Tailroom)
-			for i := range frame[:cap(frame)] {
-				frame[:cap(frame)][i] = 0xff // dirty, as a reused buffer is
-			}
-			copy(frame[relay.Headroom:], payload)
-			out := dataIndication(frame, ap)
-			m := &stun.Message{Raw: out}
-			var got stun.XORMappedAddress
-			if m.Decode() != nil || got.GetFromAs(m, stun.AttrXORPeerAddress) != nil {
-				t.Fatalf("%s/%d: pion cannot decode % x", peer, size, out)
-			}
-			if data, err := m.Get(stun.AttrData); err != nil || !bytes.Equal(data, payload) {
-				t.Fatalf("%s/%d: DATA % x, want % x", peer, size, data, payload)
-			}
-			if got.String() != ap.String() || len(out)%4 != 0 {
-				t.Fatalf("%s/%d: XOR-PEER-ADDRESS %v, size %d", peer, size, got, len(out))
-			}
-			if pad := out[len(out)-((size+3)&^3-size):]; bytes.Count(pad, []byte{0}) != len(pad) {
-				t.Fatalf("%s/%d: padding % x", peer, size, pad)
-			}
-		}
-	}
-}
-
-// BenchmarkDataPlane sends one datagram per op through a live server: client → server →
-// peer, or peer → server → client. It counts the allocations of the whole process, server
-// included: the per-packet path must make none.
-func BenchmarkDataPlane(b *testing.B) {
-	s := newTestServer(b, 45330, 45339)
-	for _, network := range []string{"udp", "tcp"} {
-		r := newRelayed(b, s, network)
-		stream := network == "tcp"
-		payload := make([]byte, 200)
-		buf := make([]byte, 2048)
-		toChannel := channelData(testChannel, payload, stream)
-		send := sendIndicationTo(b, addrOf(r.permOnly), payload)
-		fromChannel := len(channelData(testChannel, payload, stream))
-		run := func(name string, op func()) {
-			b.Run(network+"/"+name, func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					op()
-				}
-			})
-		}
-		run("ChannelDataToPeer", func() {
-			mustWrite(b, r.client.conn, toChannel)
-			mustRead(b, r.channel, buf)
-		})
-		run("SendToPeer", func() {
-			mustWrite(b, r.client.conn, send)
-			mustRead(b, r.permOnly, buf)
-		})
-		run("PeerToChannelData", func() {
-			mustWriteTo(b, r.channel, payload, r.relay)
-			readClientFrame(b, r.client.conn, buf, fromChannel)
-		})
-		run("PeerToChannelDataBurst8", func() {
-			for range 8 {
-				mustWriteTo(b, r.channel, payload, r.relay)
-			}
-			for range 8 {
-				readClientFrame(b, r.client.conn, buf, fromChannel)
-			}
-		})
-		run("PeerToDataIndication", func() {
-			mustWriteTo(b, r.permOnly, payload, r.relay)
-			readClientFrame(b, r.client.conn, buf, stunHeaderSize+12+4+len(payload))
-		})
-	}
-}
-
-func mustRead(tb testing.TB, c *net.UDPConn, buf []byte) {
-	if _, _, err := c.ReadFromUDPAddrPort(buf); err != nil {
-		tb.Fatal(err)
+	data, err := m.Get(stun.AttrData)
+	if ip, _ := netip.AddrFromSlice(peer.IP); err != nil || string(data) != payload || netip.AddrPortFrom(ip.Unmap(), uint16(peer.Port)) != from {
+		tb.Fatalf("Data indication of %q from %v, want %q from %v", data, peer, payload, from)
 	}
 }

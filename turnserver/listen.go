@@ -8,103 +8,122 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/dtls/v3"
+	"github.com/pion/stun/v4"
 	"github.com/pion/transport/v4/reuseport"
 
 	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/pionlog"
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 var errUnknownProto = errors.New("turnserver: unknown listener proto")
 
-// listenerReadBuffer is the receive buffer asked for each UDP listener socket.
-const listenerReadBuffer = 4 << 20
+const (
+	// listenerReadBuffer is the receive buffer asked for each UDP listener socket: every
+	// client of the listener shares it (coturn gives each client a connected socket of its
+	// own), so a burst must not overflow it. The kernel caps it at net.core.rmem_max.
+	listenerReadBuffer = 4 << 20
+	// readBatch is how many datagrams a read returns at most.
+	readBatch = 8
+	// maxDatagram is the largest datagram read whole, as pion's read loops do.
+	maxDatagram = 1600
+	// handshakeTimeout bounds a TLS or DTLS handshake.
+	handshakeTimeout = 10 * time.Second
+)
 
-// listenUDP opens a udp listener as one SO_REUSEPORT socket per CPU on the same address:
-// the kernel spreads clients over them by their address, and each has a read loop of its
-// own, so one listener uses every core (one socket tops out at one core's worth of reads,
-// pion/turn#288).
-func (s *Server) listenUDP(network string, addr netip.AddrPort) (*packetConn, error) {
-	lc := net.ListenConfig{Control: reuseport.Control}
-	var socks []*net.UDPConn
-	for range runtime.GOMAXPROCS(0) {
-		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
-		if err != nil {
-			for _, c := range socks {
-				_ = c.Close()
-			}
-			return nil, err
-		}
-		sock := pc.(*net.UDPConn)
-		// Every client of the listener shares these sockets' receive buffers (coturn gives
-		// each client a connected socket of its own): a burst must not overflow them. The
-		// kernel caps the size at net.core.rmem_max.
-		_ = sock.SetReadBuffer(listenerReadBuffer)
-		socks = append(socks, sock)
-		addr = pc.LocalAddr().(*net.UDPAddr).AddrPort() // port 0: the next sockets take the port the first got
-	}
-	c := newPacketConn(socks, s.guard)
-	if err := s.guard.plane.addSocket(c.local, socks[0]); err != nil {
-		_ = c.Close()
-		return nil, err
-	}
-	return c, nil
+// listener is one [[listen]] entry: for udp, one SO_REUSEPORT socket per CPU, each read
+// by a loop of its own; for the stream protos, a net.Listener whose connections each get
+// a goroutine.
+type listener struct {
+	s     *Server
+	proto string
+	addr  netip.AddrPort // bound
+	cert  *atomic.Pointer[tls.Certificate]
+
+	socks []*udpbatch.Conn // udp
+	out   *udpbatch.Conn   // the socket data to UDP clients leaves from (any of socks)
+
+	ln    net.Listener // tcp, tls, dtls
+	mu    sync.Mutex
+	conns map[*streamConn]struct{}
+	done  bool
 }
 
-// open binds one listener: guarded packet conns for udp, a guarded stream listener for the
-// others. UDP and DTLS sockets are opened for the address's own family only, so "0.0.0.0"
-// and "[::]" listeners on one port can coexist.
-func (s *Server) open(l Listener) (net.PacketConn, net.Listener, error) {
-	var cert *atomic.Pointer[tls.Certificate]
+// open binds one listener. UDP and DTLS sockets are opened for the address's own family
+// only, so "0.0.0.0" and "[::]" listeners on one port can coexist.
+func (s *Server) open(l Listener) (*listener, error) {
+	ln := &listener{s: s, proto: l.Proto, conns: map[*streamConn]struct{}{}}
 	if l.Cert != nil {
-		cert = &atomic.Pointer[tls.Certificate]{}
-		cert.Store(l.Cert)
+		ln.cert = &atomic.Pointer[tls.Certificate]{}
+		ln.cert.Store(l.Cert)
 	}
-	s.certs = append(s.certs, cert) // Apply replaces certificates in place
-	getCert := func() (*tls.Certificate, error) { return cert.Load(), nil }
 	family := "4"
 	if l.Addr.Addr().Is6() {
 		family = "6"
 	}
+	var err error
 	switch l.Proto {
 	case "udp":
-		pc, err := s.listenUDP("udp"+family, l.Addr)
-		if err != nil {
-			return nil, nil, err
-		}
-		return pc, nil, nil
+		err = ln.listenUDP("udp"+family, l.Addr)
 	case "tcp":
-		ln, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
-		if err != nil {
-			return nil, nil, err
-		}
-		return nil, newStreamListener(ln, s.guard, s.log), nil
+		ln.ln, err = net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
 	case "tls":
-		ln, err := net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
-		if err != nil {
-			return nil, nil, err
+		var tcp *net.TCPListener
+		if tcp, err = net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr)); err == nil {
+			ln.ln = tls.NewListener(tcp, &tls.Config{GetCertificate: ln.tlsCert, MinVersion: tls.VersionTLS12})
 		}
-		tlsLn := tls.NewListener(ln, &tls.Config{
-			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() },
-			MinVersion:     tls.VersionTLS12,
-		})
-		return nil, newStreamListener(tlsLn, s.guard, s.log), nil
 	case "dtls":
-		ln, err := s.listenDTLS("udp"+family, l.Addr, getCert)
-		if err != nil {
-			return nil, nil, err
-		}
-		return nil, newStreamListener(ln, s.guard, s.log), nil
+		ln.ln, err = ln.listenDTLS("udp"+family, l.Addr)
+	default:
+		err = fmt.Errorf("%w %q", errUnknownProto, l.Proto)
 	}
-	return nil, nil, fmt.Errorf("%w %q", errUnknownProto, l.Proto)
+	if err != nil {
+		return nil, err
+	}
+	if ln.ln != nil {
+		ln.addr = addrPortOf(ln.ln.Addr())
+	}
+	return ln, nil
+}
+
+func (l *listener) tlsCert(*tls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }
+
+// listenUDP opens the listener's sockets on one address: the kernel spreads clients over
+// them by their address, and each has a read loop, so one listener uses every core (one
+// socket tops out at one core's worth of reads, pion/turn#288).
+func (l *listener) listenUDP(network string, addr netip.AddrPort) error {
+	lc := net.ListenConfig{Control: reuseport.Control}
+	for range runtime.GOMAXPROCS(0) {
+		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
+		if err != nil {
+			l.close()
+			return err
+		}
+		sock := pc.(*net.UDPConn)
+		_ = sock.SetReadBuffer(listenerReadBuffer)
+		c, err := udpbatch.NewConn(sock)
+		if err != nil {
+			_ = sock.Close()
+			l.close()
+			return err
+		}
+		l.socks = append(l.socks, c)
+		addr = unmapped(sock.LocalAddr().(*net.UDPAddr).AddrPort()) // port 0: the next sockets take the port the first got
+	}
+	l.addr, l.out = addr, l.socks[0]
+	return nil
 }
 
 // listenDTLS opens a dtls listener: a UDP socket of Ferry's own behind a gate that bounds
 // what a ClientHello flood can cost (internal/dtlsgate). It hands on only connections
 // whose handshake is done.
-func (s *Server) listenDTLS(network string, addr netip.AddrPort, getCert func() (*tls.Certificate, error)) (net.Listener, error) {
+func (l *listener) listenDTLS(network string, addr netip.AddrPort) (net.Listener, error) {
 	sock, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, err
@@ -112,12 +131,12 @@ func (s *Server) listenDTLS(network string, addr netip.AddrPort, getCert func() 
 	_ = sock.SetReadBuffer(listenerReadBuffer) // a burst of handshakes must not overflow it
 	gate, err := dtlsgate.New(sock, dtlsgate.Config{
 		Options: []dtls.ServerOption{
-			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return getCert() }),
-			dtls.WithLoggerFactory(pionlog.Factory{Log: s.log}),
+			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }),
+			dtls.WithLoggerFactory(pionlog.Factory{Log: l.s.log}),
 		},
-		Limits:  s.dtlsLimits,
+		Limits:  l.s.dtlsLimits,
 		Timeout: handshakeTimeout,
-		Events:  s.meters.dtls,
+		Events:  l.s.meters.dtls,
 	})
 	if err != nil {
 		_ = sock.Close()
@@ -128,6 +147,127 @@ func (s *Server) listenDTLS(network string, addr netip.AddrPort, getCert func() 
 
 // dtlsLimits are the caps on DTLS handshakes as the last reload left them.
 func (s *Server) dtlsLimits() dtlsgate.Limits {
-	l := s.guard.limits.Load()
+	l := s.limits.Load()
 	return dtlsgate.Limits{Handshakes: l.DTLSHandshakes, HandshakesPerIP: l.DTLSHandshakesPerIP}
+}
+
+// serve starts the listener's loops, owned by the server.
+func (l *listener) serve() {
+	for _, sock := range l.socks {
+		l.s.wg.Go(func() { l.readUDP(sock) })
+	}
+	if l.ln != nil {
+		l.s.wg.Go(l.accept)
+	}
+}
+
+// close stops the listener and closes its connections.
+func (l *listener) close() {
+	for _, sock := range l.socks {
+		_ = sock.Close()
+	}
+	if l.ln == nil {
+		return
+	}
+	_ = l.ln.Close()
+	l.mu.Lock()
+	l.done = true
+	conns := make([]*streamConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+}
+
+// readUDP serves one socket of a udp listener until it closes: a batch at a time,
+// ChannelData and Send indications straight to the data plane, STUN requests to their
+// handlers.
+func (l *listener) readUDP(sock *udpbatch.Conn) {
+	bufs := make([][]byte, readBatch)
+	for i := range bufs {
+		bufs[i] = make([]byte, maxDatagram)
+	}
+	r := udpbatch.NewReader(bufs)
+	w := &udpReply{sock: sock}
+	var msg stun.Message
+	out := newRelayBatch(l.s)
+	for {
+		n, err := r.Read(sock)
+		if err != nil {
+			return
+		}
+		now := time.Now()
+		for i := range n {
+			b, client := r.Datagram(i)
+			l.datagram(b, client, w, &msg, out, now)
+		}
+		out.flush()
+	}
+}
+
+// datagram handles one datagram from a UDP client.
+func (l *listener) datagram(b []byte, client netip.AddrPort, w *udpReply, msg *stun.Message, out *relayBatch, now time.Time) {
+	five := fiveTuple{client: client, server: l.addr}
+	if channel, payload, ok := turnwire.ChannelData(b); ok {
+		l.s.channelData(l.s.table.udp.load(five), channel, payload, out, now)
+		return
+	}
+	if isSendIndication(b) {
+		l.s.sendIndication(l.s.table.udp.load(five), b, out, now)
+		return
+	}
+	if !stun.IsMessage(b) || !l.s.decodeMessage(msg, b) {
+		if !stun.IsMessage(b) {
+			l.s.meters.dropped[dropUnrelayable].Inc()
+		}
+		return
+	}
+	l.s.handle(&request{msg: msg, five: five, l: l, w: w, now: now})
+}
+
+// isSendIndication reports whether b starts like a Send indication (RFC 8656 section 17).
+func isSendIndication(b []byte) bool {
+	return len(b) >= turnwire.HeaderSize && b[0] == 0x00 && b[1] == 0x16 &&
+		b[4] == 0x21 && b[5] == 0x12 && b[6] == 0xA4 && b[7] == 0x42
+}
+
+// udpReply answers over the UDP socket a request came from.
+type udpReply struct{ sock *udpbatch.Conn }
+
+func (u *udpReply) respond(msg []byte, to netip.AddrPort) { _, _ = u.sock.WriteToUDPAddrPort(msg, to) }
+
+func (u *udpReply) allow(cap *ipLimiter, client netip.AddrPort, now time.Time) bool {
+	return cap.allow(client.Addr(), now)
+}
+
+func (u *udpReply) refuse() {}
+
+// udpSink sends frames to a UDP client through its listener's socket.
+type udpSink struct{ l *listener }
+
+// writers are the sendmmsg scratch of the goroutines sending batches to UDP clients.
+var writers = sync.Pool{New: func() any { return udpbatch.NewWriter(readBatch) }}
+
+func (s udpSink) sendFrames(frames [][]byte, to netip.AddrPort) error {
+	w := writers.Get().(*udpbatch.Writer)
+	defer writers.Put(w)
+	return w.WriteTo(s.l.out, frames, to)
+}
+
+// addrPortOf converts a UDP or TCP address, IPv4-mapped addresses unmapped.
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return unmapped(a.AddrPort())
+	case *net.TCPAddr:
+		return unmapped(a.AddrPort())
+	}
+	return netip.AddrPort{}
+}
+
+func unmapped(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/stun/v4"
@@ -48,10 +50,29 @@ const (
 	dropFingerprint             // a FINGERPRINT that does not match (RFC 8489 section 7.3)
 	dropUnknownAttribute        // an indication with an unknown comprehension-required attribute
 	dropUnrelayable             // ChannelData or a Send indication without an allocation, channel or permission
+	dropNoPermission            // a peer's datagram or connection to a relay without a permission for it
 	dropKinds
 )
 
-var dropLabels = [dropKinds]string{"malformed", "fingerprint", "unknown_attribute", "unrelayable"}
+var dropLabels = [dropKinds]string{"malformed", "fingerprint", "unknown_attribute", "unrelayable", "no_permission"}
+
+// Which way a write of the data plane failed, for ferry_relay_write_errors_total.
+const (
+	toPeerWrite = iota
+	toClientWrite
+	writeKinds
+)
+
+var writeLabels = [writeKinds]string{"client_to_peer", "peer_to_client"}
+
+// Which per-allocation limit refused a request, for ferry_allocation_limit_rejections_total.
+const (
+	limitPermissions = iota
+	limitChannels
+	limitKinds
+)
+
+var limitLabels = [limitKinds]string{"permissions", "channels"}
 
 // authReasons label auth failures by the Authenticator's errors.
 var authReasons = []struct {
@@ -88,13 +109,16 @@ type meters struct {
 	bindingDropped  *metrics.Counter
 	limitRejections [limitKinds]*metrics.Counter
 	dropped         [dropKinds]*metrics.Counter
+	writeErrors     [writeKinds]*metrics.Counter
+	inboundDenied   atomic.Uint64 // datagrams and connections to relays from denied sources
+	ended           endedTraffic  // what ended allocations carried
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
 	dtls            *dtlsMeters
 }
 
-func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
+func newMeters(set *metrics.Set, s *Server) *meters {
 	m := &meters{
 		bindings:       set.NewCounter("ferry_stun_binding_requests_total"),
 		requests:       map[stun.Method]*metrics.Counter{},
@@ -124,6 +148,9 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 	for kind, label := range dropLabels {
 		m.dropped[kind] = set.NewCounter(fmt.Sprintf("ferry_stun_dropped_total{reason=%q}", label))
 	}
+	for kind, label := range writeLabels {
+		m.writeErrors[kind] = set.NewCounter(fmt.Sprintf("ferry_relay_write_errors_total{direction=%q}", label))
+	}
 	for kind, label := range limitLabels {
 		m.limitRejections[kind] = set.NewCounter(fmt.Sprintf("ferry_allocation_limit_rejections_total{limit=%q}", label))
 	}
@@ -137,9 +164,9 @@ func newMeters(set *metrics.Set, alloc *relay.Allocator) *meters {
 	}
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		m.lifetime.WritePrometheus(w)
-		writeRelayTotals(w, alloc)
-		m.writePeerDenied(w, alloc.DeniedSources())
-		writeTCPConns(w, alloc)
+		writeRelayTotals(w, m.ended.total().Add(s.liveUsage()))
+		m.writePeerDenied(w)
+		writeTCPConns(w, &s.tcpConns)
 	})
 	return m
 }
@@ -149,19 +176,17 @@ var deniedLabels = [deniedOps]string{"create_permission", "channel_bind", "conne
 // writePeerDenied writes the peer-policy denials: those of requests, counted here, and
 // those of datagrams and connections arriving at relays from denied sources, counted by
 // the relay sockets.
-func (m *meters) writePeerDenied(w io.Writer, inbound uint64) {
+func (m *meters) writePeerDenied(w io.Writer) {
 	metrics.WriteMetadataIfNeeded(w, "ferry_peer_denied_total", "counter")
 	for op, label := range deniedLabels {
 		fmt.Fprintf(w, "ferry_peer_denied_total{op=%q} %d\n", label, m.peerDenied[op].Load())
 	}
-	fmt.Fprintf(w, "ferry_peer_denied_total{op=\"inbound\"} %d\n", inbound)
+	fmt.Fprintf(w, "ferry_peer_denied_total{op=\"inbound\"} %d\n", m.inboundDenied.Load())
 }
 
-// writeRelayTotals writes the counters the relay sockets keep themselves: each socket
-// counts its own traffic (no cache line shared between cores on the data path), and the
-// totals are summed only when scraped.
-func writeRelayTotals(w io.Writer, alloc *relay.Allocator) {
-	u := alloc.Totals()
+// writeRelayTotals writes the relayed traffic u. Each allocation counts its own (no cache
+// line shared between cores on the data path); the totals are summed only when scraped.
+func writeRelayTotals(w io.Writer, u relay.Usage) {
 	metrics.WriteMetadataIfNeeded(w, "ferry_relay_packets_total", "counter")
 	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"client_to_peer\"} %d\n", u.ToPeerPackets)
 	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"peer_to_client\"} %d\n", u.FromPeerPackets)
@@ -170,30 +195,65 @@ func writeRelayTotals(w io.Writer, alloc *relay.Allocator) {
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"peer_to_client\"} %d\n", u.FromPeerBytes)
 }
 
-// writeTCPConns writes the RFC 6062 peer connections the allocator holds and the ones its
-// limits refused.
-func writeTCPConns(w io.Writer, alloc *relay.Allocator) {
-	live, refused := alloc.TCPConns()
+// writeTCPConns writes the RFC 6062 peer connections and the ones the limits refused.
+func writeTCPConns(w io.Writer, tc *tcpCounts) {
+	live, perAllocation, total := tc.counts()
 	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections", "gauge")
 	fmt.Fprintf(w, "ferry_tcp_peer_connections %d\n", live)
 	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections_refused_total", "counter")
-	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"allocation\"} %d\n", refused[relay.ConnLimitRelay])
-	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"total\"} %d\n", refused[relay.ConnLimitTotal])
+	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"allocation\"} %d\n", perAllocation)
+	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"total\"} %d\n", total)
 }
 
-// allocationCreated and allocationEnded count an allocation under its labels; one whose
-// transport Ferry could not name is left out rather than given a label of its own.
-func (m *meters) allocationCreated(k allocKey) {
+// keyOf labels an allocation's metrics: its listener's proto and its (first) relay's
+// family.
+func keyOf(a *allocation) allocKey {
+	addrs := a.relayedAddrs()
+	return allocKey{transport: a.transport, ipv6: len(addrs) > 0 && addrs[0].Addr().Is6()}
+}
+
+// allocationCreated and allocationEnded count an allocation under its labels.
+func (m *meters) allocationCreated(a *allocation) {
+	k := keyOf(a)
 	if c, ok := m.created[k]; ok {
 		c.Inc()
 		m.active[k].Inc()
 	}
 }
 
-func (m *meters) allocationEnded(k allocKey) {
-	if g, ok := m.active[k]; ok {
+func (m *meters) allocationEnded(a *allocation) {
+	if g, ok := m.active[keyOf(a)]; ok {
 		g.Dec()
 	}
+	m.lifetime.Observe(time.Since(a.created).Seconds())
+	m.ended.add(a.traffic.Usage())
+}
+
+// endedTraffic sums what ended allocations carried.
+type endedTraffic struct {
+	mu  sync.Mutex
+	sum relay.Usage
+}
+
+func (e *endedTraffic) add(u relay.Usage) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sum = e.sum.Add(u)
+}
+
+func (e *endedTraffic) total() relay.Usage {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sum
+}
+
+// liveUsage sums what the live allocations have carried so far.
+func (s *Server) liveUsage() relay.Usage {
+	var u relay.Usage
+	for _, a := range s.table.all() {
+		u = u.Add(a.traffic.Usage())
+	}
+	return u
 }
 
 func (m *meters) request(method stun.Method) {
@@ -274,7 +334,8 @@ func MetricsHelp() map[string]string {
 	return map[string]string{
 		"ferry_stun_binding_requests_total":        "STUN Binding requests received.",
 		"ferry_stun_binding_dropped_total":         "Binding requests dropped unanswered by limits.binding_per_ip_rate.",
-		"ferry_stun_dropped_total":                 "STUN messages and ChannelData dropped unanswered, by reason (malformed, fingerprint, unknown_attribute, unrelayable).",
+		"ferry_stun_dropped_total":                 "STUN messages, ChannelData and peer datagrams dropped unanswered, by reason (malformed, fingerprint, unknown_attribute, unrelayable, no_permission).",
+		"ferry_relay_write_errors_total":           "Relayed datagrams and frames whose write failed, by direction (client_to_peer, peer_to_client).",
 		"ferry_turn_requests_total":                "TURN requests received, by method.",
 		"ferry_error_responses_total":              "STUN and TURN error responses sent, by error code.",
 		"ferry_auth_failures_total":                "Requests refused for their credentials, by reason.",

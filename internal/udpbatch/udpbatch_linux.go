@@ -19,22 +19,17 @@ type mmsghdr struct {
 }
 
 type sysReader struct {
-	rc    syscall.RawConn
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for either family
 	n     int
 	errno syscall.Errno
-	// recv is r.recvmmsg bound once: a closure made per Read would be allocated per Read.
+	wait  bool // the read waits for a datagram (Read), or not (TryRead)
+	// recv is s.recvmmsg bound once: a closure made per read would be allocated per read.
 	recv func(fd uintptr) bool
 }
 
-func (s *sysReader) init(r *Reader) error {
-	rc, err := r.conn.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("udpbatch: %w", err)
-	}
-	s.rc = rc
+func (s *sysReader) init(r *Reader) {
 	s.hdrs = make([]mmsghdr, len(r.bufs))
 	s.iovs = make([]unix.Iovec, len(r.bufs))
 	s.names = make([]unix.RawSockaddrInet6, len(r.bufs))
@@ -47,7 +42,6 @@ func (s *sysReader) init(r *Reader) error {
 		h.SetIovlen(1)
 	}
 	s.recv = s.recvmmsg
-	return nil
 }
 
 // recvmmsg is the RawConn.Read callback: false asks the runtime to wait for the socket.
@@ -62,14 +56,16 @@ func (s *sysReader) recvmmsg(fd uintptr) bool {
 			uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 	}
 	if errno == unix.EAGAIN || errno == unix.EWOULDBLOCK {
-		return false
+		s.n, s.errno = 0, 0
+		return !s.wait
 	}
 	s.n, s.errno = int(n), errno
 	return true
 }
 
-func (s *sysReader) read(r *Reader) (int, error) {
-	if err := s.rc.Read(s.recv); err != nil {
+func (s *sysReader) read(r *Reader, c *Conn, wait bool) (int, error) {
+	s.wait = wait
+	if err := c.rc.Read(s.recv); err != nil {
 		return 0, err
 	}
 	if s.errno != 0 {

@@ -4,13 +4,14 @@ package udpbatch
 
 import "net/netip"
 
-// sysReader reads one datagram per Read where recvmmsg is not available.
+// sysReader reads one datagram per read where recvmmsg is not available. It always waits,
+// TryRead too: a reader there is held while its socket is idle.
 type sysReader struct{}
 
-func (sysReader) init(*Reader) error { return nil }
+func (sysReader) init(*Reader) {}
 
-func (sysReader) read(r *Reader) (int, error) {
-	n, addr, err := r.conn.ReadFromUDPAddrPort(r.bufs[0])
+func (sysReader) read(r *Reader, c *Conn, _ bool) (int, error) {
+	n, addr, err := c.ReadFromUDPAddrPort(r.bufs[0])
 	if err != nil {
 		return 0, err
 	}

@@ -18,17 +18,17 @@ func listen(t testing.TB, ip string) *net.UDPConn {
 	return c
 }
 
-func newReader(t testing.TB, conn *net.UDPConn, n, size int) *Reader {
+func newReader(t testing.TB, conn *net.UDPConn, n, size int) (*Reader, *Conn) {
 	t.Helper()
 	bufs := make([][]byte, n)
 	for i := range bufs {
 		bufs[i] = make([]byte, size)
 	}
-	r, err := NewReader(conn, bufs)
+	c, err := NewConn(conn)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return NewReader(bufs), c
 }
 
 // TestReader reads datagrams from two senders in batches: every byte and source arrives,
@@ -37,7 +37,7 @@ func TestReader(t *testing.T) {
 	for _, ip := range []string{"127.0.0.1", "::1"} {
 		t.Run(ip, func(t *testing.T) {
 			conn := listen(t, ip)
-			r := newReader(t, conn, 4, 8)
+			r, c := newReader(t, conn, 4, 8)
 			a, b := listen(t, ip), listen(t, ip)
 			to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 			var want []string
@@ -58,7 +58,7 @@ func TestReader(t *testing.T) {
 			_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 			var got []string
 			for len(got) < len(want) {
-				n, err := r.Read()
+				n, err := r.Read(c)
 				if err != nil {
 					t.Fatalf("Read after %q: %v", got, err)
 				}
@@ -77,9 +77,9 @@ func TestReader(t *testing.T) {
 // TestReaderClosed: Read returns an error once the socket closes.
 func TestReaderClosed(t *testing.T) {
 	conn := listen(t, "127.0.0.1")
-	r := newReader(t, conn, 2, 16)
+	r, c := newReader(t, conn, 2, 16)
 	go func() { time.Sleep(20 * time.Millisecond); _ = conn.Close() }()
-	if _, err := r.Read(); err == nil {
+	if _, err := r.Read(c); err == nil {
 		t.Fatal("Read on a closed socket succeeded")
 	}
 }
@@ -87,7 +87,7 @@ func TestReaderClosed(t *testing.T) {
 // BenchmarkReader sends a batch of 8 datagrams and reads them; allocations must be zero.
 func BenchmarkReader(b *testing.B) {
 	conn := listen(b, "127.0.0.1")
-	r := newReader(b, conn, 8, 256)
+	r, c := newReader(b, conn, 8, 256)
 	peer := listen(b, "127.0.0.1")
 	to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	msg := make([]byte, 200)
@@ -98,17 +98,49 @@ func BenchmarkReader(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		readN(b, r, 8)
+		readN(b, r, c, 8)
 	}
 }
 
 // readN reads batches until n datagrams have arrived.
-func readN(tb testing.TB, r *Reader, n int) {
+func readN(tb testing.TB, r *Reader, c *Conn, n int) {
 	for got := 0; got < n; {
-		k, err := r.Read()
+		k, err := r.Read(c)
 		if err != nil {
 			tb.Fatal(err)
 		}
 		got += k
+	}
+}
+
+// TestTryReadAndWait: TryRead returns what is queued and 0 when the socket is empty, without
+// waiting; WaitReadable returns once a datagram is queued, which a TryRead then reads.
+func TestTryReadAndWait(t *testing.T) {
+	conn := listen(t, "127.0.0.1")
+	r, c := newReader(t, conn, 4, 16)
+	peer := listen(t, "127.0.0.1")
+	to := conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	if n, err := r.TryRead(c); n != 0 || err != nil {
+		t.Fatalf("TryRead on an empty socket = %d, %v", n, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.WaitReadable() }()
+	select {
+	case err := <-done:
+		t.Fatalf("WaitReadable returned %v on an empty socket", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := peer.WriteToUDPAddrPort([]byte("hello"), to); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.TryRead(c)
+	if err != nil || n != 1 {
+		t.Fatalf("TryRead after WaitReadable = %d, %v", n, err)
+	}
+	if b, _ := r.Datagram(0); string(b) != "hello" {
+		t.Fatalf("read %q", b)
 	}
 }

@@ -1,26 +1,6 @@
 package udpbatch
 
-import (
-	"fmt"
-	"net"
-	"net/netip"
-	"syscall"
-)
-
-// Conn is a UDP socket that Writers send through.
-type Conn struct {
-	*net.UDPConn
-	rc syscall.RawConn // made once: SyscallConn allocates
-}
-
-// NewConn prepares conn for Writers.
-func NewConn(conn *net.UDPConn) (*Conn, error) {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("udpbatch: %w", err)
-	}
-	return &Conn{UDPConn: conn, rc: rc}, nil
-}
+import "net/netip"
 
 // Writer sends several datagrams to one address per system call (sendmmsg on Linux), for
 // one goroutine at a time, through any Conn.

@@ -52,7 +52,7 @@ func BenchmarkWriter(b *testing.B) {
 		b.Fatal(err)
 	}
 	rcv := listen(b, "127.0.0.1")
-	r := newReader(b, rcv, 8, 256)
+	r, rc := newReader(b, rcv, 8, 256)
 	to := rcv.LocalAddr().(*net.UDPAddr).AddrPort()
 	w := NewWriter(8)
 	bufs := make([][]byte, 8)
@@ -64,6 +64,6 @@ func BenchmarkWriter(b *testing.B) {
 		if err := w.WriteTo(c, bufs, to); err != nil {
 			b.Fatal(err)
 		}
-		readN(b, r, 8)
+		readN(b, r, rc, 8)
 	}
 }

@@ -1,0 +1,100 @@
+package relay
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"testing"
+)
+
+var loopback4 = netip.MustParseAddr("127.0.0.1")
+
+// TestListenUDPSkipsBusyPort: a port another program holds is skipped and stays free in the
+// pool; the socket binds the next one, which the pool then holds for UDP.
+func TestListenUDPSkipsBusyPort(t *testing.T) {
+	pool := mustPool(t, 31930, 31933)
+	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback4, 31930)))
+	if err != nil {
+		t.Skipf("port 31930 is taken: %v", err)
+	}
+	defer busy.Close()
+	conn, err := ListenUDP(pool, loopback4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	port := conn.LocalAddr().(*net.UDPAddr).Port
+	if port != 31931 || !pool.Held(uint16(port), UDP) || pool.Held(31930, UDP) {
+		t.Fatalf("bound %d; held 31930 %v, %d %v", port, pool.Held(31930, UDP), port, pool.Held(uint16(port), UDP))
+	}
+}
+
+// TestListenExhaustsPool: once every port is held, binding fails with ErrPoolExhausted, and
+// a requested port that is taken with ErrPortTaken.
+func TestListenExhaustsPool(t *testing.T) {
+	pool := mustPool(t, 31934, 31935)
+	for range 2 {
+		c, err := ListenUDP(pool, loopback4, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	if _, err := ListenUDP(pool, loopback4, 0); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("ListenUDP on a full pool: %v, want ErrPoolExhausted", err)
+	}
+	if _, err := ListenTCP(pool, loopback4, 31934); !errors.Is(err, ErrPortTaken) {
+		t.Fatalf("ListenTCP on a port held for UDP: %v, want ErrPortTaken", err)
+	}
+}
+
+// TestListenTCPAndDial: a TCP relay listener and a dial from its port to a peer share the
+// port (SO_REUSEPORT, RFC 6062), and the pool holds the port for TCP.
+func TestListenTCPAndDial(t *testing.T) {
+	pool := mustPool(t, 31936, 31937)
+	ln, err := ListenTCP(pool, loopback4, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	local := ln.Addr().(*net.TCPAddr).AddrPort()
+	if !pool.Held(local.Port(), TCP) || pool.Held(local.Port(), UDP) {
+		t.Fatalf("port %d not held for TCP alone", local.Port())
+	}
+	peer, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	conn, err := DialTCP(t.Context(), local, peer.Addr().(*net.TCPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got := conn.LocalAddr().(*net.TCPAddr).AddrPort(); got != local {
+		t.Fatalf("dialled from %v, want the relay's %v", got, local)
+	}
+}
+
+// TestGetEven: GetEven takes the first even port in free-list order and, with pair, the
+// next one too, and skips an even port whose next one is held.
+func TestGetEven(t *testing.T) {
+	pool := mustPool(t, 31940, 31945)
+	if !pool.Take(31941, UDP) {
+		t.Fatal("Take 31941")
+	}
+	port, ok := pool.GetEven(UDP, true)
+	if !ok || port != 31942 || !pool.Held(31943, UDP) {
+		t.Fatalf("GetEven(pair) = %d, %v; want 31942 with 31943 held", port, ok)
+	}
+	if port, ok := pool.GetEven(UDP, false); !ok || port != 31940 {
+		t.Fatalf("GetEven = %d, %v; want 31940", port, ok)
+	}
+	pool.Put(31941) // free again, but its even neighbour is held: no pair there
+	if port, ok := pool.GetEven(UDP, true); !ok || port != 31944 {
+		t.Fatalf("GetEven(pair) = %d, %v; want 31944", port, ok)
+	}
+	if port, ok := pool.GetEven(UDP, false); ok {
+		t.Fatalf("GetEven = %d with no even port free", port)
+	}
+}

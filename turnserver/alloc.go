@@ -1,0 +1,334 @@
+package turnserver
+
+import (
+	"maps"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// Lifetimes of RFC 8656: permissions last 5 minutes (section 9), channel bindings 10
+// (section 12), and a channel number or peer of an expired binding stays unavailable to
+// other bindings for 5 more, so that late ChannelData cannot reach a new peer.
+const (
+	permissionLifetime = 5 * time.Minute
+	channelLifetime    = 10 * time.Minute
+	channelCooldown    = 5 * time.Minute
+	defaultLifetime    = 10 * time.Minute // of an allocation without LIFETIME (section 7.2)
+)
+
+// allocation is one TURN allocation (RFC 8656 section 2.2). The fields above mu never change
+// after it is made. mu guards the control-plane state below it; the data plane reads peers,
+// an immutable snapshot of the permissions and channels replaced on every change.
+type allocation struct {
+	id        uint64
+	five      fiveTuple
+	transport string // the listener's proto: udp, tcp, tls or dtls
+	user      string
+	realm     string
+	quotaSlot string // what the quota counts it under: the user, or the user's group
+	created   time.Time
+	client    clientSink
+	relays    []*udpRelay // UDP relays: one per address family (two for dual stack)
+	tcp       *tcpRelay   // the relay of an RFC 6062 TCP allocation
+	only      netip.AddrPort
+	traffic   relay.Traffic
+	// createTx and createResp are the Allocate that made it and the answer it got: a
+	// retransmitted Allocate gets the same answer (RFC 8656 section 7.2).
+	createTx   [stun.TransactionIDSize]byte
+	createResp []byte
+
+	peers atomic.Pointer[peerTable]
+	ended atomic.Bool
+
+	mu       sync.Mutex
+	expires  time.Time
+	perms    map[netip.Addr]time.Time // peer IP → expiry
+	channels map[uint16]*channel      // number → binding, expired ones during their cooldown
+	killed   bool                     // ended by the admin or the SFU
+}
+
+// channel is a channel binding and until when it lasts.
+type channel struct {
+	peer    netip.AddrPort
+	expires time.Time
+}
+
+// peerTable is what the data plane needs of an allocation's peers, with expiry times as
+// unix nanoseconds. It is never changed: a change of the permissions or channels publishes
+// a new one, so the data plane reads it without a lock.
+type peerTable struct {
+	perms    map[netip.Addr]int64
+	byNumber map[uint16]route
+	byPeer   map[netip.AddrPort]route
+}
+
+// route is a channel as the data plane uses it: until is the earlier of the channel's and
+// its peer's permission's expiry, since ChannelData needs both.
+type route struct {
+	number uint16
+	peer   netip.AddrPort
+	until  int64
+}
+
+var emptyPeers = &peerTable{}
+
+// clientSink sends frames to an allocation's client: through the UDP listener it came to,
+// or over its stream connection.
+type clientSink interface {
+	sendFrames(frames [][]byte, to netip.AddrPort) error
+}
+
+func newAllocation(five fiveTuple, transport string, client clientSink, now time.Time) *allocation {
+	a := &allocation{five: five, transport: transport, client: client, created: now,
+		perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
+	a.peers.Store(emptyPeers)
+	return a
+}
+
+// expiredAt reports whether the allocation's lifetime has run out at now.
+func (a *allocation) expiredAt(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !now.Before(a.expires)
+}
+
+// live reports whether a request may still act on the allocation: not ended, not killed,
+// not expired.
+func (a *allocation) live(now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return !a.killed && !a.ended.Load() && now.Before(a.expires)
+}
+
+// refresh sets the allocation's lifetime to d from now.
+func (a *allocation) refresh(d time.Duration, now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.expires = now.Add(d)
+}
+
+// family reports whether the allocation relays to peers of ip's family.
+func (a *allocation) family(ip netip.Addr) bool {
+	if a.tcp != nil {
+		return a.tcp.public.Addr().Is4() == ip.Unmap().Is4()
+	}
+	for _, r := range a.relays {
+		if r.public.Addr().Is4() == ip.Unmap().Is4() {
+			return true
+		}
+	}
+	return false
+}
+
+// relayFor returns the UDP relay that reaches peer's family.
+func (a *allocation) relayFor(peer netip.AddrPort) *udpRelay {
+	for _, r := range a.relays {
+		if r.public.Addr().Is4() == peer.Addr().Is4() {
+			return r
+		}
+	}
+	return nil
+}
+
+// permit installs or refreshes permissions for ips, unless that would make more than limit
+// (0: no limit): false then, and nothing changes.
+func (a *allocation) permit(ips []netip.Addr, limit int, now time.Time) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.prune(now)
+	fresh := 0
+	for i, ip := range ips {
+		if _, ok := a.perms[ip]; !ok && !containsBefore(ips, i, ip) {
+			fresh++
+		}
+	}
+	if limit > 0 && len(a.perms)+fresh > limit {
+		return false
+	}
+	for _, ip := range ips {
+		a.perms[ip] = now.Add(permissionLifetime)
+	}
+	a.publish(now)
+	return true
+}
+
+func containsBefore(ips []netip.Addr, i int, ip netip.Addr) bool {
+	for _, x := range ips[:i] {
+		if x == ip {
+			return true
+		}
+	}
+	return false
+}
+
+// Why bind refuses a ChannelBind.
+type bindError int
+
+const (
+	bindOK           bindError = iota
+	bindConflict               // the number or the peer is bound to another (400)
+	bindFullChannels           // past the channel limit (508)
+	bindFullPerms              // past the permission limit (508)
+)
+
+// bind binds or refreshes channel number to peer, and installs or refreshes the peer's
+// permission (RFC 8656 section 12.2): a number or peer bound otherwise, also during an
+// expired binding's cooldown, is a conflict; a new binding past channels, or a new peer IP
+// past perms (0: no limit), is refused.
+func (a *allocation) bind(number uint16, peer netip.AddrPort, channels, perms int, now time.Time) bindError {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.prune(now)
+	c, bound := a.channels[number]
+	if bound && c.peer != peer {
+		return bindConflict
+	}
+	if !bound {
+		for _, other := range a.channels {
+			if other.peer == peer {
+				return bindConflict
+			}
+		}
+		if channels > 0 && a.activeChannels(now) >= channels {
+			return bindFullChannels
+		}
+	}
+	if _, ok := a.perms[peer.Addr()]; !ok && perms > 0 && len(a.perms) >= perms {
+		return bindFullPerms
+	}
+	if !bound {
+		c = &channel{peer: peer}
+		a.channels[number] = c
+	}
+	c.expires = now.Add(channelLifetime)
+	a.perms[peer.Addr()] = now.Add(permissionLifetime)
+	a.publish(now)
+	return bindOK
+}
+
+func (a *allocation) activeChannels(now time.Time) int {
+	n := 0
+	for _, c := range a.channels {
+		if now.Before(c.expires) {
+			n++
+		}
+	}
+	return n
+}
+
+// expire drops what has run out by now and publishes the change; a.mu is not held.
+func (a *allocation) expire(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.prune(now) {
+		a.publish(now)
+	}
+}
+
+// prune forgets permissions that have expired and channels past their cooldown, and
+// reports whether anything the data plane sees changed; a.mu is held.
+func (a *allocation) prune(now time.Time) bool {
+	changed := false
+	for ip, exp := range a.perms {
+		if !now.Before(exp) {
+			delete(a.perms, ip)
+			changed = true
+		}
+	}
+	shown := a.peers.Load().byNumber
+	for n, c := range a.channels {
+		if now.Before(c.expires) {
+			continue
+		}
+		if _, ok := shown[n]; ok {
+			changed = true
+		}
+		if !now.Before(c.expires.Add(channelCooldown)) {
+			delete(a.channels, n)
+		}
+	}
+	return changed
+}
+
+// publish gives the data plane a new snapshot of the live permissions and channels; a.mu
+// is held.
+func (a *allocation) publish(now time.Time) {
+	t := &peerTable{
+		perms:    make(map[netip.Addr]int64, len(a.perms)),
+		byNumber: make(map[uint16]route, len(a.channels)),
+		byPeer:   make(map[netip.AddrPort]route, len(a.channels)),
+	}
+	for ip, exp := range a.perms {
+		t.perms[ip] = exp.UnixNano()
+	}
+	for n, c := range a.channels {
+		perm, ok := t.perms[c.peer.Addr()]
+		if !ok || !now.Before(c.expires) {
+			continue
+		}
+		r := route{number: n, peer: c.peer, until: min(perm, c.expires.UnixNano())}
+		t.byNumber[n] = r
+		t.byPeer[c.peer] = r
+	}
+	a.peers.Store(t)
+}
+
+// snapshot returns copies of the allocation's permissions and live channels, for the admin
+// API.
+func (a *allocation) snapshot() (perms map[netip.Addr]time.Time, channels map[uint16]netip.AddrPort, expires time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	channels = map[uint16]netip.AddrPort{}
+	for n, c := range a.channels {
+		if time.Now().Before(c.expires) {
+			channels[n] = c.peer
+		}
+	}
+	return maps.Clone(a.perms), channels, a.expires
+}
+
+// expiry is when the allocation's lifetime runs out.
+func (a *allocation) expiry() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.expires
+}
+
+// relayedAddrs are the allocation's relayed transport addresses.
+func (a *allocation) relayedAddrs() []netip.AddrPort {
+	if a.tcp != nil {
+		return []netip.AddrPort{a.tcp.public}
+	}
+	out := make([]netip.AddrPort, len(a.relays))
+	for i, r := range a.relays {
+		out[i] = r.public
+	}
+	return out
+}
+
+// relayAddrs is relayedAddrs as text, for logs and the admin API.
+func (a *allocation) relayAddrs() string {
+	addrs := a.relayedAddrs()
+	out := make([]string, len(addrs))
+	for i, addr := range addrs {
+		out[i] = addr.String()
+	}
+	return strings.Join(out, ",")
+}
+
+// closeRelays closes the relays of an allocation that failed to start.
+func (a *allocation) closeRelays() {
+	for _, r := range a.relays {
+		r.close()
+	}
+	if a.tcp != nil {
+		a.tcp.close()
+	}
+}

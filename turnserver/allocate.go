@@ -1,0 +1,311 @@
+package turnserver
+
+import (
+	"errors"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// allocate handles an Allocate request (RFC 8656 section 7.2, RFC 6062 section 5.1, RFC
+// 6156 and the dual-stack ADDITIONAL-ADDRESS-FAMILY of RFC 8656 section 7.2).
+func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
+	a := s.table.lookup(r.five)
+	if a != nil && a.createTx == r.msg.TransactionID && a.user == r.user {
+		r.w.respond(a.createResp, r.five.client) // a retransmission: the same answer
+		return 0, nil
+	}
+	if s.draining.Load() {
+		return s.drainAnswer()
+	}
+	if a != nil {
+		return stun.CodeAllocMismatch, nil
+	}
+	spec, code := s.allocationSpec(r)
+	if code != 0 {
+		return code, nil
+	}
+	slot, limit := s.quotaSlot(r.user)
+	lim := s.limits.Load()
+	if !s.table.admit(slot, limit, lim.AllocationsTotal) {
+		s.meters.quota.Inc()
+		s.log.Info("allocation quota reached", "user", r.user, "client", r.five.client.String())
+		return stun.CodeAllocQuotaReached, nil
+	}
+	a = newAllocation(r.five, r.l.proto, s.sinkFor(r), r.now)
+	a.user, a.realm, a.quotaSlot, a.only = r.user, s.realm, slot, s.onlyPeer(r.user)
+	extra, err := s.openRelays(a, spec)
+	if err != nil {
+		s.table.releaseUnused(slot)
+		s.log.Info("allocation failed", "user", r.user, "client", r.five.client.String(), "err", err)
+		return codeOf(err), nil
+	}
+	a.refresh(s.lifetime(r.msg), r.now)
+	a.createTx, a.createResp = r.msg.TransactionID, s.allocated(r, a, extra)
+	if !s.table.add(a) { // another Allocate of this 5-tuple won the race
+		s.table.releaseUnused(slot)
+		a.closeRelays()
+		return stun.CodeAllocMismatch, nil
+	}
+	s.started(r, a)
+	return 0, nil
+}
+
+// allocationSpec is what an Allocate asks for.
+type allocationSpec struct {
+	tcp      bool          // an RFC 6062 TCP relay
+	families []relayFamily // the relay families to allocate: IPv4 and/or IPv6
+	dual     bool          // ADDITIONAL-ADDRESS-FAMILY: IPv6 may fail on its own
+	token    [8]byte       // RESERVATION-TOKEN, if hasToken
+	hasToken bool
+	even     bool // EVEN-PORT
+	reserve  bool // EVEN-PORT with R: keep the next port for a later Allocate
+	df       bool // DONT-FRAGMENT
+}
+
+type relayFamily struct {
+	ipv6  bool
+	addrs relay.Addrs
+}
+
+// allocationSpec reads and checks what an Allocate asks for: the error code if it cannot
+// be had.
+func (s *Server) allocationSpec(r *request) (allocationSpec, stun.ErrorCode) {
+	m := r.msg
+	var spec allocationSpec
+	v, err := m.Get(stun.AttrRequestedTransport)
+	if err != nil {
+		return spec, stun.CodeBadRequest
+	}
+	proto, err := turnwire.RequestedTransport(v)
+	switch {
+	case err != nil:
+		return spec, stun.CodeBadRequest
+	case proto == turnwire.ProtoTCP && (!r.five.stream || r.l.proto == "dtls"):
+		return spec, stun.CodeBadRequest // RFC 6062 section 5.1: TCP relays for TCP and TLS clients only
+	case proto != turnwire.ProtoUDP && proto != turnwire.ProtoTCP:
+		return spec, stun.CodeUnsupportedTransProto
+	}
+	spec.tcp = proto == turnwire.ProtoTCP
+	if code := s.readPorts(m, &spec); code != 0 {
+		return spec, code
+	}
+	return spec, s.readFamilies(m, &spec)
+}
+
+// readPorts reads RESERVATION-TOKEN, EVEN-PORT and DONT-FRAGMENT.
+func (s *Server) readPorts(m *stun.Message, spec *allocationSpec) stun.ErrorCode {
+	if v, err := m.Get(stun.AttrReservationToken); err == nil {
+		tok, err := turnwire.ReservationToken(v)
+		if err != nil || m.Contains(stun.AttrEvenPort) || spec.tcp {
+			return stun.CodeBadRequest
+		}
+		spec.token, spec.hasToken = tok, true
+	}
+	if v, err := m.Get(stun.AttrEvenPort); err == nil {
+		reserve, err := turnwire.EvenPort(v)
+		if err != nil || spec.tcp {
+			return stun.CodeBadRequest
+		}
+		spec.even, spec.reserve = true, reserve
+	}
+	spec.df = m.Contains(stun.AttrDontFragment)
+	if spec.df && spec.tcp {
+		return stun.CodeBadRequest
+	}
+	return 0
+}
+
+// readFamilies reads REQUESTED-ADDRESS-FAMILY and ADDITIONAL-ADDRESS-FAMILY (RFC 8656
+// section 7.2): IPv4 when neither is there; both, or either with a RESERVATION-TOKEN, are
+// 400; a family without relay addresses is 440.
+func (s *Server) readFamilies(m *stun.Message, spec *allocationSpec) stun.ErrorCode {
+	requested, reqErr := m.Get(stun.AttrRequestedAddressFamily)
+	additional, addErr := m.Get(turnwire.AttrAdditionalAddressFamily)
+	hasReq, hasAdd := reqErr == nil, addErr == nil
+	if (hasReq && hasAdd) || ((hasReq || hasAdd) && spec.hasToken) {
+		return stun.CodeBadRequest
+	}
+	v6 := false
+	if hasReq {
+		fam, err := turnwire.AddressFamily(requested)
+		if err != nil {
+			return stun.CodeBadRequest
+		}
+		v6 = fam == turnwire.FamilyIPv6
+	}
+	first := s.family(v6)
+	if !first.addrs.Enabled() {
+		return stun.CodeAddrFamilyNotSupported
+	}
+	spec.families = []relayFamily{first}
+	if hasAdd {
+		fam, err := turnwire.AddressFamily(additional)
+		if err != nil || fam != turnwire.FamilyIPv6 || spec.tcp || spec.reserve {
+			return stun.CodeBadRequest // one reservation token cannot name two families' ports
+		}
+		spec.dual = true
+		spec.families = append(spec.families, s.family(true))
+	}
+	return 0
+}
+
+func (s *Server) family(ipv6 bool) relayFamily {
+	if ipv6 {
+		return relayFamily{ipv6: true, addrs: s.v6}
+	}
+	return relayFamily{addrs: s.v4}
+}
+
+// Errors of opening relays, by the code they are answered with.
+var (
+	errNoReservation = errors.New("turnserver: no such reservation")
+	errNoDF          = errors.New("turnserver: cannot set the DF bit")
+)
+
+func codeOf(err error) stun.ErrorCode {
+	if errors.Is(err, errNoDF) {
+		return stun.CodeUnknownAttribute
+	}
+	return stun.CodeInsufficientCapacity // no free port, no reservation (RFC 8656: 508)
+}
+
+// openRelays binds the relay sockets spec asks for; extra are attributes the answer
+// carries besides the relayed addresses (RESERVATION-TOKEN, ADDRESS-ERROR-CODE).
+func (s *Server) openRelays(a *allocation, spec allocationSpec) ([]stun.Setter, error) {
+	if spec.tcp {
+		t, err := s.newTCPRelay(a, spec.families[0].addrs)
+		a.tcp = t
+		return nil, err
+	}
+	var extra []stun.Setter
+	for i, fam := range spec.families {
+		rl, token, err := s.openUDPRelay(a, fam.addrs, spec)
+		if err != nil && i > 0 && spec.dual { // the additional family failed on its own
+			extra = append(extra, addressError(fam.addrs))
+			continue
+		}
+		if err != nil {
+			a.closeRelays()
+			return nil, err
+		}
+		a.relays = append(a.relays, rl)
+		if token != nil {
+			extra = append(extra, turnwire.ReservationTokenAttr(*token))
+		}
+	}
+	return extra, nil
+}
+
+// addressError is the ADDRESS-ERROR-CODE of an additional family whose relay failed (RFC
+// 8656 section 7.2): 440 when it has no relay address, 508 when it had no free port.
+func addressError(fam relay.Addrs) turnwire.AddressErrorCodeAttr {
+	if !fam.Enabled() {
+		return turnwire.AddressErrorCodeAttr{Family: turnwire.FamilyIPv6,
+			Code: stun.CodeAddrFamilyNotSupported, Reason: "no IPv6 relay"}
+	}
+	return turnwire.AddressErrorCodeAttr{Family: turnwire.FamilyIPv6,
+		Code: stun.CodeInsufficientCapacity, Reason: "no free IPv6 relay port"}
+}
+
+// openUDPRelay binds one UDP relay of family fam as spec asks: the reserved port of a
+// token, an even port (reserving the next one), or any port.
+func (s *Server) openUDPRelay(a *allocation, fam relay.Addrs, spec allocationSpec) (*udpRelay, *[8]byte, error) {
+	var rl *udpRelay
+	var token *[8]byte
+	var err error
+	switch {
+	case spec.hasToken:
+		rl, err = s.claimReservation(a, spec.token)
+	case !fam.Enabled():
+		err = relay.ErrPoolExhausted
+	case spec.even:
+		rl, token, err = s.evenRelay(a, fam, spec.reserve)
+	default:
+		rl, err = s.newUDPRelay(a, fam, 0)
+	}
+	if err == nil && spec.df {
+		if err = setDontFragment(rl.conn); err != nil {
+			rl.close()
+			err = errors.Join(errNoDF, err)
+		}
+	}
+	return rl, token, err
+}
+
+// lifetime is the lifetime an Allocate or Refresh gets (RFC 8656 sections 7.2 and 8): the
+// LIFETIME asked for, else the default, and never more than the maximum; 0 only for a
+// Refresh that asks for 0 (which deletes the allocation).
+func (s *Server) lifetime(m *stun.Message) time.Duration {
+	d := defaultLifetime
+	if v, err := m.Get(stun.AttrLifetime); err == nil {
+		if asked, err := turnwire.Lifetime(v); err == nil && (asked > 0 || m.Type.Method == stun.MethodRefresh) {
+			d = asked
+		}
+	}
+	if max := s.limits.Load().MaxLifetime; max > 0 {
+		d = min(d, max)
+	}
+	return d
+}
+
+// quotaSlot is what a user's allocations count under, and its limit.
+func (s *Server) quotaSlot(user string) (string, int) {
+	if s.quotaGroup != nil {
+		if group, limit, ok := s.quotaGroup(user); ok {
+			return group, limit
+		}
+	}
+	return user, s.limits.Load().AllocationsPerUser
+}
+
+// drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the
+// alternate server if one is configured, else 508 Insufficient Capacity.
+func (s *Server) drainAnswer() (stun.ErrorCode, []stun.Setter) {
+	if alt := s.alternate.Load(); alt != nil {
+		return stun.CodeTryAlternate, []stun.Setter{alt}
+	}
+	return stun.CodeInsufficientCapacity, nil
+}
+
+// sinkFor is where the data of an allocation made by r goes to the client.
+func (s *Server) sinkFor(r *request) clientSink {
+	if r.conn != nil {
+		return r.conn
+	}
+	return udpSink{l: r.l}
+}
+
+// allocated builds the success response to the Allocate that made a: its relayed
+// addresses, lifetime and the client's mapped address, and extra. It is kept for a
+// retransmission of the request.
+func (s *Server) allocated(r *request, a *allocation, extra []stun.Setter) []byte {
+	attrs := make([]stun.Setter, 0, len(a.relays)+4+len(extra))
+	for _, addr := range a.relayedAddrs() {
+		attrs = append(attrs, turnwire.XORAddressAttr{Type: stun.AttrXORRelayedAddress, Addr: addr})
+	}
+	attrs = append(attrs, turnwire.LifetimeAttr(a.expiry().Sub(r.now).Round(time.Second)),
+		turnwire.XORAddressAttr{Type: stun.AttrXORMappedAddress, Addr: r.five.client})
+	return s.build(r, stun.ClassSuccessResponse, append(attrs, extra...)...)
+}
+
+// started puts a new allocation to work, once it is in the table: its relays read, its
+// stream connection stays open, and the client gets the success response.
+func (s *Server) started(r *request, a *allocation) {
+	for _, rl := range a.relays {
+		rl.start()
+	}
+	if a.tcp != nil {
+		a.tcp.start()
+	}
+	if r.conn != nil {
+		r.conn.allocated(a)
+	}
+	r.w.respond(a.createResp, r.five.client)
+	s.meters.allocationCreated(a)
+	s.log.Info("allocation created", "id", a.id, "user", a.user, "client", a.five.client.String(),
+		"transport", a.transport, "relay", a.relayAddrs())
+}

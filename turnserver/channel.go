@@ -1,0 +1,47 @@
+package turnserver
+
+import (
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// channelBind handles a ChannelBind request (RFC 8656 section 11.2): one channel number in
+// 0x4000-0x7FFF and one peer; binding a number or a peer that is bound otherwise (or was,
+// during the 5 minutes after its binding expired) is 400; the peer's permission is
+// installed or refreshed with it.
+func (s *Server) channelBind(r *request) (stun.ErrorCode, []stun.Setter) {
+	a, code := s.own(r)
+	if code != 0 {
+		return code, nil
+	}
+	v, err := r.msg.Get(stun.AttrChannelNumber)
+	if err != nil || len(r.peers) != 1 || a.tcp != nil {
+		return stun.CodeBadRequest, nil
+	}
+	number, err := turnwire.ChannelNumber(v)
+	if err != nil {
+		return stun.CodeBadRequest, nil
+	}
+	peer := r.peers[0]
+	if !s.permitPeer(a, peer, relay.UDP, false, deniedChannelBind) {
+		return stun.CodeForbidden, nil
+	}
+	if !a.family(peer.Addr()) {
+		return stun.CodePeerAddrFamilyMismatch, nil
+	}
+	lim := s.limits.Load()
+	switch a.bind(number, peer, lim.Channels, lim.Permissions, r.now) {
+	case bindConflict:
+		return stun.CodeBadRequest, nil
+	case bindFullChannels:
+		s.meters.limitRejections[limitChannels].Inc()
+		return stun.CodeInsufficientCapacity, nil
+	case bindFullPerms:
+		s.meters.limitRejections[limitPermissions].Inc()
+		return stun.CodeInsufficientCapacity, nil
+	}
+	s.succeed(r)
+	return 0, nil
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package turnserver
+
+const raceEnabled = false

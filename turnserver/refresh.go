@@ -1,0 +1,76 @@
+package turnserver
+
+import (
+	"net/netip"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// own returns the live allocation of r's 5-tuple if r's user made it: 437 when there is
+// none (never made, expired, deleted or killed), 441 when it is another user's.
+func (s *Server) own(r *request) (*allocation, stun.ErrorCode) {
+	a := s.table.lookup(r.five)
+	if a == nil || !a.live(r.now) {
+		return nil, stun.CodeAllocMismatch
+	}
+	if a.user != r.user {
+		return nil, stun.CodeWrongCredentials
+	}
+	return a, 0
+}
+
+// refresh handles a Refresh request (RFC 8656 section 8): a new lifetime, or LIFETIME 0
+// to delete the allocation. A REQUESTED-ADDRESS-FAMILY must name a family the allocation
+// relays (443 otherwise); the lifetime is the whole allocation's.
+func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
+	a, code := s.own(r)
+	if code != 0 {
+		return code, nil
+	}
+	if v, err := r.msg.Get(stun.AttrRequestedAddressFamily); err == nil {
+		fam, err := turnwire.AddressFamily(v)
+		if err != nil {
+			return stun.CodeBadRequest, nil
+		}
+		if !a.family(familyAddr(fam)) {
+			return stun.CodePeerAddrFamilyMismatch, nil
+		}
+	}
+	d := s.lifetime(r.msg)
+	if d == 0 {
+		s.end(a, "deleted")
+	} else {
+		a.refresh(d, r.now)
+	}
+	s.succeed(r, turnwire.LifetimeAttr(d))
+	return 0, nil
+}
+
+// familyAddr is an address of the family fam (turnwire.FamilyIPv4 or FamilyIPv6), to ask
+// allocation.family with.
+func familyAddr(fam byte) netip.Addr {
+	if fam == turnwire.FamilyIPv6 {
+		return netip.IPv6Unspecified()
+	}
+	return netip.IPv4Unspecified()
+}
+
+// permitPeer checks a peer a request names against the peer policy and the user's one-peer
+// limit: by IP only for CreatePermission (byIP), by transport address over proto for the
+// others. A denial is counted under op.
+func (s *Server) permitPeer(a *allocation, peer netip.AddrPort, proto relay.Proto, byIP bool, op int) bool {
+	ok := true
+	switch {
+	case byIP:
+		ok = (!a.only.IsValid() || peer.Addr() == a.only.Addr()) && s.policy.PermitIP(peer.Addr())
+	default:
+		ok = (!a.only.IsValid() || peer == a.only) && s.policy.PermitAddr(proto, peer)
+	}
+	if !ok {
+		s.meters.peerDenied[op].Add(1)
+	}
+	return ok
+}

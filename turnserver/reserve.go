@@ -1,0 +1,120 @@
+package turnserver
+
+import (
+	"crypto/rand"
+	"sync"
+	"time"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// reservationLifetime is how long a port reserved by EVEN-PORT waits for the Allocate that
+// claims it with its RESERVATION-TOKEN (RFC 8656 section 7.2 suggests 30 seconds).
+const reservationLifetime = 30 * time.Second
+
+// reservations are the ports EVEN-PORT reserved, each held by a bound socket until claimed
+// or expired: only a socket keeps another program off the port.
+type reservations struct {
+	mu   sync.Mutex
+	held map[[8]byte]*reservation
+}
+
+type reservation struct {
+	conn    *udpbatch.Conn
+	port    int
+	fam     relay.Addrs
+	expires time.Time
+}
+
+// evenRelay binds a relay on an even port, and with reserve holds the next port too,
+// returning its token (RFC 8656 section 7.2, EVEN-PORT).
+func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRelay, *[8]byte, error) {
+	for range s.pool.Free() {
+		port, ok := s.pool.GetEven(relay.UDP, reserve)
+		if !ok {
+			break
+		}
+		rl, err := s.bindRelay(a, fam, port)
+		if err != nil {
+			s.pool.Put(port)
+			if reserve {
+				s.pool.Put(port + 1)
+			}
+			continue // another program has it: try the next
+		}
+		if !reserve {
+			return rl, nil, nil
+		}
+		token, err := s.reserved.hold(fam, port+1)
+		if err != nil {
+			rl.close()
+			s.pool.Put(port + 1)
+			continue
+		}
+		return rl, &token, nil
+	}
+	return nil, nil, relay.ErrPoolExhausted
+}
+
+// bindRelay binds a relay of a on port, which the caller took from the pool.
+func (s *Server) bindRelay(a *allocation, fam relay.Addrs, port int) (*udpRelay, error) {
+	conn, err := relay.BindUDP(fam.Bind, port)
+	if err != nil {
+		return nil, err
+	}
+	return s.wrapRelay(a, fam, conn, port)
+}
+
+// hold binds port (taken from the pool) and keeps it under a new token.
+func (rs *reservations) hold(fam relay.Addrs, port int) ([8]byte, error) {
+	var token [8]byte
+	conn, err := relay.BindUDP(fam.Bind, port)
+	if err != nil {
+		return token, err
+	}
+	bc, err := udpbatch.NewConn(conn)
+	if err != nil {
+		_ = conn.Close()
+		return token, err
+	}
+	_, _ = rand.Read(token[:])
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.held == nil {
+		rs.held = map[[8]byte]*reservation{}
+	}
+	rs.held[token] = &reservation{conn: bc, port: port, fam: fam, expires: time.Now().Add(reservationLifetime)}
+	return token, nil
+}
+
+// claimReservation makes the socket a token holds the relay of a: 508 when the token is
+// unknown or expired.
+func (s *Server) claimReservation(a *allocation, token [8]byte) (*udpRelay, error) {
+	s.reserved.mu.Lock()
+	res := s.reserved.held[token]
+	delete(s.reserved.held, token)
+	s.reserved.mu.Unlock()
+	if res == nil {
+		return nil, errNoReservation
+	}
+	if time.Now().After(res.expires) { // not swept yet
+		_ = res.conn.Close()
+		s.pool.Put(res.port)
+		return nil, errNoReservation
+	}
+	return s.relayOn(a, res.conn, res.port, res.fam.Public), nil
+}
+
+// expire lets go of the reservations nobody claimed in time.
+func (rs *reservations) expire(now time.Time, pool *relay.Pool) {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for token, res := range rs.held {
+		if now.After(res.expires) {
+			delete(rs.held, token)
+			_ = res.conn.Close()
+			pool.Put(res.port)
+		}
+	}
+}

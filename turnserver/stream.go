@@ -1,0 +1,224 @@
+package turnserver
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+)
+
+// frameChunk is how much more of a frame's buffer readFrame allocates at a time: a client
+// that announces 64 KiB frames and sends nothing holds no 64 KiB buffer.
+const frameChunk = 2048
+
+// accept takes the listener's connections until it closes, each served by a goroutine of
+// its own. It keeps accepting after transient errors (a failed handshake, EMFILE).
+func (l *listener) accept() {
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := l.ln.Accept()
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if err != nil {
+			l.s.log.Warn("accept failed", "listener", l.addr.String(), "err", err)
+			select {
+			case <-l.s.stop:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		if c := l.track(conn); c != nil {
+			l.s.wg.Go(c.serve)
+		}
+	}
+}
+
+// track registers a new connection, so that the listener's close ends it; nil once the
+// listener is closed.
+func (l *listener) track(conn net.Conn) *streamConn {
+	c := &streamConn{l: l, conn: conn, r: bufio.NewReader(conn),
+		five: fiveTuple{client: addrPortOf(conn.RemoteAddr()), server: addrPortOf(conn.LocalAddr()), stream: true}}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		_ = conn.Close()
+		return nil
+	}
+	l.conns[c] = struct{}{}
+	return c
+}
+
+// streamConn is one TCP, TLS or DTLS client connection: a control connection that may
+// hold an allocation, or, after a ConnectionBind, the data connection of an RFC 6062 peer
+// connection.
+type streamConn struct {
+	l     *listener
+	conn  net.Conn
+	r     *bufio.Reader
+	five  fiveTuple
+	alloc atomic.Pointer[allocation] // its allocation, while it has one
+	caps  connCaps                   // its answer caps; used by its read loop only
+	msg   stun.Message
+	frame []byte
+
+	wmu       sync.Mutex // writes come from the read loop and from relays
+	closeOnce sync.Once
+	// bound is the peer connection a ConnectionBind joined this connection to; the read
+	// loop then pipes bytes instead of reading frames.
+	bound *peerConn
+}
+
+// serve runs the connection until it closes: the handshake, then one frame at a time,
+// then, for a data connection, the pipe to its peer.
+func (c *streamConn) serve() {
+	defer c.close()
+	c.awaitAllocation(c.l.s.limits.Load().AllocateTimeout) // the handshake's reads too
+	if err := c.handshake(); err != nil {
+		return
+	}
+	out := newRelayBatch(c.l.s)
+	for c.bound == nil {
+		frame, err := c.readFrame()
+		if err != nil {
+			return
+		}
+		c.frameIn(frame, out, time.Now())
+		out.flush()
+	}
+	c.bound.pipe(c)
+}
+
+// handshake runs the TLS handshake under a deadline (DTLS connections arrive handshaken).
+func (c *streamConn) handshake() error {
+	tc, ok := c.conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	defer cancel()
+	return tc.HandshakeContext(ctx)
+}
+
+// frameIn handles one frame from the client.
+func (c *streamConn) frameIn(frame []byte, out *relayBatch, now time.Time) {
+	s := c.l.s
+	if channel, payload, ok := turnwire.ChannelData(frame); ok {
+		s.channelData(c.alloc.Load(), channel, payload, out, now)
+		return
+	}
+	if isSendIndication(frame) {
+		s.sendIndication(c.alloc.Load(), frame, out, now)
+		return
+	}
+	if !s.decodeMessage(&c.msg, frame) {
+		return
+	}
+	s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
+}
+
+// readFrame reads one STUN message or ChannelData frame. Its buffer grows as the bytes
+// arrive, not as the header announces them.
+func (c *streamConn) readFrame() ([]byte, error) {
+	hdr, err := c.r.Peek(turnwire.ChannelHeaderSize)
+	if err != nil {
+		return nil, err
+	}
+	size, err := turnwire.StreamFrameSize(hdr)
+	if err != nil {
+		return nil, err
+	}
+	c.frame = c.frame[:0]
+	for len(c.frame) < size {
+		chunk := min(size-len(c.frame), frameChunk)
+		c.frame = slices.Grow(c.frame, chunk)
+		n, err := io.ReadFull(c.r, c.frame[len(c.frame):len(c.frame)+chunk])
+		c.frame = c.frame[:len(c.frame)+n]
+		if err != nil {
+			return nil, err
+		}
+	}
+	return c.frame, nil
+}
+
+// awaitAllocation sets the deadline by which the connection must have an allocation (0:
+// none): a client that connects and says nothing, or trickles a frame, cannot hold it
+// open (coturn's max-allocate-timeout).
+func (c *streamConn) awaitAllocation(timeout time.Duration) {
+	var deadline time.Time
+	if timeout > 0 {
+		deadline = time.Now().Add(timeout)
+	}
+	_ = c.conn.SetReadDeadline(deadline)
+}
+
+// allocated makes a the connection's allocation: it may stay open as long as a lives.
+func (c *streamConn) allocated(a *allocation) {
+	c.alloc.Store(a)
+	c.awaitAllocation(0)
+}
+
+// allocationEnded is told that a, the connection's allocation, has ended: the connection
+// then has allocate_timeout to make another before it is closed.
+func (c *streamConn) allocationEnded(a *allocation) {
+	if c.alloc.CompareAndSwap(a, nil) {
+		c.awaitAllocation(c.l.s.limits.Load().AllocateTimeout)
+	}
+}
+
+// respond, allow and refuse make the connection a responder.
+func (c *streamConn) respond(msg []byte, _ netip.AddrPort) { _ = c.write(msg) }
+
+func (c *streamConn) allow(cap *ipLimiter, _ netip.AddrPort, now time.Time) bool {
+	return c.caps.allow(cap, now)
+}
+
+func (c *streamConn) refuse() { c.close() }
+
+// write sends one message or frame.
+func (c *streamConn) write(b []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, err := c.conn.Write(b)
+	return err
+}
+
+// sendFrames sends frames from the data plane to the client in one write (writev on TCP).
+func (c *streamConn) sendFrames(frames [][]byte, _ netip.AddrPort) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if len(frames) == 1 {
+		_, err := c.conn.Write(frames[0])
+		return err
+	}
+	v := net.Buffers(frames)
+	_, err := v.WriteTo(c.conn)
+	return err
+}
+
+// close closes the connection and ends its allocation, once.
+func (c *streamConn) close() {
+	c.closeOnce.Do(func() {
+		_ = c.conn.Close()
+		c.l.mu.Lock()
+		delete(c.l.conns, c)
+		c.l.mu.Unlock()
+		if a := c.alloc.Load(); a != nil {
+			c.l.s.end(a, "connection closed")
+		}
+	})
+}

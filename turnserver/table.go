@@ -1,0 +1,185 @@
+package turnserver
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// fiveTuple names an allocation (RFC 8656 section 2): the client's address, the address of
+// the listener it came to, and whether it came over a stream (TCP, TLS, DTLS) or UDP.
+type fiveTuple struct {
+	client, server netip.AddrPort
+	stream         bool
+}
+
+// table is the one owner of allocation state: every live allocation, by its 5-tuple and by
+// its ID, and the counts the quotas are checked against. Requests change it under mu; the
+// data plane finds UDP allocations in udp, whose reads take no lock.
+type table struct {
+	mu     sync.Mutex
+	byFive map[fiveTuple]*allocation
+	byID   map[uint64]*allocation
+	users  map[string]int // places taken by admit per user, or per quota group
+	held   int            // places taken by admit in all: live allocations and those being made
+	lastID uint64
+	udp    snapMap // the UDP allocations by their 5-tuple, for ChannelData and Send
+	live   atomic.Int64
+}
+
+func newTable() *table {
+	return &table{byFive: map[fiveTuple]*allocation{}, byID: map[uint64]*allocation{}, users: map[string]int{}}
+}
+
+// lookup returns the allocation of a 5-tuple, if it has one. It takes no lock when the
+// 5-tuple is a UDP one.
+func (t *table) lookup(five fiveTuple) *allocation {
+	if !five.stream {
+		return t.udp.load(five)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byFive[five]
+}
+
+// add registers a new allocation, unless its 5-tuple has one already (false).
+func (t *table) add(a *allocation) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byFive[a.five] != nil {
+		return false
+	}
+	t.lastID++
+	a.id = t.lastID
+	t.byFive[a.five] = a
+	t.byID[a.id] = a
+	if !a.five.stream {
+		t.udp.store(a.five, a)
+	}
+	t.live.Add(1)
+	return true
+}
+
+// remove forgets a, which has ended, and gives back its place in the quotas; false if it was
+// gone already.
+func (t *table) remove(a *allocation) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.byID[a.id] != a {
+		return false
+	}
+	delete(t.byID, a.id)
+	delete(t.byFive, a.five)
+	if !a.five.stream {
+		t.udp.remove(a.five)
+	}
+	t.release(a.quotaSlot)
+	t.live.Add(-1)
+	return true
+}
+
+// admit takes a place for an allocation in slot (a user or quota group) under limit and
+// the total; false when either is full (486 Allocation Quota Reached).
+func (t *table) admit(slot string, limit, total int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if (total > 0 && t.held >= total) || (limit > 0 && t.users[slot] >= limit) {
+		return false
+	}
+	t.users[slot]++
+	t.held++
+	return true
+}
+
+// release gives back a place admit gave; t.mu is held.
+func (t *table) release(slot string) {
+	if t.users[slot] <= 1 {
+		delete(t.users, slot)
+	} else {
+		t.users[slot]--
+	}
+	t.held--
+}
+
+// releaseUnused gives back a place for an allocation that was never added.
+func (t *table) releaseUnused(slot string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.release(slot)
+}
+
+// all returns the live allocations, oldest first.
+func (t *table) all() []*allocation {
+	t.mu.Lock()
+	out := make([]*allocation, 0, len(t.byID))
+	for _, a := range t.byID {
+		out = append(out, a)
+	}
+	t.mu.Unlock()
+	slices.SortFunc(out, func(a, b *allocation) int { return int(a.id - b.id) })
+	return out
+}
+
+// count returns the number of live allocations.
+func (t *table) count() int { return int(t.live.Load()) }
+
+// snapMap maps UDP 5-tuples to allocations for the data plane: a fixed array of buckets,
+// each an immutable slice behind an atomic pointer. A read is one atomic load and a short
+// scan, without a lock or an allocation; a write (under table.mu) copies one bucket only,
+// so allocation churn costs the same whatever the table's size.
+type snapMap struct {
+	buckets [snapBuckets]atomic.Pointer[[]snapEntry]
+}
+
+// snapBuckets keeps buckets short for tens of thousands of allocations.
+const snapBuckets = 1 << 14
+
+type snapEntry struct {
+	key fiveTuple
+	a   *allocation
+}
+
+func (m *snapMap) bucket(k fiveTuple) *atomic.Pointer[[]snapEntry] {
+	ip := k.client.Addr().As16()
+	h := binary.LittleEndian.Uint64(ip[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(ip[8:])
+	h ^= uint64(k.client.Port())<<16 | uint64(k.server.Port())
+	h *= 0xff51afd7ed558ccd
+	return &m.buckets[(h>>32)%snapBuckets]
+}
+
+func (m *snapMap) load(k fiveTuple) *allocation {
+	if b := m.bucket(k).Load(); b != nil {
+		for i := range *b {
+			if (*b)[i].key == k {
+				return (*b)[i].a
+			}
+		}
+	}
+	return nil
+}
+
+func (m *snapMap) store(k fiveTuple, a *allocation) {
+	slot := m.bucket(k)
+	var next []snapEntry
+	if b := slot.Load(); b != nil {
+		next = slices.DeleteFunc(slices.Clone(*b), func(e snapEntry) bool { return e.key == k })
+	}
+	next = append(next, snapEntry{key: k, a: a})
+	slot.Store(&next)
+}
+
+func (m *snapMap) remove(k fiveTuple) {
+	slot := m.bucket(k)
+	b := slot.Load()
+	if b == nil {
+		return
+	}
+	next := slices.DeleteFunc(slices.Clone(*b), func(e snapEntry) bool { return e.key == k })
+	if len(next) == 0 {
+		slot.Store(nil)
+		return
+	}
+	slot.Store(&next)
+}

@@ -1,0 +1,406 @@
+package turnserver
+
+import (
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/stun/v4"
+
+	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/relay"
+)
+
+// RFC 6062 TCP allocations: the relay is a TCP listener on a pool port; Connect dials a
+// peer from it, a peer may connect to it, and each peer connection is joined to a data
+// connection the client opens and binds with ConnectionBind, after which the two only pipe
+// bytes.
+
+// connectTimeout bounds a Connect's dial, and bindTimeout the wait for the ConnectionBind of
+// a peer connection (RFC 6062 sections 5.2 and 5.3: at least 30 seconds each).
+const (
+	connectTimeout = 30 * time.Second
+	bindTimeout    = 30 * time.Second
+)
+
+// tcpRelay is the relay of a TCP allocation.
+type tcpRelay struct {
+	s      *Server
+	a      *allocation
+	ln     *net.TCPListener
+	port   int
+	public netip.AddrPort
+	ctx    context.Context // ends the dials of Connects when the relay closes
+	cancel context.CancelFunc
+
+	mu     sync.Mutex                   // guards the fields below and those of the relay's peerConns
+	conns  map[netip.AddrPort]*peerConn // by peer, dialling or pending or bound
+	closed bool
+	once   sync.Once
+}
+
+// peerConn is one connection to a peer, from a Connect or accepted. conn and data are
+// guarded by its relay's mu.
+type peerConn struct {
+	t     *tcpRelay
+	id    uint32
+	peer  netip.AddrPort
+	conn  net.Conn    // nil while dialling
+	data  *streamConn // the client's data connection, once bound
+	timer *time.Timer // ends it if no ConnectionBind comes in time
+	once  sync.Once
+}
+
+// tcpCounts are the server's RFC 6062 peer connections and the refusals of its limits.
+type tcpCounts struct {
+	mu      sync.Mutex
+	byID    map[uint32]*peerConn // pending ones, waiting for their ConnectionBind
+	live    int
+	refused [2]atomic.Uint64 // by limit: per allocation, in all
+}
+
+const (
+	refusedPerAllocation = iota
+	refusedTotal
+)
+
+var errConnLimit = errors.New("turnserver: TCP peer connection limit reached")
+
+func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) {
+	ln, err := relay.ListenTCP(s.pool, fam.Bind, 0)
+	if err != nil {
+		return nil, err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ctx, cancel := context.WithCancel(context.Background())
+	return &tcpRelay{s: s, a: a, ln: ln, port: port, public: netip.AddrPortFrom(fam.Public, uint16(port)),
+		ctx: ctx, cancel: cancel, conns: map[netip.AddrPort]*peerConn{}}, nil
+}
+
+// start accepts peers' connections until the relay closes.
+func (t *tcpRelay) start() { t.s.wg.Go(t.acceptLoop) }
+
+func (t *tcpRelay) acceptLoop() {
+	for {
+		conn, err := t.ln.Accept()
+		if err != nil {
+			return
+		}
+		t.accepted(conn)
+	}
+}
+
+// accepted takes a peer's connection (RFC 6062 section 5.3): from a source the policy
+// allows, with a permission, within the limits; the client is told with a
+// ConnectionAttempt indication.
+func (t *tcpRelay) accepted(conn net.Conn) {
+	s := t.s
+	peer := addrPortOf(conn.RemoteAddr())
+	exp, ok := t.a.peers.Load().perms[peer.Addr()]
+	if !s.policy.PermitSource(relay.TCP, peer) {
+		s.meters.inboundDenied.Add(1)
+		_ = conn.Close()
+		return
+	}
+	if !ok || time.Now().UnixNano() >= exp {
+		s.meters.dropped[dropNoPermission].Inc()
+		_ = conn.Close()
+		return
+	}
+	pc, err := t.add(peer, conn)
+	if err != nil {
+		_ = conn.Close()
+		return
+	}
+	ind, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodConnectionAttempt, stun.ClassIndication),
+		turnwire.XORAddressAttr{Type: stun.AttrXORPeerAddress, Addr: peer}, turnwire.ConnectionIDAttr(pc.id))
+	if err == nil {
+		if c, ok := t.a.client.(*streamConn); ok {
+			_ = c.write(ind.Raw)
+		}
+	}
+}
+
+// add registers a peer connection (conn nil: still dialling) within the limits, and
+// starts its wait for a ConnectionBind once connected.
+func (t *tcpRelay) add(peer netip.AddrPort, conn net.Conn) (*peerConn, error) {
+	s := t.s
+	lim := s.limits.Load()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, net.ErrClosed
+	}
+	if t.conns[peer] != nil {
+		return nil, errConnExists
+	}
+	if lim.ConnectionsPerAllocation > 0 && len(t.conns) >= lim.ConnectionsPerAllocation {
+		s.tcpConns.refused[refusedPerAllocation].Add(1)
+		return nil, errConnLimit
+	}
+	pc := &peerConn{t: t, peer: peer, conn: conn}
+	if !s.tcpConns.register(pc, lim.TCPConnections) {
+		return nil, errConnLimit
+	}
+	t.conns[peer] = pc
+	if conn != nil {
+		pc.awaitBind()
+	}
+	return pc, nil
+}
+
+var errConnExists = errors.New("turnserver: a connection to the peer exists")
+
+// register gives pc a CONNECTION-ID and counts it, within total (0: no limit).
+func (tc *tcpCounts) register(pc *peerConn, total int) bool {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if total > 0 && tc.live >= total {
+		tc.refused[refusedTotal].Add(1)
+		return false
+	}
+	if tc.byID == nil {
+		tc.byID = map[uint32]*peerConn{}
+	}
+	for pc.id == 0 || tc.byID[pc.id] != nil {
+		pc.id = rand.Uint32()
+	}
+	tc.byID[pc.id] = pc
+	tc.live++
+	return true
+}
+
+// lookup returns the connection of CONNECTION-ID id.
+func (tc *tcpCounts) lookup(id uint32) *peerConn {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.byID[id]
+}
+
+// bind joins the connection, if it is connected and not bound yet, to data; false if not.
+func (pc *peerConn) bind(data *streamConn) bool {
+	pc.t.mu.Lock()
+	defer pc.t.mu.Unlock()
+	if pc.conn == nil || pc.data != nil || pc.t.closed {
+		return false
+	}
+	pc.data = data
+	pc.timer.Stop()
+	return true
+}
+
+func (tc *tcpCounts) forget(pc *peerConn) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	if tc.byID[pc.id] == pc {
+		delete(tc.byID, pc.id)
+		tc.live--
+	}
+}
+
+// counts returns the live connections and the refusals by limit, for the metrics.
+func (tc *tcpCounts) counts() (live int, perAllocation, total uint64) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.live, tc.refused[refusedPerAllocation].Load(), tc.refused[refusedTotal].Load()
+}
+
+// awaitBind ends the connection unless a ConnectionBind joins it within bindTimeout;
+// pc.t.mu is held.
+func (pc *peerConn) awaitBind() {
+	pc.timer = time.AfterFunc(bindTimeout, func() {
+		pc.t.mu.Lock()
+		unbound := pc.data == nil
+		pc.t.mu.Unlock()
+		if unbound {
+			pc.close()
+		}
+	})
+}
+
+// close closes the peer connection and its data connection, once.
+func (pc *peerConn) close() {
+	pc.once.Do(func() {
+		pc.t.mu.Lock()
+		conn, data := pc.conn, pc.data
+		if pc.timer != nil {
+			pc.timer.Stop()
+		}
+		if pc.t.conns[pc.peer] == pc {
+			delete(pc.t.conns, pc.peer)
+		}
+		pc.t.mu.Unlock()
+		if conn != nil {
+			_ = conn.Close()
+		}
+		if data != nil {
+			data.close()
+		}
+		pc.t.s.tcpConns.forget(pc)
+	})
+}
+
+// close closes the relay's listener and every connection of it, once.
+func (t *tcpRelay) close() {
+	t.once.Do(func() {
+		_ = t.ln.Close()
+		t.cancel()
+		t.mu.Lock()
+		t.closed = true
+		conns := make([]*peerConn, 0, len(t.conns))
+		for _, pc := range t.conns {
+			conns = append(conns, pc)
+		}
+		t.mu.Unlock()
+		for _, pc := range conns {
+			pc.close()
+		}
+		t.s.pool.Put(t.port)
+	})
+}
+
+// connect handles a Connect request (RFC 6062 section 5.2): the relay dials the peer, and
+// the answer, with the new CONNECTION-ID or 447, comes when the dial ends.
+func (s *Server) connect(r *request) (stun.ErrorCode, []stun.Setter) {
+	a, code := s.own(r)
+	if code != 0 {
+		return code, nil
+	}
+	if a.tcp == nil || len(r.peers) != 1 {
+		return stun.CodeBadRequest, nil
+	}
+	peer := r.peers[0]
+	if !s.permitPeer(a, peer, relay.TCP, false, deniedConnect) {
+		return stun.CodeForbidden, nil
+	}
+	if !a.family(peer.Addr()) {
+		return stun.CodePeerAddrFamilyMismatch, nil
+	}
+	if !a.permit([]netip.Addr{peer.Addr()}, s.limits.Load().Permissions, r.now) {
+		s.meters.limitRejections[limitPermissions].Inc()
+		return stun.CodeInsufficientCapacity, nil
+	}
+	pc, err := a.tcp.add(peer, nil)
+	switch {
+	case errors.Is(err, errConnExists):
+		return stun.CodeConnAlreadyExists, nil
+	case err != nil:
+		return stun.CodeInsufficientCapacity, nil
+	}
+	later := r.detach()
+	s.wg.Go(func() { s.dial(later, pc) })
+	return 0, nil
+}
+
+// dial connects pc to its peer from the relay's port and answers the Connect r.
+func (s *Server) dial(r *request, pc *peerConn) {
+	ctx, cancel := context.WithTimeout(pc.t.ctx, connectTimeout)
+	defer cancel()
+	local := netip.AddrPortFrom(pc.t.public.Addr(), uint16(pc.t.port))
+	if bind := addrPortOf(pc.t.ln.Addr()); bind.IsValid() {
+		local = bind // the advertised address may be a 1:1 NAT's, not this host's
+	}
+	conn, err := relay.DialTCP(ctx, local, pc.peer)
+	pc.t.mu.Lock()
+	closed := pc.t.closed
+	if err == nil && !closed {
+		pc.conn = conn
+		pc.awaitBind()
+	}
+	pc.t.mu.Unlock()
+	switch {
+	case closed:
+		if conn != nil {
+			_ = conn.Close()
+		}
+		pc.close()
+	case err != nil:
+		pc.close()
+		s.reject(r, stun.CodeConnTimeoutOrFailure)
+	default:
+		s.succeed(r, turnwire.ConnectionIDAttr(pc.id))
+	}
+}
+
+// connectionBind handles a ConnectionBind request (RFC 6062 section 5.4), which comes over
+// a new connection of the client's: it joins that connection to the pending peer
+// connection of its CONNECTION-ID, after which the two pipe bytes.
+func (s *Server) connectionBind(r *request) (stun.ErrorCode, []stun.Setter) {
+	v, err := r.msg.Get(stun.AttrConnectionID)
+	if r.conn == nil || r.conn.alloc.Load() != nil || err != nil {
+		return stun.CodeBadRequest, nil
+	}
+	id, err := turnwire.ConnectionID(v)
+	if err != nil {
+		return stun.CodeBadRequest, nil
+	}
+	pc := s.tcpConns.lookup(id)
+	if pc == nil {
+		return stun.CodeBadRequest, nil
+	}
+	if pc.t.a.user != r.user {
+		return stun.CodeWrongCredentials, nil
+	}
+	if !pc.bind(r.conn) {
+		return stun.CodeBadRequest, nil
+	}
+	s.succeed(r)
+	r.conn.bound = pc
+	r.conn.awaitAllocation(0)
+	return 0, nil
+}
+
+// pipe copies bytes between the peer connection and its data connection c until either
+// side closes, counted as the allocation's traffic; it runs on c's goroutine.
+func (pc *peerConn) pipe(c *streamConn) {
+	defer pc.close()
+	traffic := &pc.t.a.traffic
+	pc.t.s.wg.Go(func() {
+		defer pc.close()
+		_, _ = io.Copy(&countingWriter{w: c, flow: &traffic.FromPeer}, pc.conn)
+	})
+	_, _ = io.Copy(&countingWriter{w: connWriter{pc.conn}, flow: &traffic.ToPeer}, c.r)
+}
+
+// countingWriter counts what it writes as one relayed "packet" per write.
+type countingWriter struct {
+	w    io.Writer
+	flow *relay.Flow
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	n, err := cw.w.Write(p)
+	if n > 0 {
+		cw.flow.Add(n)
+	}
+	return n, err
+}
+
+// connWriter hides a net.Conn's ReadFrom, so that io.Copy counts through countingWriter.
+type connWriter struct{ c net.Conn }
+
+func (w connWriter) Write(p []byte) (int, error) { return w.c.Write(p) }
+
+// Write lets a data connection take bytes from its peer.
+func (c *streamConn) Write(p []byte) (int, error) {
+	if err := c.write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// detach copies the request, whose message is its connection's scratch space, for an
+// answer given later from another goroutine.
+func (r *request) detach() *request {
+	m := &stun.Message{Raw: append([]byte(nil), r.msg.Raw...)}
+	_ = m.Decode() // it decoded before: the same bytes do again
+	d := *r
+	d.msg = m
+	return &d
+}
