@@ -119,7 +119,8 @@ type SFU struct {
 }
 
 // MaxAllocationLifetime is the most limits.max_allocation_lifetime may be:
-// pion/turn grants no LIFETIME of an hour or more.
+// an allocation whose client vanished without a Refresh of 0 keeps its
+// relay port and its place in the quotas no longer.
 const MaxAllocationLifetime = time.Hour
 
 // MinTokenSecret is the fewest characters a non-empty sfu.token_secret may

@@ -72,7 +72,7 @@ var unsupported = map[string]string{
 	"no-tlsv1_2":                    "Ferry's TLS listeners take TLS 1.2 and 1.3; TLS 1.3 only is not configurable",
 	"no-udp-relay":                  "Ferry always relays UDP (RFC 8656)",
 	"no-tcp-relay":                  "Ferry always offers TCP relays (RFC 6062) to clients that ask",
-	"stale-nonce":                   "Ferry's nonces (pion/turn's) last an hour, which is not configurable",
+	"stale-nonce":                   "Ferry's nonces last an hour, as RFC 8656 suggests, which is not configurable",
 	"channel-lifetime":              "channels last 10 minutes (RFC 8656), which is not configurable",
 	"permission-lifetime":           "permissions last 5 minutes (RFC 8656), which is not configurable",
 	"stun-only":                     "Ferry always serves TURN; to offer only STUN, give no credentials to anyone",

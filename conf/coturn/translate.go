@@ -348,7 +348,7 @@ var handlers = map[string]func(*translator, Option){
 		}
 		d := time.Duration(n) * time.Second
 		if d > conf.MaxAllocationLifetime {
-			t.note(o, "%s is more than Ferry grants (%s, pion/turn's limit): limits.max_allocation_lifetime is %s",
+			t.note(o, "%s is more than Ferry grants (%s, so that a vanished client's port and quota come back): limits.max_allocation_lifetime is %s",
 				d, conf.MaxAllocationLifetime, conf.MaxAllocationLifetime)
 			d = conf.MaxAllocationLifetime
 		}
