@@ -137,8 +137,9 @@ func rerunRule(opts options) string {
 	}
 	return fmt.Sprintf("When a run's other CPU exceeds %s of its wall time, its whole round (both servers, in the "+
 		"same order) is run again, %d tries at most, and the try whose noisier run was the quietest is kept: the two "+
-		"runs of a ratio always ran back to back. tries is how many times the kept run's round ran; a run that "+
-		"never got under the limit is kept and marked noisy (quiet: NO).", percent(opts.maxOther), opts.tries)
+		"runs of a ratio always ran back to back. A try with a failed run is kept and ends the round, so that no "+
+		"other try hides a failure. tries is how many times the kept run's round ran; a run that never got "+
+		"under the limit is kept and marked noisy (quiet: NO).", percent(opts.maxOther), opts.tries)
 }
 
 // rerunSummary counts the rounds run again and the noisy runs kept.

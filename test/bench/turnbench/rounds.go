@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 )
 
@@ -25,7 +26,7 @@ func runScenario(ctx context.Context, e *env, opts options, p *part, sc scenario
 // runRound runs one round of sc: each server once, in the usual order. When other
 // processes took more than opts.maxOther of a run's wall time, the whole round runs again,
 // both servers in the same order, up to opts.tries times in all, and the try whose noisier
-// run was the quietest is kept. Rerunning the round rather than the noisy run alone keeps
+// run was the quietest is kept, unless a try has a failed run: that one is kept. Rerunning the round rather than the noisy run alone keeps
 // the two runs of a ratio back to back and in the same order, as in every other round: a
 // lone rerun would pair runs taken minutes apart, and put one server's run after its rival's
 // in some rounds only.
@@ -43,11 +44,14 @@ func runRound(ctx context.Context, e *env, opts options, p *part, sc scenario, r
 			}
 			return withTries(kept, try), err
 		}
+		// A failure is a finding, not noise: its try is kept and ends the round, so that
+		// no other try hides it.
+		failed := slices.ContainsFunc(rs, func(r result) bool { return r.err != nil })
 		noise := roundNoise(rs)
-		if kept == nil || noise < keptNoise {
+		if failed || kept == nil || noise < keptNoise {
 			kept, keptNoise = rs, noise
 		}
-		if noise <= opts.maxOther {
+		if failed || noise <= opts.maxOther {
 			break
 		}
 		if try < opts.tries {

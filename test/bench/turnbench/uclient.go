@@ -98,8 +98,8 @@ func peerPart(timeout time.Duration) *part {
 			"the same server, so these scenarios compare the TURN cores. With an IPv4 peer uclient asks for an " +
 			"IPv4 relay (REQUESTED-ADDRESS-FAMILY) in every Allocate, as -X would; the client-to-client runs send " +
 			"none and get IPv4 relays too. Peer drops: datagrams dropped on the peer's full receive buffers " +
-			"(counted in UDP drops too); peer CPU s: the peer's CPU time over the run. Loss at the peer is loss " +
-			"for both servers alike."},
+			"(counted in UDP drops too), which count as lost messages like any other; peer CPU s: the peer's " +
+			"CPU time over the run."},
 	}
 	for _, l := range uclientLoads {
 		name := l.name + "-peer"
