@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 )
 
 // bearerToken is the request's access token: Authorization: Bearer, or ?token= where a
@@ -56,20 +58,14 @@ func ownerOf(r *http.Request, token string, expiry time.Time) owner {
 	return owner{token: tokenKey(token), ip: sourceKey(r.RemoteAddr), expiry: expiry}
 }
 
-// sourceKey is what a request's source counts as: the TCP peer's IPv4 address, or its IPv6
-// /64 (one IPv6 host commonly has a whole /64 to send from). Ferry trusts no proxy header:
-// behind a reverse proxy, every request comes from the proxy's address.
+// sourceKey is what a request's source counts as: the TCP peer's iplimit.Key. Ferry trusts
+// no proxy header: behind a reverse proxy, every request comes from the proxy's address.
 func sourceKey(remoteAddr string) netip.Addr {
 	ap, err := netip.ParseAddrPort(remoteAddr)
 	if err != nil {
 		return netip.Addr{}
 	}
-	ip := ap.Addr().Unmap()
-	if ip.Is6() {
-		p, _ := ip.Prefix(64)
-		return p.Addr()
-	}
-	return ip
+	return iplimit.Key(ap.Addr())
 }
 
 // sessionOf returns the session whose secret resource URL the request names, if the

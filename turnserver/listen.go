@@ -17,6 +17,7 @@ import (
 	"github.com/pion/transport/v4/reuseport"
 
 	"github.com/ferry-rtc/ferry/internal/dtlsgate"
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/pionlog"
 	"github.com/ferry-rtc/ferry/internal/turnwire"
 	"github.com/ferry-rtc/ferry/internal/udpbatch"
@@ -212,11 +213,11 @@ func (l *listener) readUDP(sock *udpbatch.Conn) {
 func (l *listener) datagram(b []byte, client netip.AddrPort, w *udpReply, msg *stun.Message, out *relayBatch, now time.Time) {
 	five := fiveTuple{client: client, server: l.addr}
 	if channel, payload, ok := turnwire.ChannelData(b); ok {
-		l.s.channelData(l.s.table.udp.load(five), channel, payload, out, now)
+		l.s.channelData(l.s.table.udpLookup(five), channel, payload, out, now)
 		return
 	}
 	if isSendIndication(b) {
-		l.s.sendIndication(l.s.table.udp.load(five), b, out, now)
+		l.s.sendIndication(l.s.table.udpLookup(five), b, out, now)
 		return
 	}
 	if !stun.IsMessage(b) || !l.s.decodeMessage(msg, b) {
@@ -239,8 +240,8 @@ type udpReply struct{ sock *udpbatch.Conn }
 
 func (u *udpReply) respond(msg []byte, to netip.AddrPort) { _, _ = u.sock.WriteToUDPAddrPort(msg, to) }
 
-func (u *udpReply) allow(cap *ipLimiter, client netip.AddrPort, now time.Time) bool {
-	return cap.allow(client.Addr(), now)
+func (u *udpReply) allow(cap *iplimit.Limiter, client netip.AddrPort, now time.Time) bool {
+	return cap.Allow(client.Addr(), now)
 }
 
 func (u *udpReply) refuse() {}

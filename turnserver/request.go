@@ -7,6 +7,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/turnwire"
 )
 
@@ -35,7 +36,7 @@ type responder interface {
 	// nothing to forge (the cap is against reflection), and per connection on a stream,
 	// whose source is proven by its handshake, so that forged datagrams cannot lock a real
 	// client's connections out.
-	allow(cap *ipLimiter, client netip.AddrPort, now time.Time) bool
+	allow(cap *iplimit.Limiter, client netip.AddrPort, now time.Time) bool
 	// refuse is told that a request goes unanswered (over a cap): a datagram is just
 	// dropped, a stream connection closed, since its client, which does not retransmit,
 	// would wait for the answer forever.

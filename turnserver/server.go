@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/relay"
 )
 
@@ -109,8 +110,8 @@ type Server struct {
 
 	auth     atomic.Pointer[auth.Authenticator]
 	limits   atomic.Pointer[Limits]
-	unauth   *ipLimiter
-	bindings *ipLimiter
+	unauth   *iplimit.Limiter
+	bindings *iplimit.Limiter
 	nonces   *nonces
 	meters   *meters
 	table    *table
@@ -137,8 +138,8 @@ func New(cfg Config) (*Server, error) {
 		realm: cfg.Realm, pool: cfg.Pool, policy: cfg.Policy, v4: cfg.V4, v6: cfg.V6, local: cfg.Local,
 		peerLimit: cfg.PeerLimit, revoked: cfg.Revoked, quotaGroup: cfg.QuotaGroup, log: cfg.Log,
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
-		unauth:   newIPLimiter(cfg.Limits.UnauthenticatedRate),
-		bindings: newIPLimiter(cfg.Limits.BindingRate),
+		unauth:   iplimit.New(cfg.Limits.UnauthenticatedRate),
+		bindings: iplimit.New(cfg.Limits.BindingRate),
 		nonces:   newNonces(), table: newTable(), stop: make(chan struct{}),
 	}
 	if cfg.Software != "" {
@@ -192,8 +193,8 @@ func (s *Server) Apply(st Settings) {
 		}
 	}
 	s.limits.Store(&st.Limits)
-	s.unauth.set(st.Limits.UnauthenticatedRate)
-	s.bindings.set(st.Limits.BindingRate)
+	s.unauth.Set(st.Limits.UnauthenticatedRate)
+	s.bindings.Set(st.Limits.BindingRate)
 }
 
 // Drain stops new allocations: every Allocate is answered 508 Insufficient Capacity, or

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/turnwire"
 )
 
@@ -72,7 +73,7 @@ type streamConn struct {
 	r     *bufio.Reader
 	five  fiveTuple
 	alloc atomic.Pointer[allocation] // its allocation, while it has one
-	caps  connCaps                   // its answer caps; used by its read loop only
+	caps  iplimit.ConnCaps           // its answer caps; used by its read loop only
 	msg   stun.Message
 	frame []byte
 
@@ -183,8 +184,8 @@ func (c *streamConn) allocationEnded(a *allocation) {
 // respond, allow and refuse make the connection a responder.
 func (c *streamConn) respond(msg []byte, _ netip.AddrPort) { _ = c.write(msg) }
 
-func (c *streamConn) allow(cap *ipLimiter, _ netip.AddrPort, now time.Time) bool {
-	return c.caps.allow(cap, now)
+func (c *streamConn) allow(cap *iplimit.Limiter, _ netip.AddrPort, now time.Time) bool {
+	return c.caps.Allow(cap, now)
 }
 
 func (c *streamConn) refuse() { c.close() }

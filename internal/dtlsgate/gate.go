@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+
+	"github.com/ferry-rtc/ferry/internal/iplimit"
 )
 
 // cookieTimeout is how long a peer may take to return the cookie of pion's
@@ -116,7 +118,7 @@ type Listener struct {
 	mu          sync.Mutex
 	peers       map[netip.AddrPort]*peer
 	handshaking int
-	perIP       map[netip.Addr]int // handshakes in progress by ipKey; no zero entries
+	perIP       map[netip.Addr]int // handshakes in progress by iplimit.Key; no zero entries
 }
 
 // New serves DTLS on sock, which the Listener owns from now on.
@@ -208,7 +210,7 @@ func (l *Listener) admit(b []byte, addr netip.AddrPort) {
 		l.cfg.Events.Dropped(DroppedUnknown)
 		return
 	}
-	lim, ip := l.cfg.Limits(), ipKey(addr.Addr())
+	lim, ip := l.cfg.Limits(), iplimit.Key(addr.Addr())
 	l.mu.Lock()
 	if refusal, ok := l.full(ip, lim); ok {
 		l.mu.Unlock()
@@ -224,16 +226,6 @@ func (l *Listener) admit(b []byte, addr netip.AddrPort) {
 	p.deliver(b)
 	l.wg.Add(1) // the loop holds a count, so Close's Wait cannot have returned
 	go l.handshake(p)
-}
-
-// ipKey is what the per-IP cap counts by: the address, or for IPv6 its /64, which a
-// host commonly has to itself.
-func ipKey(a netip.Addr) netip.Addr {
-	if a.Is6() {
-		p, _ := a.Prefix(64)
-		return p.Addr()
-	}
-	return a
 }
 
 // full reports which cap, if any, leaves no room for a handshake from ip. l.mu is held.
@@ -309,7 +301,7 @@ func resultOf(cause error) Result {
 func (l *Listener) finish(p *peer, result Result) {
 	l.mu.Lock()
 	l.handshaking--
-	ip := ipKey(p.addr.Addr())
+	ip := iplimit.Key(p.addr.Addr())
 	if l.perIP[ip]--; l.perIP[ip] == 0 {
 		delete(l.perIP, ip)
 	}

@@ -404,19 +404,6 @@ func TestTotalCap(t *testing.T) {
 	l.wantTable(t, total, total, total)
 }
 
-func TestIPKey(t *testing.T) {
-	for in, want := range map[string]string{
-		"198.51.100.7":             "198.51.100.7",
-		"2001:db8:1:2:aa:bb:cc:dd": "2001:db8:1:2::",
-		"2001:db8:1:2::1":          "2001:db8:1:2::",
-		"::1":                      "::",
-	} {
-		if got := ipKey(netip.MustParseAddr(in)); got != netip.MustParseAddr(want) {
-			t.Errorf("ipKey(%s) = %s, want %s", in, got, want)
-		}
-	}
-}
-
 // TestQueueFull: a peer whose reader is behind drops what does not fit its queue, and
 // its Close gives the queued buffers back.
 func TestQueueFull(t *testing.T) {

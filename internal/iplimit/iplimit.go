@@ -1,4 +1,6 @@
-package turnserver
+// Package iplimit counts clients by source: an IPv4 address, or the /64 an IPv6 host
+// usually holds to itself, and caps what Ferry answers to each.
+package iplimit
 
 import (
 	"net/netip"
@@ -17,24 +19,24 @@ const (
 	sweepFullEvery = time.Second
 )
 
-// ipLimiter caps the answers Ferry sends per source IP to requests without valid
-// credentials (401s, mostly). Those cost an attacker nothing to spoof, so without a cap
-// Ferry would reflect traffic at whatever address the requests claim to come from.
-type ipLimiter struct {
+// Limiter caps the answers Ferry sends per source to requests that cost an attacker
+// nothing to spoof (401s, Binding answers): without a cap Ferry would reflect traffic at
+// whatever address the requests claim to come from.
+type Limiter struct {
 	mu     sync.Mutex
 	perSec int // answers per second, and the burst; 0: no cap
 	ips    map[netip.Addr]*rate.Limiter
 	swept  time.Time
 }
 
-func newIPLimiter(perSecond int) *ipLimiter {
-	l := &ipLimiter{}
-	l.set(perSecond)
+func New(perSecond int) *Limiter {
+	l := &Limiter{}
+	l.Set(perSecond)
 	return l
 }
 
-// set changes the cap to perSecond answers per second (burst: as many); 0 lifts it.
-func (l *ipLimiter) set(perSecond int) {
+// Set changes the cap to perSecond answers per second (burst: as many); 0 lifts it.
+func (l *Limiter) Set(perSecond int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if perSecond == l.perSec && l.ips != nil {
@@ -44,13 +46,12 @@ func (l *ipLimiter) set(perSecond int) {
 	l.ips = map[netip.Addr]*rate.Limiter{}
 }
 
-// allow reports whether ip may get one more answer now. IPv6 sources count by /64, the
-// block one subscriber usually holds.
+// Allow reports whether ip may get one more answer now; sources count by Key.
 //
 // When the table is full even after a sweep, a new source is answered untracked: a flood
 // spread over that many addresses aims at no single victim, and refusing every new source
 // would lock legitimate clients out for as long as the flood lasts.
-func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
+func (l *Limiter) Allow(ip netip.Addr, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perSec == 0 {
@@ -59,7 +60,7 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	if now.Sub(l.swept) >= sweepEvery {
 		l.sweep(now)
 	}
-	key := sourceKey(ip)
+	key := Key(ip)
 	lim, ok := l.ips[key]
 	if !ok {
 		if len(l.ips) >= maxLimitedIPs && now.Sub(l.swept) >= sweepFullEvery {
@@ -74,26 +75,26 @@ func (l *ipLimiter) allow(ip netip.Addr, now time.Time) bool {
 	return lim.AllowN(now, 1)
 }
 
-// rate is the cap in answers per second; 0: none.
-func (l *ipLimiter) rate() int {
+// Rate is the cap in answers per second; 0: none.
+func (l *Limiter) Rate() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.perSec
 }
 
-// connCaps are one stream connection's buckets for the caps of the guard's ipLimiters: on
+// ConnCaps are one stream connection's buckets for the caps of Limiters: on
 // a stream the cap counts by connection, not by source IP. A bucket is made at the first
 // answer it caps, and made again when a reload has changed the rate.
-type connCaps []connCap
+type ConnCaps []connCap
 
 type connCap struct {
-	of     *ipLimiter
+	of     *Limiter
 	perSec int
 	bucket *rate.Limiter
 }
 
-func (cs *connCaps) allow(l *ipLimiter, now time.Time) bool {
-	perSec := l.rate()
+func (cs *ConnCaps) Allow(l *Limiter, now time.Time) bool {
+	perSec := l.Rate()
 	if perSec == 0 {
 		return true
 	}
@@ -105,7 +106,7 @@ func (cs *connCaps) allow(l *ipLimiter, now time.Time) bool {
 }
 
 // of is the connection's bucket for l, empty if new.
-func (cs *connCaps) of(l *ipLimiter) *connCap {
+func (cs *ConnCaps) of(l *Limiter) *connCap {
 	for i := range *cs {
 		if (*cs)[i].of == l {
 			return &(*cs)[i]
@@ -115,8 +116,9 @@ func (cs *connCaps) of(l *ipLimiter) *connCap {
 	return &(*cs)[len(*cs)-1]
 }
 
-// sourceKey is what the limit counts by: the IPv4 address, or the IPv6 /64.
-func sourceKey(ip netip.Addr) netip.Addr {
+// Key is what a source counts as: its IPv4 address, or its IPv6 /64, since one IPv6 host
+// commonly has a whole /64 to send from.
+func Key(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap()
 	if ip.Is4() {
 		return ip
@@ -126,7 +128,7 @@ func sourceKey(ip netip.Addr) netip.Addr {
 }
 
 // sweep forgets sources whose bucket has refilled: they are not being limited.
-func (l *ipLimiter) sweep(now time.Time) {
+func (l *Limiter) sweep(now time.Time) {
 	for ip, lim := range l.ips {
 		if lim.TokensAt(now) >= float64(l.perSec) {
 			delete(l.ips, ip)
