@@ -8,6 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/promhelp"
 	"github.com/ferry-rtc/ferry/sfu"
 	"github.com/ferry-rtc/ferry/turnserver"
@@ -24,6 +25,7 @@ var metricsHelp = sync.OnceValue(func() map[string]string {
 		"ferry_config_reloads_total": "Config reloads, by result.",
 	}
 	maps.Copy(help, turnserver.MetricsHelp())
+	maps.Copy(help, dtlsgate.MetricsHelp())
 	maps.Copy(help, sfu.MetricsHelp())
 	return help
 })

@@ -115,7 +115,7 @@ type meters struct {
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
-	dtls            *dtlsMeters
+	dtls            *dtlsgate.Meters
 }
 
 func newMeters(set *metrics.Set, s *Server) *meters {
@@ -134,7 +134,7 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 		// Allocation lifetimes, from a failed call to a day-long one.
 		lifetime: promhist.New("ferry_allocation_lifetime_seconds",
 			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
-		dtls: newDTLSMeters(set),
+		dtls: dtlsgate.NewMeters(set),
 	}
 	for method, label := range labelledMethods {
 		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", label))
@@ -285,50 +285,6 @@ func (m *meters) authFailure(err error) {
 	}
 }
 
-// dtlsMeters count what the DTLS listeners' gates do (internal/dtlsgate): the
-// HelloVerifyRequests sent, the ClientHellos the caps refused, the handshakes in progress
-// and how they ended, and the datagrams dropped.
-type dtlsMeters struct {
-	helloVerify *metrics.Counter
-	refused     [dtlsgate.Refusals]*metrics.Counter
-	ended       [dtlsgate.Results]*metrics.Counter
-	dropped     [dtlsgate.Drops]*metrics.Counter
-	inProgress  *metrics.Gauge
-}
-
-var (
-	dtlsRefusalLabels = [dtlsgate.Refusals]string{"total", "per_ip"}
-	dtlsResultLabels  = [dtlsgate.Results]string{"ok", "failed", "timeout", "cookie_timeout"}
-	dtlsDropLabels    = [dtlsgate.Drops]string{"unknown_source", "queue_full", "oversize"}
-)
-
-func newDTLSMeters(set *metrics.Set) *dtlsMeters {
-	m := &dtlsMeters{
-		helloVerify: set.NewCounter("ferry_dtls_hello_verify_total"),
-		inProgress:  set.NewGauge("ferry_dtls_handshakes_in_progress", nil),
-	}
-	for r, label := range dtlsRefusalLabels {
-		m.refused[r] = set.NewCounter(fmt.Sprintf("ferry_dtls_handshakes_refused_total{reason=%q}", label))
-	}
-	for r, label := range dtlsResultLabels {
-		m.ended[r] = set.NewCounter(fmt.Sprintf("ferry_dtls_handshakes_total{result=%q}", label))
-	}
-	for d, label := range dtlsDropLabels {
-		m.dropped[d] = set.NewCounter(fmt.Sprintf("ferry_dtls_dropped_total{reason=%q}", label))
-	}
-	return m
-}
-
-func (m *dtlsMeters) HelloVerify()               { m.helloVerify.Inc() }
-func (m *dtlsMeters) Refused(r dtlsgate.Refusal) { m.refused[r].Inc() }
-func (m *dtlsMeters) HandshakeStarted()          { m.inProgress.Inc() }
-func (m *dtlsMeters) Dropped(d dtlsgate.Drop)    { m.dropped[d].Inc() }
-
-func (m *dtlsMeters) HandshakeEnded(r dtlsgate.Result) {
-	m.inProgress.Dec()
-	m.ended[r].Inc()
-}
-
 // MetricsHelp returns the HELP text of each of the server's metric families.
 func MetricsHelp() map[string]string {
 	return map[string]string{
@@ -350,10 +306,5 @@ func MetricsHelp() map[string]string {
 		"ferry_peer_denied_total":                  "Operations the peer policy refused, by operation; inbound counts datagrams and connections from denied sources at relays.",
 		"ferry_tcp_peer_connections":               "Live RFC 6062 peer connections.",
 		"ferry_tcp_peer_connections_refused_total": "RFC 6062 peer connections refused, by limit (connections_per_allocation: allocation, tcp_connections_total: total).",
-		"ferry_dtls_hello_verify_total":            "DTLS HelloVerifyRequests sent.",
-		"ferry_dtls_handshakes_in_progress":        "DTLS handshakes in progress.",
-		"ferry_dtls_handshakes_refused_total":      "DTLS ClientHellos dropped by limits.dtls_handshakes (total) or limits.dtls_handshakes_per_ip (per_ip).",
-		"ferry_dtls_handshakes_total":              "DTLS handshakes ended, by result.",
-		"ferry_dtls_dropped_total":                 "DTLS datagrams dropped, by reason.",
 	}
 }
