@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/ferry-rtc/ferry/internal/snapmap"
 )
 
 // fiveTuple names an allocation (RFC 8656 section 2): the client's address, the address of
@@ -25,7 +27,7 @@ type table struct {
 	users  map[string]int // places taken by admit per user, or per quota group
 	held   int            // places taken by admit in all: live allocations and those being made
 	lastID uint64
-	udp    snapMap // the UDP allocations by their 5-tuple, for ChannelData and Send
+	udp    snapmap.Map[fiveTuple, *allocation] // the UDP allocations, for ChannelData and Send
 	live   atomic.Int64
 }
 
@@ -37,7 +39,7 @@ func newTable() *table {
 // 5-tuple is a UDP one.
 func (t *table) lookup(five fiveTuple) *allocation {
 	if !five.stream {
-		return t.udp.load(five)
+		return t.udpLookup(five)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -56,7 +58,7 @@ func (t *table) add(a *allocation) bool {
 	t.byFive[a.five] = a
 	t.byID[a.id] = a
 	if !a.five.stream {
-		t.udp.store(a.five, a)
+		t.udp.Store(a.five.hash(), a.five, a)
 	}
 	t.live.Add(1)
 	return true
@@ -73,7 +75,7 @@ func (t *table) remove(a *allocation) bool {
 	delete(t.byID, a.id)
 	delete(t.byFive, a.five)
 	if !a.five.stream {
-		t.udp.remove(a.five)
+		t.udp.Delete(a.five.hash(), a.five)
 	}
 	t.release(a.quotaSlot)
 	t.live.Add(-1)
@@ -125,61 +127,16 @@ func (t *table) all() []*allocation {
 // count returns the number of live allocations.
 func (t *table) count() int { return int(t.live.Load()) }
 
-// snapMap maps UDP 5-tuples to allocations for the data plane: a fixed array of buckets,
-// each an immutable slice behind an atomic pointer. A read is one atomic load and a short
-// scan, without a lock or an allocation; a write (under table.mu) copies one bucket only,
-// so allocation churn costs the same whatever the table's size.
-type snapMap struct {
-	buckets [snapBuckets]atomic.Pointer[[]snapEntry]
-}
-
-// snapBuckets keeps buckets short for tens of thousands of allocations.
-const snapBuckets = 1 << 14
-
-type snapEntry struct {
-	key fiveTuple
-	a   *allocation
-}
-
-func (m *snapMap) bucket(k fiveTuple) *atomic.Pointer[[]snapEntry] {
+// hash spreads 5-tuples over the buckets of table.udp.
+func (k fiveTuple) hash() uint64 {
 	ip := k.client.Addr().As16()
 	h := binary.LittleEndian.Uint64(ip[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(ip[8:])
 	h ^= uint64(k.client.Port())<<16 | uint64(k.server.Port())
-	h *= 0xff51afd7ed558ccd
-	return &m.buckets[(h>>32)%snapBuckets]
+	return h * 0xff51afd7ed558ccd
 }
 
-func (m *snapMap) load(k fiveTuple) *allocation {
-	if b := m.bucket(k).Load(); b != nil {
-		for i := range *b {
-			if (*b)[i].key == k {
-				return (*b)[i].a
-			}
-		}
-	}
-	return nil
-}
-
-func (m *snapMap) store(k fiveTuple, a *allocation) {
-	slot := m.bucket(k)
-	var next []snapEntry
-	if b := slot.Load(); b != nil {
-		next = slices.DeleteFunc(slices.Clone(*b), func(e snapEntry) bool { return e.key == k })
-	}
-	next = append(next, snapEntry{key: k, a: a})
-	slot.Store(&next)
-}
-
-func (m *snapMap) remove(k fiveTuple) {
-	slot := m.bucket(k)
-	b := slot.Load()
-	if b == nil {
-		return
-	}
-	next := slices.DeleteFunc(slices.Clone(*b), func(e snapEntry) bool { return e.key == k })
-	if len(next) == 0 {
-		slot.Store(nil)
-		return
-	}
-	slot.Store(&next)
+// udpLookup returns the allocation of a UDP 5-tuple, without a lock.
+func (t *table) udpLookup(five fiveTuple) *allocation {
+	a, _ := t.udp.Load(five.hash(), five)
+	return a
 }
