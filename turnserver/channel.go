@@ -25,11 +25,8 @@ func (s *Server) channelBind(r *request) (stun.ErrorCode, []stun.Setter) {
 		return stun.CodeBadRequest, nil
 	}
 	peer := r.peers[0]
-	if !s.permitPeer(a, peer, relay.UDP, false, deniedChannelBind) {
-		return stun.CodeForbidden, nil
-	}
-	if !a.family(peer.Addr()) {
-		return stun.CodePeerAddrFamilyMismatch, nil
+	if code := s.checkPeer(a, peer, relay.UDP, false, deniedChannelBind); code != 0 {
+		return code, nil
 	}
 	lim := s.limits.Load()
 	switch a.bind(number, peer, lim.Channels, lim.Permissions, r.now) {

@@ -20,11 +20,8 @@ func (s *Server) createPermission(r *request) (stun.ErrorCode, []stun.Setter) {
 	}
 	ips := make([]netip.Addr, 0, len(r.peers))
 	for _, peer := range r.peers {
-		if !s.permitPeer(a, peer, relay.UDP, true, deniedCreatePermission) {
-			return stun.CodeForbidden, nil
-		}
-		if !a.family(peer.Addr()) {
-			return stun.CodePeerAddrFamilyMismatch, nil
+		if code := s.checkPeer(a, peer, relay.UDP, true, deniedCreatePermission); code != 0 {
+			return code, nil
 		}
 		ips = append(ips, peer.Addr())
 	}

@@ -58,19 +58,23 @@ func familyAddr(fam byte) netip.Addr {
 	return netip.IPv4Unspecified()
 }
 
-// permitPeer checks a peer a request names against the peer policy and the user's one-peer
-// limit: by IP only for CreatePermission (byIP), by transport address over proto for the
-// others. A denial is counted under op.
-func (s *Server) permitPeer(a *allocation, peer netip.AddrPort, proto relay.Proto, byIP bool, op int) bool {
-	ok := true
-	switch {
-	case byIP:
+// checkPeer checks a peer a request names against the peer policy and the user's one-peer
+// limit, 403 if refused (counted under op): by IP only for CreatePermission (byIP), by
+// transport address over proto for the others. A peer of a family the allocation does not
+// relay is 443.
+func (s *Server) checkPeer(a *allocation, peer netip.AddrPort, proto relay.Proto, byIP bool, op int) stun.ErrorCode {
+	var ok bool
+	if byIP {
 		ok = (!a.only.IsValid() || peer.Addr() == a.only.Addr()) && s.policy.PermitIP(peer.Addr())
-	default:
+	} else {
 		ok = (!a.only.IsValid() || peer == a.only) && s.policy.PermitAddr(proto, peer)
 	}
-	if !ok {
+	switch {
+	case !ok:
 		s.meters.peerDenied[op].Add(1)
+		return stun.CodeForbidden
+	case !a.family(peer.Addr()):
+		return stun.CodePeerAddrFamilyMismatch
 	}
-	return ok
+	return 0
 }

@@ -276,11 +276,8 @@ func (s *Server) connect(r *request) (stun.ErrorCode, []stun.Setter) {
 		return stun.CodeBadRequest, nil
 	}
 	peer := r.peers[0]
-	if !s.permitPeer(a, peer, relay.TCP, false, deniedConnect) {
-		return stun.CodeForbidden, nil
-	}
-	if !a.family(peer.Addr()) {
-		return stun.CodePeerAddrFamilyMismatch, nil
+	if code := s.checkPeer(a, peer, relay.TCP, false, deniedConnect); code != 0 {
+		return code, nil
 	}
 	if !a.permit([]netip.Addr{peer.Addr()}, s.limits.Load().Permissions, r.now) {
 		s.meters.limitRejections[limitPermissions].Inc()
