@@ -144,3 +144,28 @@ func TestTryReadAndWait(t *testing.T) {
 		t.Fatalf("read %q", b)
 	}
 }
+
+// TestWaitReadableQueuedAllocs: waiting on a socket that has a datagram queued, the case of
+// every wake-up of a busy relay, allocates nothing and leaves the datagram to the read.
+func TestWaitReadableQueuedAllocs(t *testing.T) {
+	conn := listen(t, "127.0.0.1")
+	r, c := newReader(t, conn, 4, 16)
+	peer := listen(t, "127.0.0.1")
+	if _, err := peer.WriteToUDPAddrPort([]byte("queued"), conn.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	allocs := testing.AllocsPerRun(100, func() { err = c.WaitReadable() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if allocs != 0 {
+		t.Errorf("WaitReadable allocated %v times with a datagram queued", allocs)
+	}
+	if n, err := r.TryRead(c); n != 1 || err != nil {
+		t.Fatalf("TryRead after the waits = %d, %v", n, err)
+	}
+	if b, _ := r.Datagram(0); string(b) != "queued" {
+		t.Fatalf("read %q", b)
+	}
+}
