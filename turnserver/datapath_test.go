@@ -1,12 +1,17 @@
 package turnserver
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -64,6 +69,72 @@ func TestDataPlane(t *testing.T) {
 			r.expectChannelData(t, "after") // not the stranger's datagram
 			expectSilence(t, stranger)
 		})
+	}
+}
+
+// TestStreamBurst: frames that reach a stream in one read go to the peers together, and
+// each arrives whole and in order: 40 ChannelData frames of growing sizes with Send
+// indications and signed requests among them in one write (checking a MESSAGE-INTEGRITY
+// must not write into the frames behind it), then a burst larger than the connection's
+// read buffer.
+func TestStreamBurst(t *testing.T) {
+	s := newTestServer(t, 27230, 27234)
+	r := newRelayed(t, s, "tcp")
+	var want []string
+	var requests []*stun.Message
+	burst := func(n, size int) []byte {
+		var b []byte
+		for i := range n {
+			payload := fmt.Sprintf("%03d:%s", len(want), strings.Repeat("x", size+i*7))
+			want = append(want, payload)
+			switch i % 10 {
+			case 9:
+				b = append(b, sendIndication(t, addrOf(r.channel), payload)...)
+				continue
+			case 4:
+				req := r.signed(t, stun.MethodCreatePermission, peerAt(r.permitted.LocalAddr()))
+				requests = append(requests, req)
+				b = append(b, req.Raw...)
+			}
+			b = append(b, channelDataFrame(testChannel, payload, true)...)
+		}
+		return b
+	}
+	r.write(t, burst(40, 10))
+	r.write(t, burst(60, 200)) // ~ 24 KiB: past the 4 KiB read buffer
+	for _, payload := range want {
+		expectFrom(t, r.channel, payload, r.relay)
+	}
+	for _, req := range requests {
+		wantCode(t, r.await(t, req), 0)
+	}
+}
+
+// TestReadFrame: readFrame returns every frame whole, from the read buffer when a read
+// brought it whole and copied when it came a byte at a time, and a frame larger than the
+// read buffer too.
+func TestReadFrame(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for _, size := range []int{1, 203, 5000, 0, 64} {
+		frame := channelDataFrame(testChannel, strings.Repeat("y", size), true)
+		stream, want = append(stream, frame...), append(want, frame)
+	}
+	for name, r := range map[string]io.Reader{
+		"whole":       bytes.NewReader(stream),
+		"byte a time": iotest.OneByteReader(bytes.NewReader(stream)),
+	} {
+		c := &streamConn{r: bufio.NewReader(r)}
+		out := newRelayBatch(nil)
+		for i, w := range want {
+			got, err := c.readFrame(out)
+			if err != nil || !bytes.Equal(got, w) {
+				t.Fatalf("%s: frame %d = %d bytes (%v), want %d", name, i, len(got), err, len(w))
+			}
+		}
+		if _, err := c.readFrame(out); err != io.EOF {
+			t.Fatalf("%s: past the last frame: %v, want EOF", name, err)
+		}
 	}
 }
 

@@ -94,13 +94,14 @@ func (c *streamConn) serve() {
 	}
 	out := newRelayBatch(c.l.s)
 	for c.bound == nil {
-		frame, err := c.readFrame()
+		frame, err := c.readFrame(out)
 		if err != nil {
+			out.flush()
 			return
 		}
 		c.frameIn(frame, out, time.Now())
-		out.flush()
 	}
+	out.flush()
 	c.bound.pipe(c)
 }
 
@@ -132,9 +133,15 @@ func (c *streamConn) frameIn(frame []byte, out *relayBatch, now time.Time) {
 	s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
 }
 
-// readFrame reads one STUN message or ChannelData frame. Its buffer grows as the bytes
-// arrive, not as the header announces them.
-func (c *streamConn) readFrame() ([]byte, error) {
+// readFrame reads one STUN message or ChannelData frame. A frame that one read of the
+// connection brought whole stays in the read buffer: what out holds of earlier frames of that
+// read is still valid, and goes to the peers together, in one system call per peer. Before
+// the connection is read again, out is flushed. A frame that is not buffered whole is
+// copied into a buffer that grows as its bytes arrive, not as its header announces them.
+func (c *streamConn) readFrame(out *relayBatch) ([]byte, error) {
+	if c.r.Buffered() < turnwire.ChannelHeaderSize {
+		out.flush()
+	}
 	hdr, err := c.r.Peek(turnwire.ChannelHeaderSize)
 	if err != nil {
 		return nil, err
@@ -143,6 +150,14 @@ func (c *streamConn) readFrame() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if size <= c.r.Buffered() {
+		frame, _ := c.r.Peek(size)
+		_, _ = c.r.Discard(size)
+		// Capped at its end: pion's MESSAGE-INTEGRITY check appends its HMAC behind the
+		// message, which must not land on the frames behind it.
+		return frame[:size:size], nil
+	}
+	out.flush()
 	c.frame = c.frame[:0]
 	for len(c.frame) < size {
 		chunk := min(size-len(c.frame), frameChunk)
