@@ -42,7 +42,8 @@ interop:
 	$(GO) test -race -count=1 -run 'Turnutils' -v ./test/
 
 # Go micro-benchmarks, then Ferry against Debian's coturn on loopback (test/bench/turnbench,
-# about 13 minutes on a quiet machine; it needs coturn's turnserver and turnutils_uclient),
+# about 23 minutes on a quiet machine, up to three times that when noisy rounds are run
+# again; it needs coturn's turnserver, turnutils_uclient and turnutils_peer),
 # then the SFU under 10, 50 and 100 subscribers, direct and relayed (test/bench/sfubench,
 # about 3 minutes). BENCHMARKS.md has the results and how to read them.
 bench: build
