@@ -12,6 +12,13 @@ type meters struct {
 	layerSwitches    *metrics.Counter
 	refused          map[string]*metrics.Counter // by refusalReasons; read-only once made
 	connectTimeouts  *metrics.Counter
+	mux              muxCounters
+}
+
+// muxCounters count what the ICE socket loses: datagrams relays handed over that its queue
+// had no room for, and batches whose write failed.
+type muxCounters struct {
+	handoffDropped, writeErrors *metrics.Counter
 }
 
 func newMeters(set *metrics.Set, s *SFU) *meters {
@@ -36,6 +43,10 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 		layerSwitches:    set.NewCounter("ferry_sfu_layer_switches_total"),
 		refused:          refused,
 		connectTimeouts:  set.NewCounter("ferry_sfu_connect_timeouts_total"),
+		mux: muxCounters{
+			handoffDropped: set.NewCounter("ferry_sfu_handoff_dropped_total"),
+			writeErrors:    set.NewCounter("ferry_sfu_write_errors_total"),
+		},
 	}
 }
 
@@ -69,5 +80,7 @@ func MetricsHelp() map[string]string {
 		"ferry_sfu_layer_switches_total":    "Simulcast layer changes of subscribers.",
 		"ferry_sfu_refused_total":           "WHIP and WHEP sessions and event feeds refused (429) by a limit, by limit.",
 		"ferry_sfu_connect_timeouts_total":  "Sessions ended because their connection was not up within sfu.connect_timeout.",
+		"ferry_sfu_handoff_dropped_total":   "Datagrams TURN relays handed to the SFU in process that its full queue dropped.",
+		"ferry_sfu_write_errors_total":      "Batches of packets to subscribers whose write to the ICE socket failed.",
 	}
 }

@@ -35,7 +35,8 @@ type muxConn struct {
 	corks  map[netip.AddrPort]*cork
 	corked atomic.Int32 // len(corks), read on every write
 
-	queue chan handed
+	queue  chan handed
+	counts muxCounters
 	// waiting is set while ReadFrom blocks on the socket; a hand-off then wakes it with a
 	// past read deadline, and woken tells ReadFrom that the timeout was that.
 	waiting atomic.Bool
@@ -60,13 +61,13 @@ var handBufs = sync.Pool{New: func() any {
 
 // newMuxConn wraps conn, the socket at addr, and makes it the local peer of the relays of
 // local, if any.
-func newMuxConn(conn *net.UDPConn, local *relay.Local, addr netip.AddrPort) (*muxConn, error) {
+func newMuxConn(conn *net.UDPConn, local *relay.Local, addr netip.AddrPort, counts muxCounters) (*muxConn, error) {
 	batch, err := udpbatch.NewConn(conn)
 	if err != nil {
 		return nil, err
 	}
 	c := &muxConn{UDPConn: conn, batch: batch, local: local, addr: addr, corks: map[netip.AddrPort]*cork{},
-		queue: make(chan handed, handQueue)}
+		queue: make(chan handed, handQueue), counts: counts}
 	if local != nil {
 		local.SetPeer(&relay.LocalPeer{Addr: addr, Deliver: c.handIn})
 	}
@@ -74,7 +75,7 @@ func newMuxConn(conn *net.UDPConn, local *relay.Local, addr netip.AddrPort) (*mu
 }
 
 // handIn queues datagrams a relay handed over for ReadFrom; those that do not fit the queue
-// are dropped.
+// are dropped and counted.
 func (c *muxConn) handIn(datagrams [][]byte, from netip.AddrPort) {
 	for _, p := range datagrams {
 		buf := handBufs.Get().(*[]byte)
@@ -83,6 +84,7 @@ func (c *muxConn) handIn(datagrams [][]byte, from netip.AddrPort) {
 		case c.queue <- handed{buf: buf, n: n, from: from}:
 		default:
 			handBufs.Put(buf)
+			c.counts.handoffDropped.Inc()
 		}
 	}
 	if c.waiting.Load() {
@@ -277,5 +279,7 @@ func (c *muxConn) flush(k *cork, dst netip.AddrPort) {
 	if len(kept) == 0 || (c.local != nil && c.local.ToRelay(dst, kept, c.addr)) {
 		return
 	}
-	_ = k.w.WriteTo(c.batch, kept, dst)
+	if k.w.WriteTo(c.batch, kept, dst) != nil {
+		c.counts.writeErrors.Inc()
+	}
 }

@@ -6,20 +6,14 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/VictoriaMetrics/metrics"
 )
 
 // TestCork: what pion writes to a corked address waits for the last release, or for a
 // full batch, and then arrives whole and in order; other addresses are not held up.
 func TestCork(t *testing.T) {
-	sock, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux, err := newMuxConn(sock, nil, sock.LocalAddr().(*net.UDPAddr).AddrPort())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mux.Close()
+	mux := newTestMux(t)
 	rcv, other := listenUDP(t), listenUDP(t)
 	dst := rcv.LocalAddr().(*net.UDPAddr)
 	path := &sendPath{mux: mux}
@@ -59,6 +53,53 @@ func TestCork(t *testing.T) {
 	expect(t, rcv, fmt.Sprint(corkBatch))
 	if mux.corked.Load() != 0 || len(mux.corks) != 0 {
 		t.Fatalf("%d corks left", len(mux.corks))
+	}
+}
+
+// newTestMux opens an ICE socket on 127.0.0.1 with counters of its own.
+func newTestMux(t *testing.T) *muxConn {
+	t.Helper()
+	sock := listenUDP(t)
+	set := metrics.NewSet()
+	counts := muxCounters{handoffDropped: set.NewCounter("handoff_dropped"), writeErrors: set.NewCounter("write_errors")}
+	mux, err := newMuxConn(sock, nil, sock.LocalAddr().(*net.UDPAddr).AddrPort(), counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mux
+}
+
+// TestMuxCountsLosses: datagrams handed over past the queue's room are dropped and counted,
+// the others read in order; a corked batch whose write fails is counted.
+func TestMuxCountsLosses(t *testing.T) {
+	mux := newTestMux(t)
+	from := netip.MustParseAddrPort("192.0.2.1:3478")
+	batch := make([][]byte, handQueue+5)
+	for i := range batch {
+		batch[i] = []byte(fmt.Sprint(i))
+	}
+	mux.handIn(batch, from)
+	if got := mux.counts.handoffDropped.Get(); got != 5 {
+		t.Errorf("handoff dropped %d, want 5", got)
+	}
+	buf := make([]byte, 64)
+	for i := range handQueue {
+		n, addr, err := mux.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != fmt.Sprint(i) || addr.String() != from.String() {
+			t.Fatalf("read %d: %q from %v (%v)", i, buf[:n], addr, err)
+		}
+	}
+
+	path := &sendPath{mux: mux}
+	v6 := netip.MustParseAddrPort("[2001:db8::1]:9") // an IPv4 socket cannot send there
+	path.dst.Store(&v6)
+	held, _ := path.hold()
+	if _, err := mux.WriteTo([]byte("lost"), net.UDPAddrFromAddrPort(v6)); err != nil {
+		t.Fatal(err) // kept in the cork: the write happens at the release
+	}
+	path.release(held)
+	if got := mux.counts.writeErrors.Get(); got != 1 {
+		t.Errorf("write errors %d, want 1", got)
 	}
 }
 
