@@ -65,6 +65,7 @@ type SFU struct {
 	meters   *meters
 	gate     candidateGate
 	stopRate chan struct{}
+	loops    sync.WaitGroup // measureLoop
 	draining atomic.Bool
 	// sessionSlots and feedSlots count the live sessions and feeds of each token and
 	// source address.
@@ -102,7 +103,7 @@ func New(cfg Config) (*SFU, error) {
 		s.cfg.Pool.Put(s.port)
 		return nil, err
 	}
-	go s.measureLoop()
+	s.loops.Go(s.measureLoop)
 	return s, nil
 }
 
@@ -113,7 +114,7 @@ func (s *SFU) openMux() error {
 		return fmt.Errorf("sfu: no pool port for the ICE socket: %w", err)
 	}
 	s.port = conn.LocalAddr().(*net.UDPAddr).Port
-	if s.mux, err = newMuxConn(conn, s.cfg.Local, s.ICEAddr()); err != nil {
+	if s.mux, err = newMuxConn(conn, s.cfg.Local, s.ICEAddr(), s.meters.mux); err != nil {
 		_ = conn.Close()
 		s.cfg.Pool.Put(s.port)
 		return err
@@ -133,6 +134,7 @@ func (s *SFU) ICEAddr() netip.AddrPort {
 // Close ends every session and gives the ICE port back to the pool.
 func (s *SFU) Close() error {
 	close(s.stopRate)
+	s.loops.Wait()
 	s.mu.Lock()
 	sessions := make([]*session, 0, len(s.sessions))
 	for _, sess := range s.sessions {
