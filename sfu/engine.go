@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
@@ -11,13 +13,17 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// codecs are what the SFU forwards: Opus, VP8 and H.264 (constrained baseline and
-// baseline, packetization mode 1, as browsers offer them). Forwarding never decodes, so a
-// subscriber gets exactly the publisher's codec.
-var codecs = []struct {
+// codec is one codec a side of the SFU negotiates, with its kind.
+type codec struct {
 	params webrtc.RTPCodecParameters
 	typ    webrtc.RTPCodecType
-}{
+}
+
+// codecs are what publishers may send: Opus, VP8 and H.264 (constrained baseline and
+// baseline, packetization mode 1, as browsers offer them). Forwarding never decodes, so a
+// subscriber gets exactly the publisher's codec, and is offered nothing else
+// (streamCodecs).
+var codecs = []codec{
 	{webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
 		MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"},
 		PayloadType: 111}, webrtc.RTPCodecTypeAudio},
@@ -40,13 +46,14 @@ var videoFeedback = []webrtc.RTCPFeedback{
 	{Type: webrtc.TypeRTCPFBCCM, Parameter: "fir"}, {Type: webrtc.TypeRTCPFBGoogREMB},
 }
 
-// newAPI builds the pion API of one side. Publishers get transport-wide congestion control
-// feedback (their browsers adapt their bitrate to it); subscribers negotiate REMB only, so
-// their browsers estimate the bandwidth themselves and report it, which picks their
-// simulcast layer. Both sides share the ICE UDP mux on the pool port.
-func newAPI(settings webrtc.SettingEngine, publisher bool) (*webrtc.API, error) {
+// newAPI builds the pion API of one side with the codecs it may negotiate. Publishers get
+// transport-wide congestion control feedback (their browsers adapt their bitrate to it);
+// subscribers negotiate REMB only, so their browsers estimate the bandwidth themselves and
+// report it, which picks their simulcast layer. Both sides share the ICE UDP mux on the
+// pool port.
+func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
-	for _, c := range codecs {
+	for _, c := range offered {
 		params := c.params
 		if c.typ == webrtc.RTPCodecTypeVideo {
 			params.RTCPFeedback = videoFeedback
@@ -72,6 +79,28 @@ func newAPI(settings webrtc.SettingEngine, publisher bool) (*webrtc.API, error) 
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(settings)), nil
+}
+
+// streamCodecs are the codecs of a stream's tracks, each once, as its publisher negotiated
+// them (payload type and format parameters): all that a subscriber of the stream can be
+// sent, so all that its answer may list.
+func streamCodecs(tracks []*track) []codec {
+	var out []codec
+	for _, t := range tracks {
+		c := codec{params: webrtc.RTPCodecParameters{RTPCodecCapability: webrtc.RTPCodecCapability{
+			MimeType: t.codec.MimeType, ClockRate: t.codec.ClockRate, Channels: t.codec.Channels,
+			SDPFmtpLine: t.codec.SDPFmtpLine}, PayloadType: t.codec.PayloadType}, typ: t.kind}
+		if !slices.ContainsFunc(out, func(o codec) bool { return sameCodec(o.params, c.params) }) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sameCodec reports whether a and b are one codec: MIME type (in any case) and format
+// parameters.
+func sameCodec(a, b webrtc.RTPCodecParameters) bool {
+	return strings.EqualFold(a.MimeType, b.MimeType) && a.SDPFmtpLine == b.SDPFmtpLine
 }
 
 // settingEngine puts every PeerConnection's ICE on mux and advertises the right address:

@@ -188,8 +188,13 @@ func (s *SFU) created(w http.ResponseWriter, sess *session, answer string, err e
 	case errors.Is(err, errNotLive):
 		http.Error(w, err.Error(), http.StatusConflict)
 		return
-	case errors.Is(err, errBadOffer), errors.Is(err, errNoMedia), errors.Is(err, errNotPublish), errors.Is(err, errBadName):
+	case errors.Is(err, errBadOffer), errors.Is(err, errNotPublish), errors.Is(err, errBadName):
 		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	case errors.Is(err, errNoMedia):
+		// The offer is valid SDP, but no track of the stream can go to it: the same offer
+		// will never do, so neither 503 (retry later) nor 400 (malformed) fits.
+		http.Error(w, err.Error(), http.StatusUnprocessableEntity)
 		return
 	case errors.Is(err, errDraining):
 		w.Header().Set("Retry-After", "30")

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/pion/sdp/v3"
@@ -115,4 +116,41 @@ func answerFragment(answer string) string {
 		}
 	}
 	return b.String()
+}
+
+// candidatesOutOfRejected moves the candidates of an answer's rejected (port 0) media
+// sections into its first accepted one. pion writes the candidates into the first section
+// even when it rejects that one (a viewer's video section without the stream's codec):
+// browsers take no candidate from a rejected section, and a relay-only viewer that knows
+// no candidate of the SFU has no TURN permission toward it and never connects.
+func candidatesOutOfRejected(answer string) string {
+	lines := strings.SplitAfter(answer, "\r\n")
+	var moved, kept []string
+	rejected, target := false, -1 // target: index in kept of the first accepted m= line
+	for _, l := range lines {
+		if strings.HasPrefix(l, "m=") {
+			fields := strings.Fields(l)
+			rejected = len(fields) > 1 && fields[1] == "0"
+			if !rejected && target < 0 {
+				target = len(kept)
+			}
+		}
+		if rejected && (strings.HasPrefix(l, "a=candidate:") || strings.HasPrefix(l, "a=end-of-candidates")) {
+			moved = append(moved, l)
+			continue
+		}
+		kept = append(kept, l)
+	}
+	if len(moved) == 0 || target < 0 {
+		return answer
+	}
+	end := target + 1 // the accepted section ends at the next m= line
+	for end < len(kept) && !strings.HasPrefix(kept[end], "m=") {
+		if strings.HasPrefix(kept[end], "a=candidate:") {
+			return answer // it has candidates of its own
+		}
+		end++
+	}
+	out := append(append(slices.Clone(kept[:end]), moved...), kept[end:]...)
+	return strings.Join(out, "")
 }

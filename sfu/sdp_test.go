@@ -114,3 +114,27 @@ func TestLinkHeaders(t *testing.T) {
 		t.Errorf("linkHeaders =\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// TestCandidatesOutOfRejected: candidates pion put into a rejected first section move to
+// the first accepted one; an answer without a rejected section, or whose accepted section
+// has candidates, stays as it is.
+func TestCandidatesOutOfRejected(t *testing.T) {
+	const (
+		head     = "v=0\r\ns=-\r\na=group:BUNDLE 1\r\n"
+		cand     = "a=candidate:1 1 udp 1 127.0.0.1 9 typ host\r\na=end-of-candidates\r\n"
+		rejected = "m=video 0 UDP/TLS/RTP/SAVPF 0\r\nc=IN IP4 0.0.0.0\r\n"
+		audio    = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=sendonly\r\n"
+		app      = "m=application 0 UDP/DTLS/SCTP webrtc-datachannel\r\n"
+	)
+	for _, c := range []struct{ name, in, want string }{
+		{"rejected first", head + rejected + cand + audio, head + rejected + audio + cand},
+		{"rejected first, then two", head + rejected + cand + audio + app, head + rejected + audio + cand + app},
+		{"nothing rejected", head + audio + cand, head + audio + cand},
+		{"accepted has its own", head + rejected + cand + audio + cand, head + rejected + cand + audio + cand},
+		{"all rejected", head + rejected + cand, head + rejected + cand},
+	} {
+		if got := candidatesOutOfRejected(c.in); got != c.want {
+			t.Errorf("%s:\n%q\nwant\n%q", c.name, got, c.want)
+		}
+	}
+}

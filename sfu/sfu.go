@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,7 +62,7 @@ type SFU struct {
 	mux      *muxConn // the ICE socket
 	port     int
 	pubAPI   *webrtc.API
-	subAPI   *webrtc.API
+	settings webrtc.SettingEngine // subscribers' APIs are made per stream, with its codecs
 	meters   *meters
 	gate     candidateGate
 	stopRate chan struct{}
@@ -91,12 +92,10 @@ func New(cfg Config) (*SFU, error) {
 		return nil, err
 	}
 	lf := pionlog.Factory{Log: cfg.Log}
-	settings, err := settingEngine(s.mux, cfg.BindIP, cfg.PublicIP, lf)
+	var err error
+	s.settings, err = settingEngine(s.mux, cfg.BindIP, cfg.PublicIP, lf)
 	if err == nil {
-		s.pubAPI, err = newAPI(settings, true)
-	}
-	if err == nil {
-		s.subAPI, err = newAPI(settings, false)
+		s.pubAPI, err = newAPI(s.settings, true, codecs)
 	}
 	if err != nil {
 		_ = s.mux.Close()
@@ -251,7 +250,7 @@ var (
 	errDraining   = errors.New("the server is shutting down: no new sessions")
 	errBadOffer   = errors.New("bad SDP offer")
 	errNoSession  = errors.New("no such session")
-	errNoMedia    = errors.New("the offer receives none of the stream's tracks")
+	errNoMedia    = errors.New("the offer can take none of the stream's tracks")
 	errNotLive    = errors.New("no live stream: its publisher has not connected (it has no tracks)")
 	errNotPublish = errors.New("the offer does not send")
 )
@@ -341,7 +340,12 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 	if err != nil {
 		return nil, "", err
 	}
-	pc, err := s.subAPI.NewPeerConnection(webrtc.Configuration{})
+	tracks := st.trackList()
+	api, err := newAPI(s.settings, false, streamCodecs(tracks))
+	if err != nil {
+		return nil, "", err
+	}
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
@@ -352,25 +356,9 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 		_ = pc.Close()
 		return nil, "", err
 	}
-	for _, t := range st.trackList() {
-		local, err := webrtc.NewTrackLocalStaticRTP(t.codec.RTPCodecCapability, t.id, st.id)
-		if err != nil {
-			continue
-		}
-		sender, err := pc.AddTrack(local)
-		if err != nil {
-			continue
-		}
-		if len(sub.downs) == 0 { // every track shares the one (bundled) transport
-			sub.path.follow(sender.Transport().ICETransport())
-		}
-		d := newDownTrack(t, local, layer, sub.path)
-		sub.downs = append(sub.downs, d)
-		go sub.readRTCP(sender, d)
-	}
-	if len(sub.downs) == 0 {
+	if err := sub.addTracks(tracks, d, layer); err != nil {
 		_ = pc.Close()
-		return nil, "", errNoMedia
+		return nil, "", err
 	}
 	answer, err := s.answerRemote(ctx, pc)
 	if err != nil {
@@ -393,7 +381,8 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 		d.track.addDown(d)
 	}
 	s.watch(sess)
-	s.log.Info("sfu: subscribing", "room", roomName, "stream", st.id, "session", sess.id, "layer", layer)
+	s.log.Info("sfu: subscribing", "room", roomName, "stream", st.id, "session", sess.id, "layer", layer,
+		"tracks", len(sub.downs), "not_taken", strings.Join(sub.notTaken, "; "))
 	return sess, answer, nil
 }
 
@@ -523,7 +512,7 @@ func (s *SFU) answerRemote(ctx context.Context, pc *webrtc.PeerConnection) (stri
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
-	return pc.LocalDescription().SDP, nil
+	return candidatesOutOfRejected(pc.LocalDescription().SDP), nil
 }
 
 // watch ends a session when its connection fails or closes, and lifts its connect

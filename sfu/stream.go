@@ -3,6 +3,7 @@ package sfu
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -67,6 +68,19 @@ func newStream(id, room, name string, pc *webrtc.PeerConnection, expected int, m
 	return st
 }
 
+// trackID is the id the stream's subscribers see for a new track: the publisher's (its
+// a=msid track id), or one made up when that is empty or another track of the stream has
+// it already. RFC 8830 lets a publisher leave the track id out (a=msid:STREAM), and an
+// answer with an empty one (a=msid:STREAM followed by a space) is not what a subscriber's
+// parser expects. st.mu is held.
+func (st *stream) trackID(remote *webrtc.TrackRemote) string {
+	id := remote.ID()
+	if id == "" || slices.ContainsFunc(st.tracks, func(t *track) bool { return t.id == id }) {
+		id = remote.Kind().String() + "-" + newID()[:12]
+	}
+	return id
+}
+
 func (st *stream) markReady() { st.once.Do(func() { close(st.ready) }) }
 
 // onTrack runs for each track, and for each simulcast layer of a track, when its first
@@ -75,7 +89,7 @@ func (st *stream) onTrack(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiv
 	st.mu.Lock()
 	t, ok := st.byRecv[receiver]
 	if !ok {
-		t = newTrack(remote, st.sendPLI, st.meters)
+		t = newTrack(remote, st.trackID(remote), st.sendPLI, st.meters)
 		st.byRecv[receiver] = t
 		st.tracks = append(st.tracks, t)
 		if len(st.tracks) == 1 {
@@ -201,6 +215,8 @@ type subscription struct {
 	pc     *webrtc.PeerConnection
 	downs  []*downTrack
 	path   *sendPath
+	// notTaken says, for each track of the stream the subscriber's offer cannot take, why.
+	notTaken []string
 }
 
 // readRTCP handles what a subscriber says about one of its tracks: keyframe requests go

@@ -52,8 +52,9 @@ func (r *rate) measure(elapsed time.Duration) {
 
 func (r *rate) bps() uint64 { return r.bitrate.Load() }
 
-func newTrack(remote *webrtc.TrackRemote, keyframeTo func(webrtc.SSRC), m *meters) *track {
-	t := &track{id: remote.ID(), kind: remote.Kind(), codec: remote.Codec(), keyframeTo: keyframeTo, meters: m}
+// newTrack is the track remote starts, named id for its subscribers.
+func newTrack(remote *webrtc.TrackRemote, id string, keyframeTo func(webrtc.SSRC), m *meters) *track {
+	t := &track{id: id, kind: remote.Kind(), codec: remote.Codec(), keyframeTo: keyframeTo, meters: m}
 	t.downs.Store(&[]*downTrack{})
 	return t
 }
