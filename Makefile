@@ -11,7 +11,7 @@ LDFLAGS     := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
 ARGS        ?=
 
-.PHONY: all build run test lint bench fuzz soak interop clean docs
+.PHONY: all build run test lint bench fuzz soak interop clean docs bpf
 
 all: build
 
@@ -21,6 +21,15 @@ build:
 # ARGS passes flags to `ferry serve`, e.g. make run ARGS="--config ferry.toml".
 run: build
 	./bin/ferry serve $(ARGS)
+
+# The kernel fast path's eBPF object and Go bindings, from turnserver/offload/bpf/relay.c: needs
+# clang and libbpf-dev (apt-get install -y clang libbpf-dev). The generated files are
+# committed, so `make build` and CI need neither.
+BPF_CFLAGS ?= -O2 -g -Wall -Werror
+bpf:
+	cd turnserver/offload && GOPACKAGE=offload $(GO) tool bpf2go -cc clang -target bpfel,bpfeb \
+		-type chan_key -type chan_val -type peer_key -type peer_val -type listener_key -type counters \
+		relay bpf/relay.c -- $(BPF_CFLAGS) -I/usr/include/$(shell uname -m)-linux-gnu
 
 # Test artifacts (the browser test's screenshots of the demo page) are kept under
 # bin/test-artifacts/_artifacts/; each test logs the paths of its files.
