@@ -46,12 +46,18 @@ type allocation struct {
 
 	peers atomic.Pointer[peerTable]
 	ended atomic.Bool
+	// kernel is the allocation's share of the kernel fast path, nil when the kernel does
+	// not relay for it; set before the allocation is in the table.
+	kernel KernelAlloc
 
 	mu       sync.Mutex
 	expires  time.Time
 	perms    map[netip.Addr]time.Time // peer IP → expiry
 	channels map[uint16]*channel      // number → binding, expired ones during their cooldown
 	killed   bool                     // ended by the admin or the SFU
+	// kernelFinal is what the kernel relayed for the allocation, once kernelEnded.
+	kernelFinal relay.Usage
+	kernelEnded bool
 }
 
 // channel is a channel binding and until when it lasts.
@@ -278,6 +284,7 @@ func (a *allocation) publish(now time.Time) {
 		t.byPeer[c.peer] = r
 	}
 	a.peers.Store(t)
+	a.publishKernel(t)
 }
 
 // snapshot returns copies of the allocation's permissions and live channels, for the admin

@@ -45,8 +45,10 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	}
 	a.refresh(s.lifetime(r.msg), r.now)
 	a.createTx, a.createResp = r.msg.TransactionID, s.allocated(r, a, extra)
+	s.trackKernel(a, r)
 	if !s.table.add(a) { // another Allocate of this 5-tuple won the race
 		s.table.releaseUnused(slot)
+		a.endKernel()
 		a.closeRelays()
 		return stun.CodeAllocMismatch, nil
 	}

@@ -226,7 +226,7 @@ func (m *meters) allocationEnded(a *allocation) {
 		g.Dec()
 	}
 	m.lifetime.Observe(time.Since(a.created).Seconds())
-	m.ended.add(a.traffic.Usage())
+	m.ended.add(a.usage())
 }
 
 // endedTraffic sums what ended allocations carried.
@@ -251,7 +251,7 @@ func (e *endedTraffic) total() relay.Usage {
 func (s *Server) liveUsage() relay.Usage {
 	var u relay.Usage
 	for _, a := range s.table.all() {
-		u = u.Add(a.traffic.Usage())
+		u = u.Add(a.usage())
 	}
 	return u
 }

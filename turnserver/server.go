@@ -52,6 +52,8 @@ type Config struct {
 	// QuotaGroup, if set, puts users into groups counted as one under a limit of their
 	// own (0: none), in place of AllocationsPerUser; ok false leaves a user on their own.
 	QuotaGroup func(user string) (group string, limit int, ok bool)
+	// Offload, if set, is the kernel fast path: the table drives its maps.
+	Offload Offload
 }
 
 // Limits bound what clients can make the server do. Zero means no limit.
@@ -105,6 +107,7 @@ type Server struct {
 	peerLimit  func(user string) (netip.AddrPort, bool)
 	revoked    func(user string) bool
 	quotaGroup func(user string) (string, int, bool)
+	offload    Offload
 	log        *slog.Logger
 	logLimit   *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
 
@@ -136,7 +139,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		realm: cfg.Realm, pool: cfg.Pool, policy: cfg.Policy, v4: cfg.V4, v6: cfg.V6, local: cfg.Local,
-		peerLimit: cfg.PeerLimit, revoked: cfg.Revoked, quotaGroup: cfg.QuotaGroup, log: cfg.Log,
+		peerLimit: cfg.PeerLimit, revoked: cfg.Revoked, quotaGroup: cfg.QuotaGroup, offload: cfg.Offload, log: cfg.Log,
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
 		unauth:   iplimit.New(cfg.Limits.UnauthenticatedRate),
 		bindings: iplimit.New(cfg.Limits.BindingRate),
@@ -184,8 +187,11 @@ func (s *Server) Addrs() []netip.AddrPort {
 func (s *Server) Allocations() int { return s.table.count() }
 
 // Apply puts reloaded settings into effect. Allocations keep running; the new credentials
-// apply from the next request, the new certificates from the next handshake.
+// apply from the next request, the new certificates from the next handshake. The peer
+// policy (which the caller has replaced) is applied again to every permission and channel:
+// those it now denies end, in user space and in the kernel.
 func (s *Server) Apply(st Settings) {
+	defer s.recheckPeers(time.Now())
 	s.auth.Store(st.Auth)
 	for i, cert := range st.Certs {
 		if cert != nil && i < len(s.listeners) && s.listeners[i].cert != nil {
@@ -292,6 +298,7 @@ func (s *Server) end(a *allocation, why string) {
 	a.mu.Lock()
 	a.killed = why == "killed"
 	a.mu.Unlock()
+	a.endKernel() // before the relay ports go back to the pool
 	s.table.remove(a)
 	for _, r := range a.relays {
 		r.close()
@@ -303,10 +310,11 @@ func (s *Server) end(a *allocation, why string) {
 		c.allocationEnded(a)
 	}
 	s.meters.allocationEnded(a)
-	u := a.traffic.Usage()
+	u, k := a.usage(), a.kernelUsage()
 	s.log.Info("allocation ended", "id", a.id, "user", a.user, "client", a.five.client.String(),
 		"transport", a.transport, "relay", a.relayAddrs(), "duration", time.Since(a.created).Round(time.Millisecond),
-		"reason", why, "killed", why == "killed", "to_peer_bytes", u.ToPeerBytes, "from_peer_bytes", u.FromPeerBytes)
+		"reason", why, "killed", why == "killed", "to_peer_bytes", u.ToPeerBytes, "from_peer_bytes", u.FromPeerBytes,
+		"kernel_to_peer_packets", k.ToPeerPackets, "kernel_from_peer_packets", k.FromPeerPackets)
 }
 
 // onlyPeer is the one peer address user may relay to, if the user is limited to one; the

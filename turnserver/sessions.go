@@ -25,6 +25,11 @@ type Session struct {
 	ToPeerBytes     uint64 `json:"to_peer_bytes"`
 	FromPeerPackets uint64 `json:"from_peer_packets"`
 	FromPeerBytes   uint64 `json:"from_peer_bytes"`
+	// Offloaded says whether the kernel fast path relays the session's channels; the
+	// Kernel counts are what it relayed, included in the counts above.
+	Offloaded             bool   `json:"offloaded"`
+	KernelToPeerPackets   uint64 `json:"kernel_to_peer_packets"`
+	KernelFromPeerPackets uint64 `json:"kernel_from_peer_packets"`
 
 	Permissions []string  `json:"permissions"` // peer IPs
 	Channels    []Channel `json:"channels"`
@@ -60,7 +65,8 @@ func (a *allocation) describe(now time.Time) Session {
 			d.AdditionalRelay = relays[1].String()
 		}
 	}
-	u := a.traffic.Usage()
+	u, k := a.usage(), a.kernelUsage()
+	d.Offloaded, d.KernelToPeerPackets, d.KernelFromPeerPackets = a.kernel != nil, k.ToPeerPackets, k.FromPeerPackets
 	d.ToPeerPackets, d.ToPeerBytes = u.ToPeerPackets, u.ToPeerBytes
 	d.FromPeerPackets, d.FromPeerBytes = u.FromPeerPackets, u.FromPeerBytes
 	for ip := range perms {
