@@ -71,6 +71,10 @@ type Relay struct {
 	MaxPort    int      `toml:"max_port"`    // last port of the relay pool (inclusive)
 	DenyPeers  []string `toml:"deny_peers"`  // each: "recommended", a CIDR, or a single IP
 	AllowPeers []string `toml:"allow_peers"` // each: a CIDR or a single IP
+	// Offload is the kernel fast path: "auto" (relay UDP clients' ChannelData in the
+	// kernel where it can, else in user space) or "off".
+	Offload           string   `toml:"offload"`
+	OffloadInterfaces []string `toml:"offload_interfaces"` // interface names; none: detected from the addresses
 }
 
 // Auth is the [auth] table.

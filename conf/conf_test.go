@@ -32,6 +32,7 @@ func TestDefault(t *testing.T) {
 		Relay: Relay{
 			BindIP: "0.0.0.0", MinPort: 49152, MaxPort: 65535,
 			DenyPeers: []string{"recommended"}, AllowPeers: []string{},
+			Offload: "auto", OffloadInterfaces: []string{},
 		},
 		Auth: Auth{
 			UsersFile:     "/var/lib/ferry/users.toml",
@@ -419,6 +420,9 @@ func TestParseErrors(t *testing.T) {
 		{"host name peer", "[relay]\ndeny_peers = [\"example.com\"]\n", `bad.toml:2: relay.deny_peers: "example.com"`},
 		{"zone in peer", "[relay]\nallow_peers = [\"fe80::1%eth0\"]\n", `bad.toml:2: relay.allow_peers: "fe80::1%eth0"`},
 		{"recommended is deny only", "[relay]\nallow_peers = [\"recommended\"]\n", `bad.toml:2: relay.allow_peers: "recommended" is not a CIDR or an IP address`},
+		{"offload value", "[relay]\noffload = \"on\"\n", `bad.toml:2: relay.offload: "on": want "auto" or "off"`},
+		{"offload interface name", "[relay]\noffload_interfaces = [\"eth0\", \"a/b\"]\n", `bad.toml:2: relay.offload_interfaces: "a/b" is not an interface name`},
+		{"offload interface twice", "[relay]\noffload = \"off\"\noffload_interfaces = [\"eth0\", \"eth0\"]\n", `bad.toml:3: relay.offload_interfaces: "eth0" is listed twice`},
 		{
 			"bad entry in a multi-line array",
 			"[relay]\nallow_peers = [\n  \"127.0.0.1/32\",\n  \"127.0.0.1/\",\n]\n",

@@ -268,6 +268,27 @@ func (c *Config) validateRelay() error {
 			return c.Errorf("relay.allow_peers", "%q is not a CIDR or an IP address", e)
 		}
 	}
+	return c.validateOffload()
+}
+
+// validateOffload checks [relay] offload and offload_interfaces.
+func (c *Config) validateOffload() error {
+	r := c.Relay
+	if r.Offload != "auto" && r.Offload != "off" {
+		return c.Errorf("relay.offload", "%q: want \"auto\" or \"off\"", r.Offload)
+	}
+	seen := map[string]bool{}
+	for _, name := range r.OffloadInterfaces {
+		// Linux interface names: 1 to 15 bytes, no slash, no whitespace, not . or ..
+		if name == "" || len(name) > 15 || name == "." || name == ".." ||
+			strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || unicode.IsSpace(r) }) {
+			return c.Errorf("relay.offload_interfaces", "%q is not an interface name (1 to 15 bytes, no '/', ':' or spaces)", name)
+		}
+		if seen[name] {
+			return c.Errorf("relay.offload_interfaces", "%q is listed twice", name)
+		}
+		seen[name] = true
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/ferry-rtc/ferry/internal/promhelp"
 	"github.com/ferry-rtc/ferry/sfu"
 	"github.com/ferry-rtc/ferry/turnserver"
+	"github.com/ferry-rtc/ferry/turnserver/offload"
 )
 
 // metricsHelp is the HELP text of every ferry_* family: the server's own and those of
@@ -25,6 +26,7 @@ var metricsHelp = sync.OnceValue(func() map[string]string {
 		"ferry_config_reloads_total": "Config reloads, by result.",
 	}
 	maps.Copy(help, turnserver.MetricsHelp())
+	maps.Copy(help, offload.MetricsHelp())
 	maps.Copy(help, dtlsgate.MetricsHelp())
 	maps.Copy(help, sfu.MetricsHelp())
 	return help

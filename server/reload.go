@@ -37,6 +37,8 @@ var settings = []setting{
 	{"relay.max_port", true, func(c *conf.Config) any { return c.Relay.MaxPort }},
 	{"relay.deny_peers", false, func(c *conf.Config) any { return c.Relay.DenyPeers }},
 	{"relay.allow_peers", false, func(c *conf.Config) any { return c.Relay.AllowPeers }},
+	{"relay.offload", true, func(c *conf.Config) any { return c.Relay.Offload }},
+	{"relay.offload_interfaces", true, func(c *conf.Config) any { return c.Relay.OffloadInterfaces }},
 	{"auth.users_file", false, func(c *conf.Config) any { return c.Auth.UsersFile }},
 	{"auth.secrets", false, func(c *conf.Config) any { return c.Auth.Secrets }},
 	{"auth.secrets_file", false, func(c *conf.Config) any { return c.Auth.SecretsFile }},
@@ -194,6 +196,7 @@ func keepRestartOnly(next, old *conf.Config) {
 	next.Relay.BindIP, next.Relay.PublicIP = old.Relay.BindIP, old.Relay.PublicIP
 	next.Relay.BindIP6, next.Relay.PublicIP6 = old.Relay.BindIP6, old.Relay.PublicIP6
 	next.Relay.MinPort, next.Relay.MaxPort = old.Relay.MinPort, old.Relay.MaxPort
+	next.Relay.Offload, next.Relay.OffloadInterfaces = old.Relay.Offload, old.Relay.OffloadInterfaces
 	next.Metrics.Listen, next.Admin.Listen = old.Metrics.Listen, old.Admin.Listen
 	next.SFU.Enabled, next.SFU.HTTP, next.SFU.SelfTest = old.SFU.Enabled, old.SFU.HTTP, old.SFU.SelfTest
 	next.Log.Format = old.Log.Format

@@ -21,6 +21,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/conf"
 	"github.com/ferry-rtc/ferry/turnserver"
+	"github.com/ferry-rtc/ferry/turnserver/offload"
 )
 
 // Options are what the process gives the server.
@@ -40,6 +41,7 @@ type Server struct {
 	reload   sync.Mutex                  // one reload at a time
 	relays   *relays
 	turn     *turnserver.Server
+	offload  *offload.Offload // the kernel fast path; nil when off
 	metrics  *metrics.Set
 	creds    atomic.Pointer[credentials]
 	sfu      *sfuSide            // nil when [sfu] is off
@@ -83,6 +85,7 @@ func Start(opts Options) (*Server, error) {
 	if err := s.newSFU(cfg); err != nil {
 		return nil, err
 	}
+	s.offload = s.startOffload(cfg)
 	s.turn, err = turnserver.New(turnserver.Config{
 		Realm:      cfg.Server.Realm,
 		Software:   cfg.Server.Software,
@@ -99,6 +102,7 @@ func Start(opts Options) (*Server, error) {
 		PeerLimit:  s.peerLimit,
 		Revoked:    s.sfuCreds.revoked,
 		QuotaGroup: s.sfuQuotaGroup,
+		Offload:    turnserver.KernelOffload(s.offload),
 	})
 	if err != nil {
 		_ = s.Close()
@@ -172,10 +176,14 @@ func (s *Server) Close() error {
 	if s.sfu != nil {
 		_ = s.sfu.sfu.Close()
 	}
-	if s.turn == nil {
-		return nil
+	var err error
+	if s.turn != nil {
+		err = s.turn.Close() // ends every allocation: the kernel relays nothing more
 	}
-	return s.turn.Close()
+	if s.offload != nil {
+		err = errors.Join(err, s.offload.Close())
+	}
+	return err
 }
 
 func (s *Server) registerMetrics(version string) {
@@ -190,6 +198,7 @@ func (s *Server) registerMetrics(version string) {
 		}
 		return 0
 	})
+	offload.RegisterMetrics(s.metrics, s.offload)
 	s.reloadOK = s.metrics.NewCounter(`ferry_config_reloads_total{result="ok"}`)
 	s.reloadFailed = s.metrics.NewCounter(`ferry_config_reloads_total{result="error"}`)
 }
