@@ -37,7 +37,7 @@ func (s *Server) startOffload(cfg *conf.Config) *offload.Offload {
 	})
 	switch {
 	case errors.Is(err, offload.ErrNothingToAttach):
-		s.log.Info("kernel fast path off: "+err.Error()+": relaying in user space")
+		s.log.Info("kernel fast path off: " + err.Error() + ": relaying in user space")
 		return nil
 	case err != nil:
 		s.log.Warn("kernel fast path off: "+err.Error()+": relaying in user space", "config", "[relay] offload = \"auto\"")
