@@ -130,6 +130,13 @@ func (b *syncBuffer) String() string {
 // ends, waiting for the "ferry serving" log line. An empty config runs the embedded default.
 func startFerry(t *testing.T, config string) *ferry {
 	t.Helper()
+	return startFerryVia(t, config)
+}
+
+// startFerryVia is startFerry with ferry run by the command prefix (e.g. "ip", "netns",
+// "exec", NS: one that execs it, so that the process is ferry's).
+func startFerryVia(t *testing.T, config string, prefix ...string) *ferry {
+	t.Helper()
 	f := &ferry{t: t, dir: t.TempDir(), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
 	args := []string{"serve"}
 	if config != "" {
@@ -139,7 +146,8 @@ func startFerry(t *testing.T, config string) *ferry {
 		}
 		args = append(args, "--config", path)
 	}
-	f.cmd = exec.Command(ferryBin, args...)
+	args = append(append(prefix, ferryBin), args...)
+	f.cmd = exec.Command(args[0], args[1:]...)
 	f.cmd.Stdout = f.stdout
 	f.cmd.Stderr = f.stderr
 	if err := f.cmd.Start(); err != nil {

@@ -38,6 +38,10 @@ type setup struct {
 	sfuSelfTest     bool
 	tokenSecret     string
 	sfuTURNPerToken int // sfu.turn_allocations_per_token; 0 keeps the default
+	// offload is [relay] offload ("" keeps the default, auto), denyPeers deny_peers (nil
+	// keeps the default).
+	offload   string
+	denyPeers []string
 }
 
 type listenSpec struct{ proto, addr, cert, key string }
@@ -94,6 +98,12 @@ func (s *setup) toml() string {
 	}
 	fmt.Fprintf(&b, "[relay]\nbind_ip = %q\npublic_ip = %q\nbind_ip6 = %q\nmin_port = %d\nmax_port = %d\nallow_peers = %s\n",
 		s.bindIP, s.publicIP, s.bindIP6, s.minPort, s.maxPort, tomlList(s.allowPeers))
+	if s.offload != "" {
+		fmt.Fprintf(&b, "offload = %q\n", s.offload)
+	}
+	if s.denyPeers != nil {
+		fmt.Fprintf(&b, "deny_peers = %s\n", tomlList(s.denyPeers))
+	}
 	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\n", s.usersFile, tomlList(s.secrets))
 	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\nunauthenticated_per_ip_rate = %d\n",
 		s.perUser, s.total, s.unauthRate)
