@@ -140,8 +140,6 @@ func startUclientPeer(t *testing.T, w *netnsWorld) {
 	time.Sleep(200 * time.Millisecond)
 }
 
-
-
 // offUclient runs turnutils_uclient from the root namespace against Ferry, relaying to the
 // echo peer, and returns the messages it sent and got back.
 func offUclient(t *testing.T, server string, clients, msgs, size int) (sent, recv int) {
