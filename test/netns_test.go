@@ -385,14 +385,26 @@ type netnsProc struct {
 func (w *netnsWorld) start(ns, testName string, env ...string) *netnsProc {
 	w.t.Helper()
 	args := []string{netnsTestBinary(), "-test.run", netnsRunPattern(testName), "-test.v", "-test.count=1", "-test.timeout=60s"}
-	cmd := w.command(ns, args[0], args[1:]...)
+	return w.startProgram(ns, testName, env, args[0], args[1:]...)
+}
+
+// startProgram runs any program in namespace ns in the background, as start runs a role:
+// env added to the environment, output collected and read with waitFor (a program reports
+// with lines "NETNS key=value", as netnsReport prints them), lines sent to its stdin, and
+// killed by the test's cleanup if still running. name names it in messages. The program
+// and whatever it starts (a browser's child processes) share a process group, which the
+// cleanup kills as one; the program is killed too if this process dies first.
+func (w *netnsWorld) startProgram(ns, name string, env []string, prog string, args ...string) *netnsProc {
+	w.t.Helper()
+	cmd := w.command(ns, prog, args...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, netnsWorldEnv+"=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &netnsProc{t: w.t, name: ns + ":" + testName, cmd: cmd, exited: make(chan struct{})}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	p := &netnsProc{t: w.t, name: ns + ":" + name, cmd: cmd, exited: make(chan struct{})}
 	var err error
 	if p.stdin, err = cmd.StdinPipe(); err != nil {
 		w.t.Fatal(err)
@@ -430,6 +442,8 @@ func (w *netnsWorld) start(ns, testName string, env ...string) *netnsProc {
 			_ = p.cmd.Process.Kill()
 			<-p.exited
 		}
+		// What the program started and left behind goes with it.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		if w.t.Failed() {
 			w.t.Logf("output of %s:\n%s", p.name, p.output())
 		}
