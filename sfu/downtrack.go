@@ -33,7 +33,8 @@ type queued struct {
 type verdict int
 
 const (
-	skipped verdict = iota // not the layer followed, or no keyframe to switch at yet
+	skipped verdict = iota // not the layer followed
+	waiting                // the layer wanted, but no keyframe to start or switch at yet
 	accepted
 	dropped // the queue was full
 )
@@ -52,6 +53,7 @@ type downTrack struct {
 
 	want     atomic.Pointer[choice]
 	estimate atomic.Uint64 // the subscriber's bandwidth estimate (REMB), bits/s
+	live     atomic.Bool   // the subscriber's connection is up: a keyframe sent before is lost
 	sent     rate          // what the writer sent
 
 	mu        sync.Mutex // offer runs on the read loop of each layer
@@ -104,6 +106,13 @@ func (d *downTrack) change(old *choice) {
 	}
 }
 
+// goLive starts forwarding, once the subscriber's connection is up, at a keyframe it asks
+// for now.
+func (d *downTrack) goLive() {
+	d.live.Store(true)
+	d.track.keyframe(d.target())
+}
+
 // start runs the writer, once; false if the downTrack was stopped first (its subscriber
 // left before it was added to its track).
 func (d *downTrack) start() bool {
@@ -136,8 +145,11 @@ func (d *downTrack) offer(rid string, p *packet, now int64) verdict {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	switched := rid != d.current || !d.started
-	if d.stopped.Load() || (switched && (rid != d.target() || !isKeyframe(d.track.codec.MimeType, p.Payload))) {
+	if d.stopped.Load() || !d.live.Load() || (switched && rid != d.target()) {
 		return skipped
+	}
+	if switched && !isKeyframe(d.track.codec.MimeType, p.Payload) {
+		return waiting
 	}
 	seqOffset, tsOffset := d.seqOffset, d.tsOffset
 	if switched {

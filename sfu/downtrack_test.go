@@ -85,7 +85,9 @@ func testDownTrack(t testing.TB, tr *track, requested string) (*downTrack, *sink
 		RTPCodecCapability: tr.codec.RTPCodecCapability, PayloadType: 96}}); err != nil {
 		t.Fatal(err)
 	}
-	return newDownTrack(tr, local, requested, nil), s
+	d := newDownTrack(tr, local, requested, nil)
+	d.live.Store(true)
+	return d, s
 }
 
 // publish is one packet of a publisher's read loop: the raw packet read into a pooled

@@ -522,11 +522,6 @@ func (s *SFU) watch(sess *session) {
 		switch state {
 		case webrtc.PeerConnectionStateConnected:
 			s.connected(sess)
-			if sess.sub != nil {
-				for _, d := range sess.sub.downs {
-					d.track.keyframe(d.target())
-				}
-			}
 		case webrtc.PeerConnectionStateFailed, webrtc.PeerConnectionStateClosed:
 			go s.end(sess)
 		}
@@ -537,13 +532,19 @@ func (s *SFU) watch(sess *session) {
 	}
 }
 
-// connected notes that a session's connection came up: its connect timeout is over.
+// connected notes that a session's connection came up: its connect timeout is over, and
+// a subscriber's tracks start.
 func (s *SFU) connected(sess *session) {
 	sess.connected.Store(true)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if sess.deadline != nil {
 		sess.deadline.Stop()
+	}
+	s.mu.Unlock()
+	if sess.sub != nil {
+		for _, d := range sess.sub.downs {
+			d.goLive()
+		}
 	}
 }
 

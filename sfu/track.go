@@ -138,15 +138,23 @@ func (t *track) forward(l *layer, p *packet, size int) {
 	downs := *t.downs.Load()
 	p.hold(len(downs))
 	var nAccepted, nDropped int
+	keyframeWanted := false
 	for _, d := range downs {
 		switch d.offer(l.rid, p, now) {
 		case accepted:
 			nAccepted++
 		case dropped:
 			nDropped++
+		case waiting:
+			keyframeWanted = true
 		}
 	}
 	p.releaseN(len(downs) - nAccepted)
+	if keyframeWanted {
+		// A request can be lost, or fall within the interval of another subscriber's that
+		// the publisher already answered: ask again until the keyframe comes.
+		t.requestKeyframe(l, now)
+	}
 	t.meters.forwarded(nAccepted, size)
 	t.meters.dropped(nDropped)
 }
@@ -154,9 +162,6 @@ func (t *track) forward(l *layer, p *packet, size int) {
 // keyframe asks the publisher for a keyframe on layer rid, at most once per
 // keyframeInterval.
 func (t *track) keyframe(rid string) {
-	if t.kind != webrtc.RTPCodecTypeVideo {
-		return
-	}
 	t.mu.Lock()
 	var l *layer
 	for _, c := range t.layers {
@@ -165,10 +170,17 @@ func (t *track) keyframe(rid string) {
 		}
 	}
 	t.mu.Unlock()
-	if l == nil {
+	if l != nil {
+		t.requestKeyframe(l, time.Now().UnixNano())
+	}
+}
+
+// requestKeyframe sends a keyframe request for layer l at now (unix nanoseconds), unless
+// one went less than keyframeInterval ago.
+func (t *track) requestKeyframe(l *layer, now int64) {
+	if t.kind != webrtc.RTPCodecTypeVideo {
 		return
 	}
-	now := time.Now().UnixNano()
 	last := l.lastPLI.Load()
 	if now-last < int64(keyframeInterval) || !l.lastPLI.CompareAndSwap(last, now) {
 		return

@@ -160,3 +160,44 @@ func TestPinWinsOverFollow(t *testing.T) {
 		t.Fatalf("back to automatic with a 300 kbit/s estimate: %+v, want l", *c)
 	}
 }
+
+// TestKeyframeAskedUntilItComes: a subscriber takes nothing before its connection is up
+// (a keyframe written then is lost); then it asks for a keyframe to start at, and again,
+// at most once per keyframeInterval, for as long as the publisher sends only interframes
+// (a request can be lost, or fall in the interval of another subscriber's that the
+// publisher already answered), and stops asking once it started.
+func TestKeyframeAskedUntilItComes(t *testing.T) {
+	tr, plis := testTrack(t, nil, "")
+	d, _ := testDownTrack(t, tr, "")
+	d.live.Store(false)
+	tr.addDown(d)
+	t.Cleanup(func() { tr.removeDown(d) })
+	l := tr.layers[0]
+	seq := uint16(1)
+	send := func(key bool) {
+		t.Helper()
+		publish(tr, rawPacket(t, seq, key))
+		seq++
+	}
+	send(true)
+	if d.started || len(*plis) != 0 {
+		t.Fatalf("before the connection is up: started %v, %d keyframe requests; want neither", d.started, len(*plis))
+	}
+	d.goLive()
+	send(false)
+	if len(*plis) != 1 {
+		t.Fatalf("live, then an interframe: %d keyframe requests, want 1 (then throttled)", len(*plis))
+	}
+	l.lastPLI.Add(-int64(keyframeInterval)) // the interval passes with no keyframe
+	send(false)
+	if len(*plis) != 2 {
+		t.Fatalf("an interval later, still no keyframe: %d keyframe requests, want 2", len(*plis))
+	}
+	send(true)
+	waitUntil(t, "the keyframe written", func() bool { return d.sent.bytes.Load() > 0 })
+	l.lastPLI.Add(-int64(keyframeInterval))
+	send(false)
+	if len(*plis) != 2 {
+		t.Errorf("after the keyframe: %d keyframe requests, want still 2", len(*plis))
+	}
+}

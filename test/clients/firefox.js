@@ -25,12 +25,18 @@ window.addEventListener('unhandledrejection', (e) => report('error', `unhandled:
 
 // until polls cond every 100 ms until it returns a true value, which it returns; it throws
 // after ms with what it waited for.
+// until polls cond until it returns a truthy value; cond may set last.seen to what it
+// saw, which the timeout error then shows.
 async function until(what, ms, cond) {
   const end = Date.now() + ms;
+  const last = {};
   for (;;) {
-    const v = await cond();
+    const v = await cond(last);
     if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    if (Date.now() > end) {
+      const seen = last.seen === undefined ? '' : `; last seen ${JSON.stringify(last.seen)}`;
+      throw new Error(`timed out after ${ms} ms waiting for ${what}${seen}`);
+    }
     await sleep(100);
   }
 }
@@ -171,14 +177,15 @@ async function watch() {
   trickle.url = trickle.resource;
   trickle.flush();
   await connected(pc);
-  const plays = async (base) => {
+  const plays = async (base, last) => {
     const now = await inbound(pc);
+    if (last) last.seen = now;
     const ok = want.every((k) => (k === 'video' ? now.video.frames >= base.video.frames + 20
       : now.audio.packets >= base.audio.packets + 50));
     return ok && now;
   };
   const zero = { video: { frames: 0 }, audio: { packets: 0 } };
-  const media = await until(`${want} playing`, 20000, () => plays(zero));
+  const media = await until(`${want} playing`, 20000, (last) => plays(zero, last));
   await report('pair', await selectedPair(pc));
   await report('media', Object.assign(media, { trickled: trickle.sent }));
   if (q.get('restart') === '1') await restart(pc, answer, trickle, plays);
@@ -211,7 +218,7 @@ async function restart(pc, answer, trickle, plays) {
   trickle.url = trickle.resource;
   trickle.flush();
   await connected(pc);
-  const media = await until('media after the ICE restart', 20000, () => plays(base));
+  const media = await until('media after the ICE restart', 20000, (last) => plays(base, last));
   const after = await selectedPair(pc);
   await report('restarted', { before, after, media, ufrag });
 }
