@@ -306,8 +306,8 @@ func (s *Server) started(r *request, a *allocation) {
 	if r.conn != nil {
 		r.conn.allocated(a)
 	}
+	s.meters.allocationCreated(a) // before the answer: a client that has it sees it counted
 	r.w.respond(a.createResp, r.five.client)
-	s.meters.allocationCreated(a)
 	s.log.Info("allocation created", "id", a.id, "user", a.user, "client", a.five.client.String(),
 		"transport", a.transport, "relay", a.relayAddrs())
 }
