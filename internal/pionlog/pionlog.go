@@ -58,6 +58,10 @@ var expected = []pattern{
 	// A new session whose client has not sent its candidates yet (they trickle in with
 	// PATCH, or never come: the connect timeout ends such a session).
 	{part: "Failed to ping without candidate pairs"},
+	// A STUN message on the SFU's shared ICE socket, from an address no session knows, that
+	// has no USERNAME to route it by: a late answer to a check of a session that just ended,
+	// or anyone on the network (a warning per datagram would let them flood the log).
+	{part: "No Username attribute in STUN message from"},
 }
 
 // pattern matches a message that contains part and ends with end.

@@ -41,6 +41,7 @@ func TestExpectedAreDebug(t *testing.T) {
 		"Could not determine PayloadType for SSRC 2961014816 (EOF)",
 		"Failed to ping without candidate pairs. Connection is not possible yet.",
 		"Warning: mux: no endpoint for packet starting with 128, adding to queue size(0)",
+		"No Username attribute in STUN message from 198.51.100.2:33948",
 	} {
 		got := logged(t, func(l logger) { l.Warn(msg); l.Errorf("%s", msg) })
 		want := []string{"DEBUG " + msg, "DEBUG " + msg}
