@@ -2,40 +2,48 @@
 // Debian's coturn where the kernel path is real: in network namespaces joined by veth
 // pairs, the same ones as the end-to-end test TestOffload:
 //
-//	root (turnutils_uclient) 198.51.100.2 ═ 198.51.100.1 [srv: the server] 203.0.113.1 ═ 203.0.113.2 [peer: turnutils_peer]
+//	root (load) 198.51.100.2 c0 ═ s0 198.51.100.1 [srv: the server] 203.0.113.1 s1 ═ p0 203.0.113.2 [peer: load]
 //
-// Each run starts a fresh server in srv, a fresh echo peer, and one turnutils_uclient load
-// relaying ChannelData to the peer and back; servers take turns (coturn, ferry offload,
-// ferry off) within each round. Kernel work is not charged to the server process, so the
-// headline figure is machine-wide: all cores' busy time from /proc/stat over the run, less
-// the CPU of the load's own processes (uclient, turnutils_peer) and of every other user
-// process (reported as "other CPU"; a round in which it passes a share of the wall time is
-// run again). Kernel threads (ksoftirqd) count as relay work. A latency probe (pion/turn,
-// one message at a time) gives p50 and p99 round trips through each server.
+// The machine is split in two sides (see account.go): the server runs on one core (taskset)
+// and the kernel receives what reaches its interfaces s0 and s1 on that core too (RPS), so
+// the relay's kernel work, which is charged to no server process, lands there; the load
+// (turnutils_uclient, turnutils_peer, this program) runs on another core, which also
+// receives what reaches c0 and p0. On veth the receiving side's work would otherwise run in
+// the sending process's system call, that is inside the load generators.
 //
-// It needs root, unshare, ip, coturn's turnserver, turnutils_uclient and turnutils_peer:
+// Three measurements, each in rounds in which the servers take turns (coturn, Ferry with
+// the kernel fast path, Ferry in user space):
 //
-//	go run ./test/bench/offloadbench -ferry bin/ferry [-rounds 3] [-msgs 5000] [-clients 10]
+//   - cpu: a turnutils_uclient load relaying ChannelData to turnutils_peer and back; CPU per
+//     message machine-wide (all cores less the load's processes and other processes), of
+//     the server's core (less other processes) and of the server process (account.go says
+//     how each is measured); a run in which other processes took more than -max-other of
+//     its wall time is run again.
+//   - latency: a pion/turn client, one 200-byte message at a time: p50 and p99 round trips.
+//   - rate: a paced load of ChannelData to peers and of peers' datagrams to clients at rising
+//     rates (rate.go): the highest rate relayed with at most 1 % loss by the one core.
+//
+// It needs root, unshare, ip, taskset, coturn's turnserver, turnutils_uclient,
+// turnutils_peer, the cgroup v1 cpuacct controller, cpuidle and a kernel with tcx (6.6+)
+// for the rate sinks:
+//
+//	go run ./test/bench/offloadbench -ferry bin/ferry [-rounds 3] [-only cpu,latency,rate]
 package main
 
 import (
-	"bufio"
-	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pion/logging"
-	"github.com/pion/turn/v5"
 )
 
 const (
@@ -48,28 +56,69 @@ const (
 	realm    = "ferry.bench"
 )
 
+// The servers, in the order they take turns.
+var serverNames = []string{"coturn", "ferry-offload", "ferry-userspace"}
+
 type options struct {
-	ferry    string
-	rounds   int
-	msgs     int
-	clients  int
-	maxOther float64
-	tries    int
-	pings    int
+	ferry      string
+	rounds     int
+	msgs       int
+	clients    int
+	maxOther   float64
+	tries      int
+	pings      int
+	loadCPU    int
+	serverCPU  int
+	only       map[string]bool
+	sizes      []int
+	rateConns  int
+	rateStep   time.Duration
+	rates      []int
+	rateFails  int
+	quietBusy  float64
+	quietWait  time.Duration
+	markdown   bool
+	sysfsDir   string // this namespace's sysfs, mounted by world
+	scratchDir string
 }
 
 func main() {
 	var o options
+	var only, sizes, rates string
 	flag.StringVar(&o.ferry, "ferry", "bin/ferry", "the ferry binary")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every server once per size")
-	flag.IntVar(&o.msgs, "msgs", 5000, "messages per uclient client")
-	flag.IntVar(&o.clients, "clients", 10, "uclient clients (-m)")
-	flag.Float64Var(&o.maxOther, "max-other", 0.1, "a round is run again when other processes took more than this share of a run's wall time")
-	flag.IntVar(&o.tries, "tries", 3, "tries of a noisy round at most")
-	flag.IntVar(&o.pings, "pings", 2000, "latency probe round trips per server")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; in each, every server runs once per size (cpu, rate) or once (latency)")
+	flag.IntVar(&o.msgs, "msgs", 5000, "cpu: messages per uclient client")
+	flag.IntVar(&o.clients, "clients", 10, "cpu: uclient clients (-m)")
+	flag.Float64Var(&o.maxOther, "max-other", 0.1, "cpu: a run is taken again when other processes used more than this share of its wall time")
+	flag.IntVar(&o.tries, "tries", 3, "cpu: tries of a noisy run at most")
+	flag.IntVar(&o.pings, "pings", 2000, "latency: round trips per server and round")
+	flag.IntVar(&o.loadCPU, "load-cpu", 0, "the core of the load generators and of the kernel's receive work for c0 and p0")
+	flag.IntVar(&o.serverCPU, "server-cpu", 1, "the core of the server and of the kernel's receive work for s0 and s1")
+	flag.StringVar(&only, "only", "cpu,latency,rate", "the measurements to take")
+	flag.StringVar(&sizes, "sizes", "200,1000", "cpu, rate: ChannelData payload sizes in bytes")
+	flag.IntVar(&o.rateConns, "rate-clients", 8, "rate: allocations (each with one channel to a peer socket of its own)")
+	flag.DurationVar(&o.rateStep, "rate-step", 3*time.Second, "rate: the length of each rate step")
+	flag.StringVar(&rates, "rates", "20000,30000,40000,50000,60000,70000,80000,100000,125000,150000,175000,200000,250000,300000",
+		"rate: the offered rates, relayed messages per second (half each way)")
+	flag.IntVar(&o.rateFails, "rate-fails", 2, "rate: a server's steps end after this many failing steps in a row")
+	flag.Float64Var(&o.quietBusy, "quiet", 0.05, "before each run, wait until other processes use less than this many CPUs over a second")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 60*time.Second, "the longest wait for a quiet machine before a run")
+	flag.BoolVar(&o.markdown, "markdown", true, "print the report as Markdown tables")
 	flag.Parse()
+	o.only = map[string]bool{}
+	for _, s := range strings.Split(only, ",") {
+		o.only[strings.TrimSpace(s)] = true
+	}
+	var err error
+	if o.sizes, err = ints(sizes); err == nil {
+		o.rates, err = ints(rates)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "offloadbench:", err)
+		os.Exit(2)
+	}
 	if os.Getenv(worldEnv) == "" {
-		os.Exit(reexec())
+		os.Exit(reexec(o))
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "offloadbench:", err)
@@ -77,10 +126,29 @@ func main() {
 	}
 }
 
-// reexec runs this program again in network and mount namespaces of its own.
-func reexec() int {
+func ints(s string) ([]int, error) {
+	var v []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 {
+			return nil, fmt.Errorf("%q: want positive integers separated by commas", s)
+		}
+		v = append(v, n)
+	}
+	return v, nil
+}
+
+// reexec runs this program again, on the load core, in network and mount namespaces of
+// its own.
+func reexec(o options) int {
+	if n := runtime.NumCPU(); o.loadCPU == o.serverCPU || o.loadCPU >= n || o.serverCPU >= n {
+		fmt.Fprintf(os.Stderr, "offloadbench: -load-cpu %d and -server-cpu %d must be two different cores of the %d this program may use\n",
+			o.loadCPU, o.serverCPU, n)
+		return 2
+	}
 	exe, _ := os.Executable()
-	cmd := exec.Command("unshare", append([]string{"--net", "--mount", "--propagation", "private", exe}, os.Args[1:]...)...)
+	args := append([]string{"-c", strconv.Itoa(o.loadCPU), "unshare", "--net", "--mount", "--propagation", "private", exe}, os.Args[1:]...)
+	cmd := exec.Command("taskset", args...)
 	cmd.Env = append(os.Environ(), worldEnv+"=1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
@@ -98,8 +166,12 @@ func sh(args ...string) error {
 	return nil
 }
 
-// world builds the namespaces; they vanish with this process's namespaces.
-func world() error {
+func mask(cpu int) string { return strconv.FormatUint(1<<cpu, 16) }
+
+// world builds the namespaces; they vanish with this process's namespaces. Each veth end
+// hands what it receives to one core (RPS): s0 and s1 to the server's, c0 and p0 to the
+// load's.
+func world(o *options) error {
 	_ = os.MkdirAll("/var/run/netns", 0o755)
 	steps := [][]string{
 		{"mount", "-t", "tmpfs", "tmpfs", "/var/run/netns"},
@@ -113,10 +185,31 @@ func world() error {
 		{"ip", "-n", "srv", "addr", "add", "203.0.113.1/24", "dev", "s1"}, {"ip", "-n", "srv", "link", "set", "s1", "up"},
 		{"ip", "-n", "peer", "addr", "add", peerIP + "/24", "dev", "p0"}, {"ip", "-n", "peer", "link", "set", "p0", "up"},
 		{"ip", "-n", "peer", "route", "add", "default", "via", "203.0.113.1"},
+		// This namespace's sysfs, for c0's queues, beside /sys (whose cgroup mounts
+		// account.go reads).
+		{"mount", "-t", "sysfs", "sysfs", o.sysfsDir},
 	}
 	for _, s := range steps {
 		if err := sh(s...); err != nil {
 			return err
+		}
+	}
+	rps := func(ns, sysfs, dev string, cpu int) error {
+		script := fmt.Sprintf("for q in %s/class/net/%s/queues/rx-*; do echo %s > $q/rps_cpus || exit 1; done", sysfs, dev, mask(cpu))
+		if ns == "" {
+			return sh("sh", "-c", script)
+		}
+		return sh("ip", "netns", "exec", ns, "sh", "-c", script)
+	}
+	for _, r := range []struct {
+		ns, sysfs, dev string
+		cpu            int
+	}{
+		{"", o.sysfsDir, "c0", o.loadCPU}, {"srv", "/sys", "s0", o.serverCPU},
+		{"srv", "/sys", "s1", o.serverCPU}, {"peer", "/sys", "p0", o.loadCPU},
+	} {
+		if err := rps(r.ns, r.sysfs, r.dev, r.cpu); err != nil {
+			return fmt.Errorf("RPS: %w", err)
 		}
 	}
 	return nil
@@ -127,7 +220,8 @@ type server struct {
 	cmd  func(dir string) *exec.Cmd
 }
 
-func servers(ferry, users string) []server {
+func servers(o options, ferry, users string) []server {
+	pin := []string{"taskset", "-c", strconv.Itoa(o.serverCPU), "ip", "netns", "exec", "srv"}
 	ferryCfg := func(dir, offload string) string {
 		cfg := fmt.Sprintf(`[server]
 realm = %q
@@ -160,131 +254,148 @@ level = "warn"
 		_ = os.WriteFile(p, []byte(cfg), 0o600)
 		return p
 	}
+	command := func(args ...string) *exec.Cmd {
+		all := append(slices.Clone(pin), args...)
+		return exec.Command(all[0], all[1:]...)
+	}
 	return []server{
 		{"coturn", func(dir string) *exec.Cmd {
-			return exec.Command("ip", "netns", "exec", "srv", "turnserver", "-n", "--no-tls", "--no-dtls", "--no-tcp",
+			return command("turnserver", "-n", "--no-tls", "--no-dtls", "--no-tcp",
 				"--listening-ip="+srvIP, "--relay-ip="+srvIP, "--listening-port=3478", "--min-port=10000", "--max-port=19999",
 				"--lt-cred-mech", "--user="+user+":"+pass, "--realm="+realm, "--no-cli", "--user-quota=0", "--total-quota=0",
 				"--log-file="+filepath.Join(dir, "coturn.log"), "--simple-log", "--no-stdout-log",
 				"--pidfile="+filepath.Join(dir, "turnserver.pid"), "--userdb="+filepath.Join(dir, "turndb"))
 		}},
 		{"ferry-offload", func(dir string) *exec.Cmd {
-			return exec.Command("ip", "netns", "exec", "srv", ferry, "serve", "--config", ferryCfg(dir, "auto"))
+			return command(ferry, "serve", "--config", ferryCfg(dir, "auto"))
 		}},
 		{"ferry-userspace", func(dir string) *exec.Cmd {
-			return exec.Command("ip", "netns", "exec", "srv", ferry, "serve", "--config", ferryCfg(dir, "off"))
+			return command(ferry, "serve", "--config", ferryCfg(dir, "off"))
 		}},
 	}
 }
 
-// result is one run.
-type result struct {
-	server              string
-	size, round, tries  int
-	sent, recv          int
-	wall                float64
-	machine, proc, load float64 // CPU seconds: all cores less load and others; the server process; uclient+peer
-	other               float64 // CPU seconds of other user processes
-	avgRTT              string
-}
-
-func (r result) lossPct() float64 { return 100 * float64(r.sent-r.recv) / float64(r.sent) }
-
 func run(o options) error {
-	if err := world(); err != nil {
-		return err
-	}
-	ferry, err := filepath.Abs(o.ferry)
-	if err != nil {
-		return err
-	}
 	dir, err := os.MkdirTemp("", "offloadbench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	o.scratchDir = dir
+	o.sysfsDir = filepath.Join(dir, "sys")
+	if err := os.Mkdir(o.sysfsDir, 0o755); err != nil {
+		return err
+	}
+	if err := world(&o); err != nil {
+		return err
+	}
+	defer func() { _ = syscall.Unmount(o.sysfsDir, 0) }()
+	ferry, err := filepath.Abs(o.ferry)
+	if err != nil {
+		return err
+	}
 	users := filepath.Join(dir, "users.toml")
 	add := exec.Command(ferry, "user", "add", user, "--realm", realm, "--users-file", users, "--password-stdin")
 	add.Stdin = strings.NewReader(pass + "\n")
 	if out, err := add.CombinedOutput(); err != nil {
 		return fmt.Errorf("ferry user add: %v: %s", err, out)
 	}
-	var results []result
-	n := 0
-	for _, size := range []int{200, 1000} {
-		for round := 1; round <= o.rounds; round++ {
-			var kept []result
-			for try := 1; try <= o.tries; try++ {
-				var rs []result
-				noisy := false
-				for _, s := range servers(ferry, users) {
-					n++
-					d := filepath.Join(dir, fmt.Sprintf("%03d-%s", n, s.name))
-					_ = os.Mkdir(d, 0o700)
-					r, err := measure(o, s, d, size)
-					if err != nil {
-						return fmt.Errorf("%s %d B round %d: %w", s.name, size, round, err)
-					}
-					r.round, r.tries = round, try
-					fmt.Fprintf(os.Stderr, "%d B round %d try %d %-16s sent %d recv %d loss %.2f%% wall %.1fs machine %.3fs proc %.3fs other %.3fs (%.0f%%) rtt %s\n",
-						size, round, try, s.name, r.sent, r.recv, r.lossPct(), r.wall, r.machine, r.proc, r.other, 100*r.other/r.wall, r.avgRTT)
-					noisy = noisy || r.other > o.maxOther*r.wall
-					rs = append(rs, r)
-				}
-				kept = rs
-				if !noisy {
-					break
-				}
-				fmt.Fprintf(os.Stderr, "round %d: other processes above %.0f%% of a run's wall time: running it again\n", round, 100*o.maxOther)
-			}
-			results = append(results, kept...)
+	b := &bench{o: o, all: servers(o, ferry, users), dir: dir}
+	if b.acct, err = newAccountant(o); err != nil {
+		return err
+	}
+	defer b.acct.close()
+	started := time.Now()
+	if o.only["cpu"] {
+		if err := b.cpuRounds(); err != nil {
+			return err
 		}
 	}
-	lat := map[string][2]time.Duration{}
-	for _, s := range servers(ferry, users) {
-		n++
-		d := filepath.Join(dir, fmt.Sprintf("%03d-%s-latency", n, s.name))
-		_ = os.Mkdir(d, 0o700)
-		p50, p99, err := latency(o, s, d)
-		if err != nil {
-			return fmt.Errorf("%s latency: %w", s.name, err)
+	if o.only["latency"] {
+		if err := b.latencyRounds(); err != nil {
+			return err
 		}
-		lat[s.name] = [2]time.Duration{p50, p99}
-		fmt.Fprintf(os.Stderr, "latency %-16s p50 %v p99 %v\n", s.name, p50, p99)
 	}
-	report(o, results, lat)
+	if o.only["rate"] {
+		if err := b.rateRounds(); err != nil {
+			return err
+		}
+	}
+	b.report(time.Since(started))
 	return nil
 }
 
-// start runs the server and the echo peer and waits until both are up.
-func start(s server, dir string) (srv, peer *exec.Cmd, err error) {
-	srv = s.cmd(dir)
-	out, _ := os.Create(filepath.Join(dir, "output"))
-	srv.Stdout, srv.Stderr = out, out
-	if err := srv.Start(); err != nil {
-		return nil, nil, err
+// bench holds the results of a run of this program.
+type bench struct {
+	o    options
+	all  []server
+	dir  string
+	n    int // runs so far, to name their directories
+	acct *accountant
+
+	cpu     []cpuResult
+	latency []latencyResult
+	rate    []rateResult
+}
+
+// runDir makes a directory for one run of a server.
+func (b *bench) runDir(s server, what string) string {
+	b.n++
+	d := filepath.Join(b.dir, fmt.Sprintf("%03d-%s-%s", b.n, s.name, what))
+	_ = os.Mkdir(d, 0o700)
+	return d
+}
+
+// running is a started server and echo peer.
+type running struct {
+	srv, peer *exec.Cmd
+	out       *os.File // the server's output
+	dir       string
+}
+
+// start runs the server in the server's cgroup (and, with peer, turnutils_peer) and waits
+// until it answers.
+func (b *bench) start(s server, dir string, peer bool) (*running, error) {
+	r := &running{dir: dir}
+	r.srv = s.cmd(dir)
+	out, err := os.Create(filepath.Join(dir, "output"))
+	if err != nil {
+		return nil, err
 	}
-	peer = exec.Command("ip", "netns", "exec", "peer", "turnutils_peer", "-L", peerIP, "-p", "3480")
-	if err := peer.Start(); err != nil {
-		stop(srv)
-		return nil, nil, err
+	r.out = out
+	r.srv.Stdout, r.srv.Stderr = out, out
+	if err := r.srv.Start(); err != nil {
+		_ = out.Close()
+		return nil, err
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		c, err := net.DialTimeout("tcp", srvIP+":1", 10*time.Millisecond) // nothing: just time
-		if err == nil {
-			_ = c.Close()
+	if err := b.acct.join("server", r.srv.Process.Pid); err != nil {
+		r.stop()
+		return nil, err
+	}
+	if peer {
+		r.peer = exec.Command("ip", "netns", "exec", "peer", "turnutils_peer", "-L", peerIP, "-p", "3480")
+		if err := r.peer.Start(); err != nil {
+			r.stop()
+			return nil, err
 		}
-		if binding() == nil {
-			break
-		}
+	}
+	for deadline := time.Now().Add(10 * time.Second); binding() != nil; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			stop(srv)
-			stop(peer)
-			return nil, nil, fmt.Errorf("%s did not answer a Binding request", s.name)
+			r.stop()
+			b, _ := os.ReadFile(filepath.Join(dir, "output"))
+			return nil, fmt.Errorf("%s did not answer a Binding request: %s", s.name, tail(b))
 		}
 	}
 	time.Sleep(300 * time.Millisecond)
-	return srv, peer, nil
+	return r, nil
+}
+
+func (r *running) stop() {
+	if r.peer != nil {
+		stop(r.peer)
+	}
+	stop(r.srv)
+	_ = r.out.Close()
 }
 
 // binding sends a STUN Binding request to the server and waits for any answer.
@@ -315,222 +426,9 @@ func stop(c *exec.Cmd) {
 	}
 }
 
-var (
-	totals = regexp.MustCompile(`tot_send_msgs=(\d+), tot_recv_msgs=(\d+)`)
-	rtt    = regexp.MustCompile(`Average round trip delay ([0-9.]+) ms`)
-)
-
-func measure(o options, s server, dir string, size int) (result, error) {
-	srv, peer, err := start(s, dir)
-	if err != nil {
-		return result{}, err
-	}
-	defer stop(peer)
-	defer stop(srv)
-	r := result{server: s.name, size: size}
-	ours := map[int]bool{os.Getpid(): true, srv.Process.Pid: true, peer.Process.Pid: true}
-	m0, o0 := machineBusy(), othersCPU(ours)
-	p0, pe0 := procCPU(srv.Process.Pid), procCPU(peer.Process.Pid)
-	t0 := time.Now()
-	uc := exec.Command("turnutils_uclient", "-e", peerIP, "-r", "3480", "-u", user, "-w", pass, "-p", "3478",
-		"-m", strconv.Itoa(o.clients), "-n", strconv.Itoa(o.msgs), "-l", strconv.Itoa(size), "-z", "0", srvIP)
-	out, err := uc.CombinedOutput()
-	r.wall = time.Since(t0).Seconds()
-	m1, o1 := machineBusy(), othersCPU(ours)
-	p1, pe1 := procCPU(srv.Process.Pid), procCPU(peer.Process.Pid)
-	if err != nil {
-		return r, fmt.Errorf("uclient: %v: %s", err, tail(out))
-	}
-	t := totals.FindAllSubmatch(out, -1)
-	if t == nil {
-		return r, fmt.Errorf("uclient printed no totals: %s", tail(out))
-	}
-	r.sent, _ = strconv.Atoi(string(t[len(t)-1][1]))
-	r.recv, _ = strconv.Atoi(string(t[len(t)-1][2]))
-	if a := rtt.FindAllSubmatch(out, -1); a != nil {
-		r.avgRTT = string(a[len(a)-1][1]) + " ms"
-	}
-	ucCPU := uc.ProcessState.UserTime().Seconds() + uc.ProcessState.SystemTime().Seconds()
-	r.proc = p1 - p0
-	r.load = ucCPU + (pe1 - pe0)
-	r.other = o1 - o0
-	r.machine = (m1 - m0) - r.load - r.other
-	return r, nil
-}
-
 func tail(b []byte) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
 }
 
-// machineBusy is the busy CPU time of all cores so far (/proc/stat: all but idle and iowait).
-func machineBusy() float64 {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Scan()
-	fields := strings.Fields(sc.Text())[1:]
-	var busy float64
-	for i, v := range fields {
-		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest times are in user already
-			continue
-		}
-		n, _ := strconv.ParseFloat(v, 64)
-		busy += n
-	}
-	return busy / 100 // USER_HZ
-}
-
-// procCPU is a process's utime+stime in seconds.
-func procCPU(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.ParseFloat(fields[11], 64)
-	k, _ := strconv.ParseFloat(fields[12], 64)
-	return (u + k) / 100
-}
-
-// othersCPU sums utime+stime of the user processes not in ours and not their children
-// (not their reaped children's: a parent reaping a long-lived child would add CPU spent
-// before the run); kernel threads (children of kthreadd) are left out: their network work
-// (ksoftirqd) is relay work.
-func othersCPU(ours map[int]bool) float64 {
-	entries, _ := os.ReadDir("/proc")
-	var sum float64
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || ours[pid] || pid == 2 {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-		ppid, _ := strconv.Atoi(f[1])
-		if ppid == 2 || ours[ppid] {
-			continue
-		}
-		for _, i := range []int{11, 12} {
-			v, _ := strconv.ParseFloat(f[i], 64)
-			sum += v / 100
-		}
-	}
-	return sum
-}
-
-// latency relays o.pings messages of 200 bytes one at a time through s with a pion/turn
-// client to the echo peer and returns the 50th and 99th percentile round trips.
-func latency(o options, s server, dir string) (p50, p99 time.Duration, err error) {
-	srv, peer, err := start(s, dir)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer stop(peer)
-	defer stop(srv)
-	conn, err := net.ListenPacket("udp4", cliIP+":0")
-	if err != nil {
-		return 0, 0, err
-	}
-	defer conn.Close()
-	lf := logging.NewDefaultLoggerFactory()
-	lf.DefaultLogLevel = logging.LogLevelDisabled
-	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: srvIP + ":3478", TURNServerAddr: srvIP + ":3478",
-		Conn: conn, Username: user, Password: pass, Realm: realm, LoggerFactory: lf})
-	if err != nil {
-		return 0, 0, err
-	}
-	defer c.Close()
-	if err := c.Listen(); err != nil {
-		return 0, 0, err
-	}
-	rc, err := c.Allocate()
-	if err != nil {
-		return 0, 0, err
-	}
-	defer rc.Close()
-	to := &net.UDPAddr{IP: net.ParseIP(peerIP), Port: 3480}
-	msg, buf := make([]byte, 200), make([]byte, 1500)
-	var rtts []time.Duration
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	for i := 0; i < o.pings+100 && ctx.Err() == nil; i++ {
-		msg[0], msg[1] = byte(i), byte(i>>8)
-		t0 := time.Now()
-		if _, err := rc.WriteTo(msg, to); err != nil {
-			return 0, 0, err
-		}
-		_ = rc.SetReadDeadline(time.Now().Add(time.Second))
-		for {
-			n, _, err := rc.ReadFrom(buf)
-			if err != nil {
-				break // lost: not counted
-			}
-			if n == len(msg) && buf[0] == msg[0] && buf[1] == msg[1] {
-				if i >= 100 { // the first ones go before the channel is bound
-					rtts = append(rtts, time.Since(t0))
-				}
-				break
-			}
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if len(rtts) == 0 {
-		return 0, 0, fmt.Errorf("no echo came back")
-	}
-	slices.Sort(rtts)
-	return rtts[len(rtts)/2], rtts[len(rtts)*99/100], nil
-}
-
-func median(v []float64) float64 {
-	slices.Sort(v)
-	if len(v) == 0 {
-		return 0
-	}
-	return v[len(v)/2]
-}
-
-func report(o options, rs []result, lat map[string][2]time.Duration) {
-	fmt.Printf("\n### Runs (%d uclient clients × %d messages, -z 0, to turnutils_peer and back)\n\n", o.clients, o.msgs)
-	fmt.Println("| size | round | try | server | sent | recv | loss % | wall s | machine CPU s | server proc CPU s | load CPU s | other CPU s (% of wall) | avg RTT (uclient) |")
-	fmt.Println("| ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-	for _, r := range rs {
-		fmt.Printf("| %d | %d | %d | %s | %d | %d | %.2f | %.1f | %.3f | %.3f | %.3f | %.3f (%.1f %%) | %s |\n", r.size, r.round, r.tries, r.server,
-			r.sent, r.recv, r.lossPct(), r.wall, r.machine, r.proc, r.load, r.other, 100*r.other/r.wall, r.avgRTT)
-	}
-	fmt.Printf("\n### Medians over %d rounds (per message received back: relayed to the peer and back)\n\n", o.rounds)
-	fmt.Println("| size | server | machine CPU µs/msg | server proc CPU µs/msg | loss % | machine vs coturn | proc vs coturn |")
-	fmt.Println("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-	for _, size := range []int{200, 1000} {
-		med := map[string][3]float64{}
-		for _, name := range []string{"coturn", "ferry-offload", "ferry-userspace"} {
-			var m, p, l []float64
-			for _, r := range rs {
-				if r.size == size && r.server == name {
-					m = append(m, r.machine/float64(r.recv)*1e6)
-					p = append(p, r.proc/float64(r.recv)*1e6)
-					l = append(l, r.lossPct())
-				}
-			}
-			med[name] = [3]float64{median(m), median(p), median(l)}
-		}
-		for _, name := range []string{"coturn", "ferry-offload", "ferry-userspace"} {
-			v, c := med[name], med["coturn"]
-			fmt.Printf("| %d | %s | %.2f | %.2f | %.2f | %.2f | %.3f |\n", size, name, v[0], v[1], v[2], v[0]/c[0], v[1]/c[1])
-		}
-	}
-	fmt.Printf("\n### Latency (pion/turn client, %d round trips of 200 bytes, one at a time, 1 ms apart)\n\n", o.pings)
-	fmt.Println("| server | p50 | p99 |")
-	fmt.Println("| --- | ---: | ---: |")
-	for _, name := range []string{"coturn", "ferry-offload", "ferry-userspace"} {
-		fmt.Printf("| %s | %v | %v |\n", name, lat[name][0].Round(time.Microsecond), lat[name][1].Round(time.Microsecond))
-	}
-}
+var errNoEcho = errors.New("no echo came back")
