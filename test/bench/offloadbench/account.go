@@ -275,3 +275,11 @@ func (a *accountant) waitQuiet() float64 {
 		}
 	}
 }
+
+func sum(v []float64) float64 {
+	var s float64
+	for _, x := range v {
+		s += x
+	}
+	return s
+}

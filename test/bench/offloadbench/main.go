@@ -22,6 +22,8 @@
 //   - latency: a pion/turn client, one 200-byte message at a time: p50 and p99 round trips.
 //   - rate: a paced load of ChannelData to peers and of peers' datagrams to clients at rising
 //     rates (rate.go): the highest rate relayed with at most 1 % loss by the one core.
+//   - hook (not by default): what the TC and the XDP hook cost on veth with the same minimal
+//     forwarding program, without a server (hook.go).
 //
 // It needs root, unshare, ip, taskset, coturn's turnserver, turnutils_uclient,
 // turnutils_peer, the cgroup v1 cpuacct controller, cpuidle and a kernel with tcx (6.6+)
@@ -75,6 +77,7 @@ type options struct {
 	rateStep   time.Duration
 	rates      []int
 	rateFails  int
+	hookRates  []int
 	quietBusy  float64
 	quietWait  time.Duration
 	markdown   bool
@@ -84,7 +87,7 @@ type options struct {
 
 func main() {
 	var o options
-	var only, sizes, rates string
+	var only, sizes, rates, hookRates string
 	flag.StringVar(&o.ferry, "ferry", "bin/ferry", "the ferry binary")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; in each, every server runs once per size (cpu, rate) or once (latency)")
 	flag.IntVar(&o.msgs, "msgs", 5000, "cpu: messages per uclient client")
@@ -101,6 +104,7 @@ func main() {
 	flag.StringVar(&rates, "rates", "20000,30000,40000,50000,60000,70000,80000,100000,125000,150000,175000,200000,250000,300000",
 		"rate: the offered rates, relayed messages per second (half each way)")
 	flag.IntVar(&o.rateFails, "rate-fails", 2, "rate: a server's steps end after this many failing steps in a row")
+	flag.StringVar(&hookRates, "hook-rates", "50000,100000", "hook: the rates, datagrams per second (the first -sizes value their payload)")
 	flag.Float64Var(&o.quietBusy, "quiet", 0.05, "before each run, wait until other processes use less than this many CPUs over a second")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 60*time.Second, "the longest wait for a quiet machine before a run")
 	flag.BoolVar(&o.markdown, "markdown", true, "print the report as Markdown tables")
@@ -112,6 +116,9 @@ func main() {
 	var err error
 	if o.sizes, err = ints(sizes); err == nil {
 		o.rates, err = ints(rates)
+	}
+	if err == nil {
+		o.hookRates, err = ints(hookRates)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "offloadbench:", err)
@@ -321,6 +328,11 @@ func run(o options) error {
 			return err
 		}
 	}
+	if o.only["hook"] {
+		if err := b.hookRounds(); err != nil {
+			return err
+		}
+	}
 	b.report(time.Since(started))
 	return nil
 }
@@ -336,6 +348,7 @@ type bench struct {
 	cpu     []cpuResult
 	latency []latencyResult
 	rate    []rateResult
+	hook    []hookStep
 }
 
 // runDir makes a directory for one run of a server.

@@ -51,6 +51,10 @@ type sink struct {
 	link   link.Link
 }
 
+// nativeIPv4 is the EtherType of IPv4 (network order) as a load from a packet or from
+// skb->protocol reads it.
+var nativeIPv4 = binary.NativeEndian.Uint16([]byte{0x08, 0x00})
+
 // tcx return codes.
 const (
 	tcxNext = -1
@@ -64,14 +68,13 @@ func newSink(netns, dev string) (*sink, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sink map: %w", err)
 	}
-	ipv4 := int32(binary.NativeEndian.Uint16([]byte{0x08, 0x00})) // skb->protocol, network order
 	s.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:    ebpf.SchedCLS,
 		License: "MIT",
 		Instructions: asm.Instructions{
 			asm.Mov.Reg(asm.R6, asm.R1),
 			asm.LoadMem(asm.R2, asm.R6, 16, asm.Word), // skb->protocol
-			asm.JNE.Imm(asm.R2, ipv4, "next"),
+			asm.JNE.Imm(asm.R2, int32(nativeIPv4), "next"),
 			asm.LoadMem(asm.R2, asm.R6, 76, asm.Word), // skb->data
 			asm.LoadMem(asm.R3, asm.R6, 80, asm.Word), // skb->data_end
 			asm.Mov.Reg(asm.R4, asm.R2),
