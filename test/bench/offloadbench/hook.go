@@ -33,6 +33,7 @@ import (
 type hookStep struct {
 	hook       string
 	peerXDP    bool // p0 has an XDP program (NAPI)
+	rps        bool // s0's receive goes to the server's core (else it stays on the sender's)
 	rate       int
 	round      int
 	sent, recv uint64
@@ -51,9 +52,9 @@ func (s hookStep) perMsg() float64 { return (sum(s.u.busy) - s.u.otherAll) / flo
 
 // hookVariants are the hook set-ups, in the order they take turns.
 var hookVariants = []struct {
-	hook    string
-	peerXDP bool
-}{{"tc", false}, {"xdp", true}, {"xdp", false}}
+	hook         string
+	peerXDP, rps bool
+}{{"tc", false, true}, {"tc", false, false}, {"xdp", true, false}, {"xdp", false, false}}
 
 func (b *bench) hookRounds() error {
 	var f flow
@@ -78,14 +79,14 @@ func (b *bench) hookRounds() error {
 	for round := 1; round <= b.o.rounds; round++ {
 		for _, v := range hookVariants {
 			for _, rate := range b.o.hookRates {
-				st, err := b.hookStep(&f, sk, v.hook, v.peerXDP, rate)
+				st, err := b.hookStep(&f, sk, v.hook, v.peerXDP, v.rps, rate)
 				if err != nil {
 					return fmt.Errorf("hook %s: %w", v.hook, err)
 				}
 				st.round = round
 				u := st.u
-				fmt.Fprintf(os.Stderr, "hook round %d %-3s peer XDP %-5v %7d/s: sent %d recv %d loss %6.2f%% all cores %.2f µs/datagram (server core busy %3.0f%%, load core busy %3.0f%%)\n",
-					round, v.hook, v.peerXDP, rate, st.sent, st.recv, st.lossPct(), st.perMsg(),
+				fmt.Fprintf(os.Stderr, "hook round %d %-3s peer XDP %-5v RPS %-5v %7d/s: sent %d recv %d loss %6.2f%% all cores %.2f µs/datagram (server core busy %3.0f%%, load core busy %3.0f%%)\n",
+					round, v.hook, v.peerXDP, v.rps, rate, st.sent, st.recv, st.lossPct(), st.perMsg(),
 					100*u.busy[b.o.serverCPU]/u.wall, 100*u.busy[b.o.loadCPU]/u.wall)
 				b.hook = append(b.hook, st)
 			}
@@ -95,14 +96,20 @@ func (b *bench) hookRounds() error {
 }
 
 // hookStep attaches the forwarder at one hook, warms up, then sends at rate for rateStep.
-func (b *bench) hookStep(f *flow, sk *sink, hook string, peerXDP bool, rate int) (hookStep, error) {
-	st := hookStep{hook: hook, peerXDP: peerXDP, rate: rate}
+func (b *bench) hookStep(f *flow, sk *sink, hook string, peerXDP, rps bool, rate int) (hookStep, error) {
+	st := hookStep{hook: hook, peerXDP: peerXDP, rps: rps, rate: rate}
 	var closers []func()
 	defer func() {
 		for _, c := range closers {
 			c()
 		}
 	}()
+	if !rps {
+		if err := setRPS("srv", "/sys", "s0", "0"); err != nil {
+			return st, err
+		}
+		closers = append(closers, func() { _ = setRPS("srv", "/sys", "s0", mask(b.o.serverCPU)) })
+	}
 	var s1 int
 	if err := inNetns("srv", func() error {
 		ifc, err := net.InterfaceByName("s1")

@@ -201,13 +201,6 @@ func world(o *options) error {
 			return err
 		}
 	}
-	rps := func(ns, sysfs, dev string, cpu int) error {
-		script := fmt.Sprintf("for q in %s/class/net/%s/queues/rx-*; do echo %s > $q/rps_cpus || exit 1; done", sysfs, dev, mask(cpu))
-		if ns == "" {
-			return sh("sh", "-c", script)
-		}
-		return sh("ip", "netns", "exec", ns, "sh", "-c", script)
-	}
 	for _, r := range []struct {
 		ns, sysfs, dev string
 		cpu            int
@@ -215,11 +208,20 @@ func world(o *options) error {
 		{"", o.sysfsDir, "c0", o.loadCPU}, {"srv", "/sys", "s0", o.serverCPU},
 		{"srv", "/sys", "s1", o.serverCPU}, {"peer", "/sys", "p0", o.loadCPU},
 	} {
-		if err := rps(r.ns, r.sysfs, r.dev, r.cpu); err != nil {
+		if err := setRPS(r.ns, r.sysfs, r.dev, mask(r.cpu)); err != nil {
 			return fmt.Errorf("RPS: %w", err)
 		}
 	}
 	return nil
+}
+
+// setRPS sets the cores (a hex mask; "0": none) that receive what reaches dev.
+func setRPS(ns, sysfs, dev, cpus string) error {
+	script := fmt.Sprintf("for q in %s/class/net/%s/queues/rx-*; do echo %s > $q/rps_cpus || exit 1; done", sysfs, dev, cpus)
+	if ns == "" {
+		return sh("sh", "-c", script)
+	}
+	return sh("ip", "netns", "exec", ns, "sh", "-c", script)
 }
 
 type server struct {

@@ -55,14 +55,14 @@ func (b *bench) reportHook() {
 	o := b.o
 	fmt.Printf("\n### TC or XDP on veth: the same forwarder (IPv4 UDP from s0 out of s1) at each hook, %d-byte datagrams, %s a step; medians over %d rounds (min–max)\n\n",
 		o.sizes[0]+4, o.rateStep, o.rounds)
-	fmt.Println("| hook | p0 has XDP (NAPI) | rate/s | all cores busy µs/datagram | server core busy % | load core busy % | loss % | other CPU s per round |")
-	fmt.Println("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
+	fmt.Println("| hook | p0 has XDP (NAPI) | s0's receive on the server core (RPS) | rate/s | all cores busy µs/datagram | server core busy % | load core busy % | loss % | other CPU s per round |")
+	fmt.Println("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |")
 	for _, v := range hookVariants {
 		for _, rate := range o.hookRates {
 			var per, srv, load, loss []float64
 			var other []string
 			for _, st := range b.hook {
-				if st.hook == v.hook && st.peerXDP == v.peerXDP && st.rate == rate {
+				if st.hook == v.hook && st.peerXDP == v.peerXDP && st.rps == v.rps && st.rate == rate {
 					u := st.u
 					per = append(per, st.perMsg())
 					srv = append(srv, 100*u.busy[o.serverCPU]/u.wall)
@@ -71,7 +71,7 @@ func (b *bench) reportHook() {
 					other = append(other, fmt.Sprintf("%.2f", u.otherAll))
 				}
 			}
-			fmt.Printf("| %s | %v | %d | %s | %s | %s | %s | %s |\n", v.hook, v.peerXDP, rate, spread(per, "%.2f"),
+			fmt.Printf("| %s | %v | %v | %d | %s | %s | %s | %s | %s |\n", v.hook, v.peerXDP, v.rps, rate, spread(per, "%.2f"),
 				spread(srv, "%.0f"), spread(load, "%.0f"), spread(loss, "%.2f"), strings.Join(other, " / "))
 		}
 	}
