@@ -5,9 +5,9 @@ package main
 // datagrams from the peers to the relay addresses (to come back as ChannelData), paced,
 // half of the rate each way, for rateStep, and counts what arrives at c0 and p0 with eBPF
 // sinks that drop it there (sink.go). A step passes when at most 1 % is lost and the load
-// sent at least 97 % of the rate it was asked for. Else the load's core, not the server's,
-// was the limit: the steps end there, and if that step lost at most 1 %, the rate the load
-// did send is the result, a lower bound of the server's.
+// sent at least 97 % of the rate it was asked for. A step in which the load sent less but
+// the server lost at most 1 % ends the steps: the load's core, not the server's, was the
+// limit, and the rate the load did send is the result, a lower bound of the server's.
 
 import (
 	"encoding/binary"
@@ -162,11 +162,9 @@ func (b *bench) rateLadder(s server, size int) (rateResult, error) {
 			size, s.name, rate, st.achieved(), st.lossPct(), st.recv[0], st.sent[0], st.recv[1], st.sent[1],
 			100*u.busy[sc]/u.wall, 100*u.server[sc]/u.wall, 100*u.unowned[sc]/u.wall, 100*u.others[sc]/u.wall, 100*u.busy[b.o.loadCPU]/u.wall)
 		res.steps = append(res.steps, st)
-		if st.loadBound {
+		if st.loadBound && st.lossPct() <= maxLossPct {
 			// The server kept up with all the load could send: a lower bound.
-			if res.loadBound = true; st.lossPct() <= maxLossPct {
-				res.max = int(st.achieved())
-			}
+			res.loadBound, res.max = true, int(st.achieved())
 			break
 		}
 		if st.pass {
@@ -226,7 +224,7 @@ func (b *bench) rateStep(run *running, toPeer, toClient *flow, sinks [2]*sink, r
 	st.u = b.acct.window(r0, r1)
 	st.wall = d.Seconds()
 	st.loadBound = st.achieved() < minAchieved*float64(rate)
-	st.pass = !st.loadBound && st.lossPct() <= maxLossPct
+	st.pass = !st.loadBound && st.lossPct() <= maxLossPct // a load-bound step with loss fails
 	return st, nil
 }
 
