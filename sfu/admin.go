@@ -30,9 +30,12 @@ type SessionInfo struct {
 	Bitrate uint64 `json:"bitrate_bps"`
 	// Layers are a publisher's simulcast layers, best first; Layer is the one a subscriber
 	// is forwarded now, and LayerPinned whether it chose it (else its bandwidth does).
-	Layers      []string  `json:"layers,omitempty"`
-	Layer       string    `json:"layer,omitempty"`
-	LayerPinned bool      `json:"layer_pinned,omitempty"`
+	Layers      []string `json:"layers,omitempty"`
+	Layer       string   `json:"layer,omitempty"`
+	LayerPinned bool     `json:"layer_pinned,omitempty"`
+	// Estimate is a subscriber's bandwidth estimate in bits per second (transport-cc, else
+	// REMB); absent while none limits it.
+	Estimate    uint64    `json:"estimate_bps,omitempty"`
 	Subscribers int       `json:"subscribers,omitempty"` // a publisher's
 	Created     time.Time `json:"created"`
 	Age         float64   `json:"age_seconds"`
@@ -109,8 +112,10 @@ func (st *stream) describe(d *SessionInfo) {
 	st.mu.Unlock()
 }
 
-// describe fills in what a subscriber is sent: its bitrate and its video layer.
+// describe fills in what a subscriber is sent: its bitrate, its video layer and its
+// bandwidth estimate.
 func (sub *subscription) describe(d *SessionInfo) {
+	d.Estimate = sub.bw.estimate()
 	for _, down := range sub.downs {
 		d.Bitrate += down.sent.bps()
 		if down.track.kind == webrtc.RTPCodecTypeVideo {

@@ -12,7 +12,22 @@ import (
 
 // queueLen bounds a subscriber's queue: about two seconds of 2 Mbit/s video, enough for a
 // keyframe burst, and a bound on what a stuck subscriber holds (packets and their age).
-const queueLen = 512
+// Once a video track's queue holds congestedLen packets, its next frame is dropped whole
+// (see offer): the last quarter is kept for the frame being queued, and for the keyframe
+// that ends the drop.
+const (
+	queueLen     = 512
+	congestedLen = queueLen * 3 / 4
+)
+
+// Padding for probes (see bwe): packets of padSize padding bytes (the most RTP can carry),
+// at most padPerFrame after a frame, never past congestedLen. padBytes is one on the wire
+// as the estimator counts it: header, transport-cc extension, padding.
+const (
+	padSize     = 255
+	padBytes    = 12 + 8 + padSize
+	padPerFrame = 32
+)
 
 // choice is the layer a subscriber wants, and whether it follows its bandwidth estimate.
 // One immutable value, swapped whole: a pin and an automatic move cannot interleave.
@@ -22,7 +37,8 @@ type choice struct {
 }
 
 // queued is a packet waiting for a subscriber's writer, with the sequence number and
-// timestamp it goes out with: the packet is shared, these are the subscriber's own.
+// timestamp it goes out with: the packet is shared, these are the subscriber's own. A nil
+// packet is padding.
 type queued struct {
 	pkt *packet
 	seq uint16
@@ -33,10 +49,10 @@ type queued struct {
 type verdict int
 
 const (
-	skipped verdict = iota // not the layer followed
-	waiting                // the layer wanted, but no keyframe to start or switch at yet
-	accepted
-	dropped // the queue was full
+	skipped      verdict = iota // not the layer followed, or no keyframe to switch at yet
+	accepted                    // queued
+	dropped                     // not sent: the queue was full, or its frame is dropped
+	droppedFrame                // dropped, and the first packet of a frame dropped
 )
 
 // downTrack is one track as one subscriber receives it: it follows one layer of the
@@ -45,16 +61,28 @@ const (
 //
 // The publisher's read loops only decide and queue (offer); the writer goroutine (run)
 // does the sending (pion's interceptors, SRTP, the socket), so a slow subscriber delays
-// no one but itself, and loses packets once its queue is full.
+// no one but itself. A slow subscriber of video loses whole frames, never a part of one it
+// could decode: once its queue is congested, the next frame is dropped, and every frame
+// after it until a keyframe (which it asks for), since those refer to the one it lost; a
+// frame that no other refers to (VP8's non-reference frames, H.264's nal_ref_idc 0) is
+// dropped alone. The dropped packets leave no gap in its numbering, so it does not ask
+// for them again.
 type downTrack struct {
 	track *track
 	local *webrtc.TrackLocalStaticRTP
 	path  *sendPath // nil: never corked
+	bw    *bwe      // the subscriber's estimate; nil: none known
+	video bool
+	ssrc  uint32 // the subscriber's stream, set before the writer starts
 
-	want     atomic.Pointer[choice]
-	estimate atomic.Uint64 // the subscriber's bandwidth estimate (REMB), bits/s
-	live     atomic.Bool   // the subscriber's connection is up: a keyframe sent before is lost
-	sent     rate          // what the writer sent
+	want atomic.Pointer[choice]
+	live atomic.Bool // the subscriber's connection is up: a keyframe sent before is lost
+	sent rate        // what the writer sent
+
+	// A probe (see bwe.tryProbe) has the writer send padRate bits/s of padding until
+	// padUntil (unix nanoseconds).
+	padRate  atomic.Uint64
+	padUntil atomic.Int64
 
 	mu        sync.Mutex // offer runs on the read loop of each layer
 	current   string     // the layer being forwarded
@@ -64,35 +92,52 @@ type downTrack struct {
 	lastAt    int64 // unix nanoseconds of the last packet queued
 	seqOffset uint16
 	tsOffset  uint32
+	frameTS   uint32      // the publisher's timestamp of the last frame seen on the layer
+	dropping  bool        // frameTS's frame is being dropped
+	waitKey   bool        // frames are dropped until a keyframe
+	padAt     int64       // unix nanoseconds of the last padding
+	padCredit float64     // bytes of padding due
 	queue     chan queued // closed by stop, under mu
 	stopped   atomic.Bool // set under mu; the writer reads it without
 
 	out rtp.Packet // the writer's: pion copies what it writes
 }
 
-func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string, path *sendPath) *downTrack {
-	d := &downTrack{track: t, local: local, path: path, queue: make(chan queued, queueLen)}
-	d.want.Store(&choice{rid: t.pick(requested, 0), auto: requested == ""})
+func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string, path *sendPath, bw *bwe) *downTrack {
+	d := &downTrack{track: t, local: local, path: path, bw: bw, video: t.kind == webrtc.RTPCodecTypeVideo,
+		queue: make(chan queued, queueLen)}
+	d.want.Store(&choice{rid: t.pick(requested, d.budget(), ""), auto: requested == ""})
 	return d
 }
 
 // target is the layer wanted now.
 func (d *downTrack) target() string { return d.want.Load().rid }
 
-// pin makes the subscriber follow layer rid, or its estimate again when rid is "".
-func (d *downTrack) pin(rid string) {
-	d.change(d.want.Swap(&choice{rid: d.track.pick(rid, d.estimate.Load()), auto: rid == ""}))
+// auto reports whether the subscriber's estimate chooses the layer.
+func (d *downTrack) auto() bool { return d.want.Load().auto }
+
+// budget is what this track may use of the subscriber's bandwidth, bits/s; 0: no limit known.
+func (d *downTrack) budget() uint64 {
+	if d.bw == nil {
+		return 0
+	}
+	return d.bw.share.Load()
 }
 
-// follow moves an automatic subscriber to the layer its estimate affords; a pin made in
-// the meantime wins.
+// pin makes the subscriber follow layer rid, or its estimate again when rid is "".
+func (d *downTrack) pin(rid string) {
+	d.change(d.want.Swap(&choice{rid: d.track.pick(rid, d.budget(), d.target()), auto: rid == ""}))
+}
+
+// follow moves an automatic subscriber to the layer its budget affords; a pin made in the
+// meantime wins.
 func (d *downTrack) follow() {
 	old := d.want.Load()
 	if !old.auto {
 		return
 	}
-	next := &choice{rid: d.track.pick("", d.estimate.Load()), auto: true}
-	if next.rid != old.rid && d.want.CompareAndSwap(old, next) {
+	rid := d.track.pick("", d.budget(), old.rid)
+	if rid != old.rid && d.want.CompareAndSwap(old, &choice{rid: rid, auto: true}) {
 		d.change(old)
 	}
 }
@@ -138,36 +183,118 @@ func (d *downTrack) stop() {
 
 // offer queues p, a packet of layer rid that arrived at now (unix nanoseconds), for the
 // writer if this downTrack follows that layer; the queue then owns one of the holds on p
-// the caller took for it. The layer switch and the renumbering are decided here, in
-// arrival order across layers; they take effect only for a packet the queue took, so a
-// keyframe lost to a full queue is waited for again.
+// the caller took for it. The layer switch, the dropping of frames and the renumbering are
+// decided here, in arrival order across layers; a switch takes effect only at a packet the
+// queue took, so a keyframe lost to a full queue is waited for (and asked for) again.
 func (d *downTrack) offer(rid string, p *packet, now int64) verdict {
+	v, key, ask := d.decide(rid, p, now)
+	if ask { // asked outside mu: the track's lock is taken before mu elsewhere
+		d.track.keyframe(key)
+	}
+	return v
+}
+
+// decide is offer under mu; it also returns the layer to ask a keyframe of, if any.
+func (d *downTrack) decide(rid string, p *packet, now int64) (verdict, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if d.stopped.Load() || !d.live.Load() {
+		return skipped, "", false
+	}
 	switched := rid != d.current || !d.started
-	if d.stopped.Load() || !d.live.Load() || (switched && rid != d.target()) {
-		return skipped
-	}
-	if switched && !isKeyframe(d.track.codec.MimeType, p.Payload) {
-		return waiting
-	}
 	seqOffset, tsOffset := d.seqOffset, d.tsOffset
 	if switched {
+		if rid != d.target() || !isKeyframe(d.track.codec.MimeType, p.Payload) {
+			return skipped, "", false
+		}
 		seqOffset, tsOffset = d.offsets(p, now)
+	} else if d.video {
+		newFrame := p.Timestamp != d.frameTS
+		d.frameTS = p.Timestamp
+		switch {
+		case d.waitKey:
+			if !isKeyframe(d.track.codec.MimeType, p.Payload) {
+				return d.drop(newFrame), "", false
+			}
+		case d.dropping && !newFrame:
+			return dropped, "", false
+		case newFrame && len(d.queue) >= congestedLen:
+			d.dropping = true
+			if droppable(d.track.codec.MimeType, p.Payload) {
+				return droppedFrame, "", false
+			}
+			d.waitKey = true
+			return droppedFrame, d.target(), true
+		}
+		if d.dropping { // the first packet sent after dropped ones: they leave no gap
+			seqOffset = d.lastSeq + 1 - p.SequenceNumber
+		}
+		d.dropping = false
 	}
 	q := queued{pkt: p, seq: p.SequenceNumber + seqOffset, ts: p.Timestamp + tsOffset}
 	select {
 	case d.queue <- q:
 	default:
-		return dropped
+		if switched {
+			return dropped, rid, true // the keyframe to switch at is lost: another one
+		}
+		if !d.video {
+			return dropped, "", false
+		}
+		// The frame is cut: what is queued of it goes, the rest and every frame until a
+		// keyframe do not (the packets after this one are dropped as waitKey says).
+		d.dropping, d.waitKey = true, true
+		return droppedFrame, d.target(), true
 	}
 	if switched {
-		d.current, d.started, d.seqOffset, d.tsOffset = rid, true, seqOffset, tsOffset
+		d.current, d.started = rid, true
+		d.frameTS, d.dropping = p.Timestamp, false
 	}
+	d.seqOffset, d.tsOffset, d.waitKey = seqOffset, tsOffset, false
 	if switched || int16(q.seq-d.lastSeq) > 0 {
 		d.lastSeq, d.lastTS, d.lastAt = q.seq, q.ts, now
 	}
-	return accepted
+	if d.video && p.Marker {
+		d.pad(now)
+	}
+	return accepted, "", false
+}
+
+// drop is the verdict on a packet of a frame dropped while waiting for a keyframe.
+func (d *downTrack) drop(newFrame bool) verdict {
+	d.dropping = true
+	if newFrame {
+		return droppedFrame
+	}
+	return dropped
+}
+
+// pad queues the padding a running probe wants after a frame: padRate for the time since
+// the last padding, in packets that the subscriber's numbering makes room for.
+func (d *downTrack) pad(now int64) {
+	until := d.padUntil.Load()
+	if until == 0 || now >= until {
+		d.padAt, d.padCredit = 0, 0
+		return
+	}
+	elapsed := time.Duration(now - d.padAt)
+	if d.padAt == 0 || elapsed > 100*time.Millisecond || elapsed < 0 {
+		elapsed = 33 * time.Millisecond // a frame's time at 30 fps
+	}
+	d.padAt = now
+	d.padCredit += float64(d.padRate.Load()) / 8 * elapsed.Seconds()
+	n := min(int(d.padCredit/padBytes), padPerFrame, congestedLen-len(d.queue))
+	for range n {
+		select {
+		case d.queue <- queued{seq: d.lastSeq + 1, ts: d.lastTS}:
+			d.lastSeq++
+			d.seqOffset++
+			d.padCredit -= padBytes
+		default:
+			return
+		}
+	}
+	d.padCredit = min(d.padCredit, padPerFrame*padBytes)
 }
 
 // offsets are the renumbering of a layer that starts at packet p: its numbering continues
@@ -222,10 +349,31 @@ func (d *downTrack) drain(n int) bool {
 
 // deliver sends q unless the downTrack has stopped, and gives back its hold on the packet.
 func (d *downTrack) deliver(q queued) {
+	if q.pkt == nil {
+		if !d.stopped.Load() {
+			d.sendPadding(q)
+		}
+		return
+	}
 	if !d.stopped.Load() {
 		d.send(q)
 	}
 	q.pkt.release()
+}
+
+// sendPadding writes a padding packet (no payload, padSize bytes of padding) through the
+// stream's numbering writer, below pion's NACK responder: the subscriber may ask for a lost
+// one again, but it is not sent again (a storm of retransmitted padding would fill the
+// link the probe found full).
+func (d *downTrack) sendPadding(q queued) {
+	w := d.bw.padder(d.ssrc)
+	if w == nil {
+		return
+	}
+	d.out.Header = rtp.Header{Version: 2, Padding: true, PaddingSize: padSize, SequenceNumber: q.seq, Timestamp: q.ts}
+	if w.pad(&d.out.Header) == nil {
+		d.sent.add(padBytes)
+	}
 }
 
 // send writes one queued packet with this subscriber's numbers. The publisher's header
@@ -238,6 +386,17 @@ func (d *downTrack) send(q queued) {
 	if d.local.WriteRTP(&d.out) == nil {
 		d.sent.add(d.out.MarshalSize())
 	}
+}
+
+// forwardingLayer is the layer being forwarded, or, before the first packet, the one
+// wanted.
+func (d *downTrack) forwardingLayer() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.started {
+		return d.target()
+	}
+	return d.current
 }
 
 // forwarding is the layer being forwarded ("" before the first packet, and without

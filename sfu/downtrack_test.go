@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pion/interceptor"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -85,7 +86,7 @@ func testDownTrack(t testing.TB, tr *track, requested string) (*downTrack, *sink
 		RTPCodecCapability: tr.codec.RTPCodecCapability, PayloadType: 96}}); err != nil {
 		t.Fatal(err)
 	}
-	d := newDownTrack(tr, local, requested, nil)
+	d := newDownTrack(tr, local, requested, nil, nil)
 	d.live.Store(true)
 	return d, s
 }
@@ -133,7 +134,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // TestStuckSubscriber: a subscriber whose writes never return does not hold up the
 // publisher's read loop or the other subscribers: they get every packet, in order, and
 // not a copy: the payload written is the one in the buffer the publisher's packet was
-// read into. The stuck one's queue fills, and what does not fit is dropped and counted.
+// read into. The stuck one's queue fills, and it loses whole frames, counted.
 // When the subscribers leave, their writers end and every packet goes back to the pool.
 func TestStuckSubscriber(t *testing.T) {
 	tr, _ := testTrack(t, nil, "")
@@ -170,12 +171,20 @@ func TestStuckSubscriber(t *testing.T) {
 			}
 		}
 	}
-	// The stuck writer holds one packet in its write, its queue the next queueLen.
-	if drops, want := tr.meters.drops.Get(), uint64(sent-queueLen-1); drops != want {
+	// The stuck writer holds one packet in its write, its queue the next congestedLen; then
+	// its queue is congested: each packet here is a frame of its own, dropped whole, and
+	// the first one dropped asks for the keyframe the rest wait for.
+	if drops, want := tr.meters.drops.Get(), uint64(sent-congestedLen-1); drops != want {
 		t.Errorf("%d drops counted, want %d", drops, want)
 	}
-	if got, want := tr.meters.packets.Get(), uint64(2*sent+queueLen+1); got != want {
+	if frames, want := tr.meters.framesDropped.Get(), uint64(sent-congestedLen-1); frames != want {
+		t.Errorf("%d dropped frames counted, want %d", frames, want)
+	}
+	if got, want := tr.meters.packets.Get(), uint64(2*sent+congestedLen+1); got != want {
 		t.Errorf("%d forwarded packets counted, want %d", got, want)
+	}
+	if n := tr.meters.keyframeRequests.Get(); n != 1 {
+		t.Errorf("%d keyframe requests, want 1", n)
 	}
 
 	for _, d := range downs {
@@ -234,7 +243,13 @@ func benchTrack(b *testing.B) (*track, []*downTrack) {
 // work and not the scheduling.
 func BenchmarkForward(b *testing.B) {
 	tr, downs := benchTrack(b)
-	tr.downs.Store(&downs) // no writers: the loop below drains the queues
+	tr.downs.Store(&downs) // no writers: forwardLoop drains the queues
+	forwardLoop(b, tr, downs)
+}
+
+// forwardLoop publishes a packet on tr per op and has each of downs send it, on this
+// goroutine.
+func forwardLoop(b *testing.B, tr *track, downs []*downTrack) {
 	raw := rawPacket(b, 1, true)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
@@ -272,4 +287,241 @@ func BenchmarkForwardWriters(b *testing.B) {
 	for _, d := range downs {
 		tr.removeDown(d)
 	}
+}
+
+// frames feeds a track's only layer with VP8 frames, a packet at a time, as its read loop
+// would; the subscribers' queues are drained by the test, not by writers.
+type frames struct {
+	t   *testing.T
+	tr  *track
+	seq uint16
+	ts  uint32
+}
+
+// frame publishes one frame of n packets: a keyframe, or an interframe that others refer
+// to unless nonRef; the last packet has the marker bit.
+func (f *frames) frame(n int, key, nonRef bool) {
+	f.t.Helper()
+	f.ts += 3000
+	for i := range n {
+		p := newPacket()
+		desc := byte(0x00)
+		if i == 0 {
+			desc = 0x10 // S: the frame starts here
+		}
+		if nonRef {
+			desc |= 0x20 // N: no frame refers to this one
+		}
+		kind := byte(0x01)
+		if key {
+			kind = 0x00
+		}
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: f.seq, Timestamp: f.ts,
+			SSRC: 100, Marker: i == n-1}, Payload: append([]byte{desc, kind}, make([]byte, 100)...)}
+		raw, err := pkt.Marshal()
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		f.tr.receive(f.tr.layers[0], p, copy(p.buf[:], raw))
+		f.seq++
+	}
+}
+
+// drain takes what d's queue holds, as its writer would, and returns the sequence numbers
+// and the publisher's timestamps of the packets.
+func drain(d *downTrack) (seqs []uint16, ts []uint32) {
+	for len(d.queue) > 0 {
+		q := <-d.queue
+		seqs = append(seqs, q.seq)
+		ts = append(ts, q.pkt.Timestamp)
+		q.pkt.release()
+	}
+	return seqs, ts
+}
+
+// TestSlowSubscriberDropsFrames: a subscriber whose queue is congested loses whole frames,
+// never part of one: the frame that finds the queue congested is dropped, and every frame
+// after it up to a keyframe, which it asks for; a non-reference frame is dropped alone; a
+// frame that overflows the queue midway is cut and the rest waits for a keyframe too. The
+// packets that do go are numbered without a gap, so the subscriber asks for none of the
+// dropped ones. Each drop is counted: packets, and frames. Audio loses single packets.
+func TestSlowSubscriberDropsFrames(t *testing.T) {
+	tr, plis := testTrack(t, nil, "")
+	d, _ := testDownTrack(t, tr, "")
+	tr.downs.Store(&[]*downTrack{d})
+	f := &frames{t: t, tr: tr, seq: 65000} // the numbers wrap on the way
+	var all []uint16
+	take := func() []uint32 {
+		seqs, ts := drain(d)
+		all = append(all, seqs...)
+		return ts
+	}
+	counts := func(wantPackets, wantFrames uint64) {
+		t.Helper()
+		if p, fr := tr.meters.drops.Get(), tr.meters.framesDropped.Get(); p != wantPackets || fr != wantFrames {
+			t.Fatalf("%d packets and %d frames dropped, want %d and %d", p, fr, wantPackets, wantFrames)
+		}
+	}
+
+	f.frame(3, true, false) // the first keyframe starts the subscriber
+	if got := take(); len(got) != 3 {
+		t.Fatalf("the first keyframe: %d packets queued, want 3", len(got))
+	}
+	for range congestedLen { // the writer stalls: the queue reaches congestedLen
+		f.frame(1, false, false)
+	}
+	counts(0, 0)
+	f.frame(3, false, false) // dropped whole, and a keyframe asked for
+	counts(3, 1)
+	if len(*plis) != 1 {
+		t.Fatalf("%d keyframe requests, want 1", len(*plis))
+	}
+	take() // the writer catches up
+	f.frame(2, false, false)
+	f.frame(1, false, true)
+	counts(6, 3) // interframes until the keyframe: they refer to the one lost
+	f.frame(4, true, false)
+	f.frame(2, false, false)
+	if got := take(); len(got) != 6 || got[0] != got[3] || got[4] != got[5] || got[0] == got[4] {
+		t.Fatalf("after the drop, the keyframe and the next frame: timestamps %v", got)
+	}
+
+	for range congestedLen {
+		f.frame(1, false, false)
+	}
+	f.frame(2, false, true) // a non-reference frame: dropped alone, no keyframe asked for
+	counts(8, 4)
+	if len(*plis) != 1 {
+		t.Fatalf("a non-reference frame dropped asked for a keyframe")
+	}
+	take()
+	f.frame(2, false, false)
+	if got := take(); len(got) != 2 {
+		t.Fatalf("the frame after a non-reference one dropped: %d packets queued, want 2", len(got))
+	}
+
+	for range congestedLen - 1 { // one slot short of congested: the next frame starts
+		f.frame(1, false, false)
+	}
+	f.frame(queueLen-congestedLen+1+4, false, false) // fills the queue, then 4 packets more
+	counts(12, 5)
+	if !tr.layers[0].wantKey.Load() {
+		t.Fatalf("the cut frame asked for no keyframe") // paced: too soon after the last one to send it
+	}
+	take()
+	f.frame(3, false, false)
+	counts(15, 6)
+	f.frame(1, true, false)
+	if got := take(); len(got) != 1 {
+		t.Fatalf("the keyframe after a cut frame: %d packets queued, want 1", len(got))
+	}
+	if tr.layers[0].wantKey.Load() {
+		t.Errorf("a keyframe arrived, but one is still wanted")
+	}
+	for i := 1; i < len(all); i++ {
+		if all[i] != all[i-1]+1 {
+			t.Fatalf("the subscriber's sequence numbers jump from %d to %d (packet %d)", all[i-1], all[i], i)
+		}
+	}
+
+	// Audio: a full queue loses the packet that does not fit, and only it.
+	at, aplis := testTrack(t, nil, "")
+	at.kind, at.codec.MimeType = webrtc.RTPCodecTypeAudio, webrtc.MimeTypeOpus
+	a, _ := testDownTrack(t, at, "")
+	at.downs.Store(&[]*downTrack{a})
+	af := &frames{t: t, tr: at}
+	for range queueLen + 2 {
+		af.frame(1, false, false)
+	}
+	seqs, _ := drain(a)
+	af.frame(1, false, false)
+	more, _ := drain(a)
+	if len(seqs) != queueLen || at.meters.drops.Get() != 2 || at.meters.framesDropped.Get() != 0 || len(*aplis) != 0 ||
+		len(more) != 1 || more[0] != seqs[len(seqs)-1]+3 {
+		t.Fatalf("audio: %d queued, %d dropped (%d frames), %d keyframe requests, then %v after %d",
+			len(seqs), at.meters.drops.Get(), at.meters.framesDropped.Get(), len(*aplis), more, seqs[len(seqs)-1])
+	}
+}
+
+// stampedSink is a subscriber's connection below its local track with transport-cc: the
+// numbering writer of its estimate, then nothing.
+type stampedSink struct{ w interceptor.RTPWriter }
+
+func (s stampedSink) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	return s.w.Write(h, payload, nil)
+}
+func (s stampedSink) Write(b []byte) (int, error) { return len(b), nil }
+
+type stampedBinding struct {
+	sinkBinding
+	w stampedSink
+}
+
+func (b stampedBinding) WriteStream() webrtc.TrackLocalWriter { return b.w }
+
+// benchTWCC is a track with n subscribers, each with an estimate of its own that numbers and
+// records every packet, as pion's interceptor chain calls it.
+func benchTWCC(b *testing.B, n int) (*track, []*downTrack, []*bwe) {
+	tr, _ := testTrack(b, nil, "")
+	var downs []*downTrack
+	var bws []*bwe
+	for range n {
+		bw := newBWE(tr.meters)
+		w := (&twccStamper{b: bw}).BindLocalStream(&interceptor.StreamInfo{SSRC: 1234, RTPHeaderExtensions: []interceptor.RTPHeaderExtension{
+			{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", ID: 5}}},
+			interceptor.RTPWriterFunc(func(*rtp.Header, []byte, interceptor.Attributes) (int, error) { return 0, nil }))
+		local, err := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := local.Bind(stampedBinding{sinkBinding: sinkBinding{codec: webrtc.RTPCodecParameters{
+			RTPCodecCapability: tr.codec.RTPCodecCapability, PayloadType: 96}}, w: stampedSink{w}}); err != nil {
+			b.Fatal(err)
+		}
+		d := newDownTrack(tr, local, "", nil, bw)
+		d.live.Store(true)
+		downs = append(downs, d)
+		bws = append(bws, bw)
+	}
+	tr.downs.Store(&downs)
+	return tr, downs, bws
+}
+
+// BenchmarkForwardTWCC is BenchmarkForward with transport-cc: each of the ten subscribers'
+// packets is numbered and recorded for its estimate on the way out.
+func BenchmarkForwardTWCC(b *testing.B) {
+	tr, downs, _ := benchTWCC(b, 10)
+	forwardLoop(b, tr, downs)
+}
+
+// BenchmarkForwardParallel forwards on GOMAXPROCS tracks at once, each with ten subscribers
+// with transport-cc, while feedback for them is parsed: what the per-packet paths of
+// different publishers and subscribers share (nothing but the packet pool and the counters)
+// shows as time per packet that grows with the goroutines.
+func BenchmarkForwardParallel(b *testing.B) {
+	raw := rawPacket(b, 1, true)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		tr, downs, bws := benchTWCC(b, 10)
+		own := append([]byte(nil), raw...)
+		fb := &rtcp.TransportLayerCC{PacketStatusCount: 10, PacketChunks: []rtcp.PacketStatusChunk{
+			&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 10}}}
+		for range 10 {
+			fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000})
+		}
+		for i := 0; pb.Next(); i++ {
+			own[2], own[3] = byte(i>>8), byte(i)
+			publish(tr, own)
+			for _, d := range downs {
+				q := <-d.queue
+				d.send(q)
+				q.pkt.release()
+			}
+			if i%10 == 9 { // feedback for the last ten packets, as a receiver sends it
+				fb.BaseSequenceNumber = uint16(i - 9)
+				fb.ReferenceTime = uint32(i / 10)
+				bws[i/10%len(bws)].onFeedback(fb)
+			}
+		}
+	})
 }

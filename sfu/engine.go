@@ -10,6 +10,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -47,11 +48,14 @@ var videoFeedback = []webrtc.RTCPFeedback{
 }
 
 // newAPI builds the pion API of one side with the codecs it may negotiate. Publishers get
-// transport-wide congestion control feedback (their browsers adapt their bitrate to it);
-// subscribers negotiate REMB only, so their browsers estimate the bandwidth themselves and
-// report it, which picks their simulcast layer. Both sides share the ICE UDP mux on the
-// pool port.
-func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec) (*webrtc.API, error) {
+// transport-wide congestion control feedback (their browsers adapt their bitrate to it).
+// A subscriber's API is its own (sub, its bandwidth estimate, nil for publishers): it
+// negotiates transport-cc, and its first interceptor, the innermost, numbers every packet
+// the others send (NACK retransmissions too) and records it in sub, which estimates the
+// subscriber's bandwidth from the feedback; a subscriber without transport-cc reports its
+// bandwidth with REMB instead. Either picks its simulcast layer. Both sides share the ICE
+// UDP mux on the pool port.
+func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec, sub *bwe) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range offered {
 		params := c.params
@@ -66,6 +70,15 @@ func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec) (*we
 		return nil, fmt.Errorf("sfu: simulcast extensions: %w", err)
 	}
 	ir := &interceptor.Registry{}
+	if !publisher {
+		for _, typ := range []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio} {
+			m.RegisterFeedback(webrtc.RTCPFeedback{Type: webrtc.TypeRTCPFBTransportCC}, typ)
+			if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, typ); err != nil {
+				return nil, fmt.Errorf("sfu: transport-cc extension: %w", err)
+			}
+		}
+		ir.Add(twccFactory{b: sub})
+	}
 	if err := webrtc.ConfigureNack(m, ir); err != nil {
 		return nil, fmt.Errorf("sfu: nack: %w", err)
 	}

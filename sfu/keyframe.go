@@ -85,3 +85,20 @@ func h264Keyframe(p []byte) bool {
 	}
 	return false
 }
+
+// droppable reports whether an RTP payload of codec starts a frame that no other frame
+// refers to, so that a slow subscriber can lose it alone: VP8's N bit (RFC 7741 section
+// 4.2), H.264's nal_ref_idc 0 (RFC 6184 section 5.3; an aggregate or fragment carries the
+// highest of its units). Other codecs report false.
+func droppable(mime string, payload []byte) bool {
+	if len(payload) == 0 {
+		return false
+	}
+	switch {
+	case strings.EqualFold(mime, webrtc.MimeTypeVP8):
+		return payload[0]&0x20 != 0
+	case strings.EqualFold(mime, webrtc.MimeTypeH264):
+		return payload[0]&0x60 == 0
+	}
+	return false
+}

@@ -7,6 +7,9 @@ import "github.com/VictoriaMetrics/metrics"
 type meters struct {
 	packets, bytes   *metrics.Counter
 	drops            *metrics.Counter
+	framesDropped    *metrics.Counter
+	probes           map[probeOutcome]*metrics.Counter // read-only once made
+	retransmissions  map[bool]*metrics.Counter         // sent, or not (past maxResends)
 	nacks            *metrics.Counter
 	keyframeRequests *metrics.Counter
 	layerSwitches    *metrics.Counter
@@ -35,9 +38,18 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 		refused[reason] = set.NewCounter(`ferry_sfu_refused_total{reason="` + reason + `"}`)
 	}
 	return &meters{
-		packets:          set.NewCounter("ferry_sfu_forwarded_packets_total"),
-		bytes:            set.NewCounter("ferry_sfu_forwarded_bytes_total"),
-		drops:            set.NewCounter("ferry_sfu_dropped_packets_total"),
+		packets:       set.NewCounter("ferry_sfu_forwarded_packets_total"),
+		bytes:         set.NewCounter("ferry_sfu_forwarded_bytes_total"),
+		drops:         set.NewCounter("ferry_sfu_dropped_packets_total"),
+		framesDropped: set.NewCounter("ferry_sfu_dropped_frames_total"),
+		probes: map[probeOutcome]*metrics.Counter{
+			probeSucceeded: set.NewCounter(`ferry_sfu_probes_total{result="success"}`),
+			probeFailed:    set.NewCounter(`ferry_sfu_probes_total{result="failure"}`),
+		},
+		retransmissions: map[bool]*metrics.Counter{
+			true:  set.NewCounter(`ferry_sfu_retransmissions_total{result="sent"}`),
+			false: set.NewCounter(`ferry_sfu_retransmissions_total{result="dropped"}`),
+		},
 		nacks:            set.NewCounter("ferry_sfu_nacks_total"),
 		keyframeRequests: set.NewCounter("ferry_sfu_keyframe_requests_total"),
 		layerSwitches:    set.NewCounter("ferry_sfu_layer_switches_total"),
@@ -58,10 +70,14 @@ func (m *meters) forwarded(n, size int) {
 	}
 }
 
-// dropped counts one packet that n subscribers' full queues could not take.
-func (m *meters) dropped(n int) {
+// dropped counts one packet that n subscribers did not get (their queue was full, or its
+// frame was dropped), frames of them as the first packet of a frame dropped.
+func (m *meters) dropped(n, frames int) {
 	if n > 0 {
 		m.drops.Add(n)
+	}
+	if frames > 0 {
+		m.framesDropped.Add(frames)
 	}
 }
 
@@ -74,7 +90,10 @@ func MetricsHelp() map[string]string {
 		"ferry_sfu_tracks":                  "Tracks the publishers send.",
 		"ferry_sfu_forwarded_packets_total": "RTP packets queued for subscribers, one per subscriber.",
 		"ferry_sfu_forwarded_bytes_total":   "Bytes of the RTP packets queued for subscribers, per subscriber.",
-		"ferry_sfu_dropped_packets_total":   "RTP packets a subscriber's full queue could not take, one per subscriber.",
+		"ferry_sfu_dropped_packets_total":   "RTP packets not sent to a slow subscriber, one per subscriber: its queue was full, or their video frame was dropped whole.",
+		"ferry_sfu_dropped_frames_total":    "Video frames dropped whole for slow subscribers, one per subscriber (the frame its congested queue would not take, or one before the keyframe it waits for).",
+		"ferry_sfu_probes_total":            "Bandwidth probes (padding toward a subscriber to see if a better simulcast layer fits), by result.",
+		"ferry_sfu_retransmissions_total":   "RTP packets sent to subscribers again (NACK), or dropped: a packet is sent again at most 3 times.",
 		"ferry_sfu_nacks_total":             "NACKs received from subscribers.",
 		"ferry_sfu_keyframe_requests_total": "Keyframe requests (PLI) sent to publishers.",
 		"ferry_sfu_layer_switches_total":    "Simulcast layer changes of subscribers.",

@@ -95,7 +95,7 @@ func New(cfg Config) (*SFU, error) {
 	var err error
 	s.settings, err = settingEngine(s.mux, cfg.BindIP, cfg.PublicIP, lf)
 	if err == nil {
-		s.pubAPI, err = newAPI(s.settings, true, codecs)
+		s.pubAPI, err = newAPI(s.settings, true, codecs, nil)
 	}
 	if err != nil {
 		_ = s.mux.Close()
@@ -341,7 +341,8 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 		return nil, "", err
 	}
 	tracks := st.trackList()
-	api, err := newAPI(s.settings, false, streamCodecs(tracks))
+	bw := newBWE(s.meters)
+	api, err := newAPI(s.settings, false, streamCodecs(tracks), bw)
 	if err != nil {
 		return nil, "", err
 	}
@@ -350,7 +351,7 @@ func (s *SFU) subscribe(ctx context.Context, roomName, id, layer, offer string, 
 		return nil, "", fmt.Errorf("sfu: %w", err)
 	}
 	sess := newSession(roomName, o, pc)
-	sub := &subscription{stream: st, pc: pc, sess: sess, path: &sendPath{mux: s.mux}}
+	sub := &subscription{stream: st, pc: pc, sess: sess, path: &sendPath{mux: s.mux}, bw: bw}
 	sess.sub = sub
 	if err := s.setOffer(sess, d); err != nil {
 		_ = pc.Close()

@@ -215,28 +215,37 @@ type subscription struct {
 	pc     *webrtc.PeerConnection
 	downs  []*downTrack
 	path   *sendPath
+	bw     *bwe // its bandwidth estimate
 	// notTaken says, for each track of the stream the subscriber's offer cannot take, why.
 	notTaken []string
 }
 
 // readRTCP handles what a subscriber says about one of its tracks: keyframe requests go
-// upstream (throttled), REMB estimates pick its layer, NACKs are counted (pion's responder
-// answers them from its packet cache).
+// upstream (paced), transport-cc feedback and REMB estimates pick its layers, NACKs are
+// counted (pion's responder answers them from its packet cache).
 func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
 		if err != nil {
 			return // the subscription ended
 		}
+		estimated := false
 		for _, p := range pkts {
 			switch p := p.(type) {
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				d.track.keyframe(d.target())
+			case *rtcp.TransportLayerCC:
+				sub.bw.onFeedback(p)
+				estimated = true
 			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				d.estimate.Store(uint64(p.Bitrate))
+				sub.bw.remb.Store(uint64(p.Bitrate))
+				estimated = true
 			case *rtcp.TransportLayerNack:
 				sub.stream.meters.nacks.Inc()
 			}
+		}
+		if estimated {
+			sub.adjust()
 		}
 	}
 }

@@ -9,9 +9,20 @@ import (
 	"github.com/pion/webrtc/v4"
 )
 
-// keyframeInterval throttles keyframe requests per layer: every subscriber that joins or
-// switches asks for one, and a publisher flooded with PLIs sends nothing but keyframes.
+// keyframeInterval paces keyframe requests per layer: every subscriber that joins, switches
+// or recovers from dropped frames wants a keyframe, and a publisher flooded with PLIs sends
+// nothing but keyframes. A request within the interval is not lost: the layer remembers that
+// a keyframe is wanted, and asks again once the interval has passed (on the layer's next
+// packet), until a keyframe arrives.
 const keyframeInterval = 500 * time.Millisecond
+
+// Layer choice: a layer at or below the one a subscriber is on fits while its bitrate is
+// within fitStay of the subscriber's budget; a better one must fit within fitUp, so that
+// a subscriber does not move up on an estimate it would leave again at the next keyframe.
+const (
+	fitStay = 0.9
+	fitUp   = 0.8
+)
 
 // track is one media track of a publisher: audio, or video with one or more simulcast
 // layers. Every packet of a layer is offered to each downTrack, which queues it for its
@@ -36,6 +47,7 @@ type layer struct {
 	ssrc    webrtc.SSRC
 	rate    rate         // received
 	lastPLI atomic.Int64 // unix nanoseconds
+	wantKey atomic.Bool  // a keyframe was asked for and has not arrived
 }
 
 // rate counts the bytes of a flow and turns them into its bitrate at each measure.
@@ -93,29 +105,83 @@ func (t *track) rids() []string {
 	return out
 }
 
-// pick chooses the layer for a subscriber: the requested rid if the track has it; else
-// with automatic choice the best layer whose bitrate fits the estimate (0: no estimate yet,
-// take the best), falling back to the lowest.
-func (t *track) pick(requested string, estimate uint64) string {
+// pick chooses the layer for a subscriber now on layer current: the requested rid if the
+// track has it; else with automatic choice the best layer whose bitrate fits the budget (0:
+// no limit known, take the best), falling back to the lowest. A layer that sends nothing (a
+// publisher may pause its better layers) is passed over while another sends.
+func (t *track) pick(requested string, budget uint64, current string) string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.layers) == 0 {
 		return requested
 	}
+	live := 0
 	for _, l := range t.layers {
 		if requested != "" && l.rid == requested {
 			return l.rid
 		}
+		if l.rate.bps() > 0 {
+			live++
+		}
 	}
-	if requested != "" || estimate == 0 {
-		return t.layers[0].rid
+	skip := func(l *layer) bool { return live > 0 && l.rate.bps() == 0 }
+	best, lowest := -1, -1
+	for i, l := range t.layers {
+		if !skip(l) {
+			if best < 0 {
+				best = i
+			}
+			lowest = i
+		}
 	}
-	for _, l := range t.layers {
-		if l.rate.bps() <= estimate*9/10 {
+	if requested != "" || budget == 0 {
+		return t.layers[best].rid
+	}
+	on := slices.IndexFunc(t.layers, func(l *layer) bool { return l.rid == current })
+	for i, l := range t.layers {
+		if skip(l) {
+			continue
+		}
+		share := fitStay
+		if on >= 0 && i < on {
+			share = fitUp
+		}
+		if float64(l.rate.bps()) <= share*float64(budget) {
 			return l.rid
 		}
 	}
-	return t.layers[len(t.layers)-1].rid
+	return t.layers[lowest].rid
+}
+
+// layerRate is the bitrate layer rid is received at; 0 if the track has no such layer.
+func (t *track) layerRate(rid string) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, l := range t.layers {
+		if l.rid == rid {
+			return l.rate.bps()
+		}
+	}
+	return 0
+}
+
+// nextUp is the live layer just better than rid, and its bitrate; false if there is none.
+func (t *track) nextUp(rid string) (string, uint64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var up *layer
+	for _, l := range t.layers {
+		if l.rid == rid {
+			if up == nil {
+				return "", 0, false
+			}
+			return up.rid, up.rate.bps(), true
+		}
+		if l.rate.bps() > 0 {
+			up = l
+		}
+	}
+	return "", 0, false
 }
 
 // receive forwards the packet the read loop of layer l read into p.buf[:n], and gives up
@@ -135,33 +201,46 @@ func (t *track) receive(l *layer, p *packet, n int) {
 func (t *track) forward(l *layer, p *packet, size int) {
 	l.rate.add(size)
 	now := time.Now().UnixNano()
+	if l.wantKey.Load() {
+		t.keyframeDue(l, p, now)
+	}
 	downs := *t.downs.Load()
 	p.hold(len(downs))
-	var nAccepted, nDropped int
-	keyframeWanted := false
+	var nAccepted, nDropped, nFrames int
 	for _, d := range downs {
 		switch d.offer(l.rid, p, now) {
 		case accepted:
 			nAccepted++
+		case droppedFrame:
+			nFrames++
+			nDropped++
 		case dropped:
 			nDropped++
-		case waiting:
-			keyframeWanted = true
 		}
 	}
 	p.releaseN(len(downs) - nAccepted)
-	if keyframeWanted {
-		// A request can be lost, or fall within the interval of another subscriber's that
-		// the publisher already answered: ask again until the keyframe comes.
-		t.requestKeyframe(l, now)
-	}
 	t.meters.forwarded(nAccepted, size)
-	t.meters.dropped(nDropped)
+	t.meters.dropped(nDropped, nFrames)
 }
 
-// keyframe asks the publisher for a keyframe on layer rid, at most once per
-// keyframeInterval.
+// keyframeDue runs for each packet of a layer whose keyframe is wanted: a keyframe ends the
+// wait, anything else asks again once keyframeInterval has passed since the last request.
+func (t *track) keyframeDue(l *layer, p *packet, now int64) {
+	if isKeyframe(t.codec.MimeType, p.Payload) {
+		l.wantKey.Store(false)
+		return
+	}
+	t.requestKeyframe(l, now)
+}
+
+// keyframe asks the publisher for a keyframe on layer rid: at once, or when
+// keyframeInterval has passed since the layer's last request. A request can be lost, or
+// fall within the interval of another subscriber's that the publisher already answered:
+// the layer asks again until a keyframe comes (keyframeDue).
 func (t *track) keyframe(rid string) {
+	if t.kind != webrtc.RTPCodecTypeVideo {
+		return
+	}
 	t.mu.Lock()
 	var l *layer
 	for _, c := range t.layers {
@@ -171,16 +250,14 @@ func (t *track) keyframe(rid string) {
 	}
 	t.mu.Unlock()
 	if l != nil {
+		l.wantKey.Store(true)
 		t.requestKeyframe(l, time.Now().UnixNano())
 	}
 }
 
-// requestKeyframe sends a keyframe request for layer l at now (unix nanoseconds), unless
-// one went less than keyframeInterval ago.
+// requestKeyframe sends a PLI for layer l at now (unix nanoseconds) unless one went less
+// than keyframeInterval ago.
 func (t *track) requestKeyframe(l *layer, now int64) {
-	if t.kind != webrtc.RTPCodecTypeVideo {
-		return
-	}
 	last := l.lastPLI.Load()
 	if now-last < int64(keyframeInterval) || !l.lastPLI.CompareAndSwap(last, now) {
 		return

@@ -27,25 +27,56 @@ func testTrack(t testing.TB, rates map[string]uint64, rids ...string) (*track, *
 	return tr, &plis
 }
 
+// TestPick: a pin wins; without an estimate the best layer; with one, the best layer whose
+// bitrate fits: within 90% of the budget for the layer a subscriber is on and those below,
+// within 80% for a better one (so an estimate just above a layer's bitrate does not bounce
+// the subscriber up and down); a layer that sends nothing is passed over.
 func TestPick(t *testing.T) {
 	tr, _ := testTrack(t, map[string]uint64{"h": 2_000_000, "m": 600_000, "l": 150_000}, "h", "m", "l")
 	tests := []struct {
 		requested string
-		estimate  uint64
+		budget    uint64
+		current   string
 		want      string
 	}{
-		{"m", 0, "m"},
-		{"x", 0, "h"}, // an unknown layer: the best
-		{"", 0, "h"},  // no estimate yet: the best
-		{"", 5_000_000, "h"},
-		{"", 1_000_000, "m"},
-		{"", 200_000, "l"},
-		{"", 50_000, "l"}, // below every layer: the lowest
+		{"m", 0, "", "m"},
+		{"x", 0, "", "h"}, // an unknown layer: the best
+		{"", 0, "l", "h"}, // no estimate yet: the best
+		{"", 5_000_000, "h", "h"},
+		{"", 1_000_000, "h", "m"},
+		{"", 200_000, "h", "l"},
+		{"", 50_000, "m", "l"},       // below every layer: the lowest
+		{"", 2_300_000, "h", "h"},    // 2M is within 90% of 2.3M: h stays
+		{"", 2_300_000, "m", "m"},    // but not within 80%: m does not move up
+		{"", 2_500_000, "m", "h"},    // 2M is 80% of 2.5M
+		{"", 700_000, "m", "m"},      // 600k within 90% of 700k
+		{"", 700_000, "l", "l"},      // not within 80%
+		{"", 1_000_000, "", "m"},     // no layer yet: 90%
+		{"", 5_000_000, "gone", "h"}, // a layer the track lost: 90%
 	}
 	for _, tt := range tests {
-		if got := tr.pick(tt.requested, tt.estimate); got != tt.want {
-			t.Errorf("pick(%q, %d) = %q, want %q", tt.requested, tt.estimate, got, tt.want)
+		if got := tr.pick(tt.requested, tt.budget, tt.current); got != tt.want {
+			t.Errorf("pick(%q, %d, on %q) = %q, want %q", tt.requested, tt.budget, tt.current, got, tt.want)
 		}
+	}
+	tr.layers[0].rate.bitrate.Store(0) // h paused
+	if got := tr.pick("", 0, "h"); got != "m" {
+		t.Errorf("with h sending nothing and no estimate: %q, want m", got)
+	}
+	if got := tr.pick("", 100_000_000, "m"); got != "m" {
+		t.Errorf("with h sending nothing and a large estimate: %q, want m", got)
+	}
+	if rid, bps, ok := tr.nextUp("l"); !ok || rid != "m" || bps != 600_000 {
+		t.Errorf("nextUp(l) = %q, %d, %v; want m", rid, bps, ok)
+	}
+	if _, _, ok := tr.nextUp("m"); ok {
+		t.Errorf("nextUp(m) found a layer above m, but h sends nothing")
+	}
+	for _, l := range tr.layers {
+		l.rate.bitrate.Store(0)
+	}
+	if got := tr.pick("", 1_000_000, "l"); got != "h" {
+		t.Errorf("no layer measured yet: %q, want the best", got)
 	}
 }
 
@@ -147,8 +178,9 @@ func TestDownTrackFullQueue(t *testing.T) {
 func TestPinWinsOverFollow(t *testing.T) {
 	tr, _ := testTrack(t, map[string]uint64{"h": 2_000_000, "l": 100_000}, "h", "l")
 	local, _ := webrtc.NewTrackLocalStaticRTP(tr.codec.RTPCodecCapability, "v", "s")
-	d := newDownTrack(tr, local, "", nil)
-	d.estimate.Store(300_000)
+	bw := newBWE(tr.meters)
+	bw.share.Store(300_000)
+	d := newDownTrack(tr, local, "", nil, bw)
 	d.pin("h")
 	d.follow()
 	if c := d.want.Load(); c.rid != "h" || c.auto {
@@ -199,5 +231,50 @@ func TestKeyframeAskedUntilItComes(t *testing.T) {
 	send(false)
 	if len(*plis) != 2 {
 		t.Errorf("after the keyframe: %d keyframe requests, want still 2", len(*plis))
+	}
+}
+
+// TestKeyframePacing: keyframe requests go out at most once per keyframeInterval per
+// layer; one asked for within the interval is not lost but sent when it has passed (on the
+// layer's next packet), and asked again until a keyframe of the layer arrives.
+func TestKeyframePacing(t *testing.T) {
+	tr, plis := testTrack(t, nil, "h", "l")
+	h, l := tr.layers[0], tr.layers[1]
+	tr.keyframe("h")
+	tr.keyframe("h")
+	tr.keyframe("l")
+	if want := []webrtc.SSRC{h.ssrc, l.ssrc}; len(*plis) != 2 || (*plis)[0] != want[0] || (*plis)[1] != want[1] {
+		t.Fatalf("requests %v, want one per layer: %v", *plis, want)
+	}
+	inter, key := rawPacket(t, 1, false), rawPacket(t, 2, true)
+	send := func(l *layer, raw []byte) {
+		p := newPacket()
+		tr.receive(l, p, copy(p.buf[:], raw))
+	}
+	send(h, inter)
+	if len(*plis) != 2 {
+		t.Fatalf("a request went out within the interval: %v", *plis)
+	}
+	passed := func(l *layer) { l.lastPLI.Add(-int64(keyframeInterval)) }
+	passed(h)
+	send(h, inter) // no keyframe came: asked again
+	if len(*plis) != 3 || (*plis)[2] != h.ssrc {
+		t.Fatalf("requests %v, want a third for h once the interval passed", *plis)
+	}
+	send(h, key)
+	passed(h)
+	send(h, inter)
+	if len(*plis) != 3 || h.wantKey.Load() {
+		t.Fatalf("requests %v after h's keyframe came, want no more", *plis)
+	}
+	if !l.wantKey.Load() {
+		t.Fatalf("l's keyframe has not come, but it is not wanted any more")
+	}
+	tr.keyframe("h") // a new request after the interval: at once
+	if len(*plis) != 4 {
+		t.Fatalf("requests %v, want a fourth at once", *plis)
+	}
+	if n := tr.meters.keyframeRequests.Get(); n != 4 {
+		t.Errorf("%d keyframe requests counted, want 4", n)
 	}
 }

@@ -34,7 +34,10 @@ func (sub *subscription) addTracks(tracks []*track, offer *sdp.SessionDescriptio
 		if len(sub.downs) == 0 { // every track shares the one (bundled) transport
 			sub.path.follow(sender.Transport().ICETransport())
 		}
-		d := newDownTrack(t, local, layer, sub.path)
+		d := newDownTrack(t, local, layer, sub.path, sub.bw)
+		if encs := sender.GetParameters().Encodings; len(encs) > 0 {
+			d.ssrc = uint32(encs[0].SSRC)
+		}
 		sub.downs = append(sub.downs, d)
 		go sub.readRTCP(sender, d)
 	}
