@@ -284,12 +284,9 @@ func (p *publisher) readRTCP(sender *webrtc.RTPSender, rid string) {
 	}
 }
 
-// run sends a packet per layer every 5 ms until the test ends. pion does not add the mid
-// and rid header extensions a simulcast receiver needs: a browser does, so do it here.
-func (p *publisher) run() {
-	sender := p.pc.GetSenders()[0]
-	params := sender.GetParameters()
-	var midID, ridID uint8
+// simulcastExtensions are the IDs the sender's negotiation gave the mid and rid header
+// extensions; 0 for one it did not negotiate.
+func simulcastExtensions(params webrtc.RTPSendParameters) (midID, ridID uint8) {
 	for _, ext := range params.HeaderExtensions {
 		switch ext.URI {
 		case sdp.SDESMidURI:
@@ -298,6 +295,15 @@ func (p *publisher) run() {
 			ridID = uint8(ext.ID)
 		}
 	}
+	return midID, ridID
+}
+
+// run sends a packet per layer every 5 ms until the test ends. pion does not add the mid
+// and rid header extensions a simulcast receiver needs: a browser does, so do it here.
+func (p *publisher) run() {
+	sender := p.pc.GetSenders()[0]
+	params := sender.GetParameters()
+	midID, ridID := simulcastExtensions(params)
 	mid := p.pc.GetTransceivers()[0].Mid()
 	p.mu.Lock()
 	for _, track := range p.layers {
