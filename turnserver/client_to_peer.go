@@ -46,7 +46,7 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 	default:
 		peer = unmapped(peer)
 		if (a.only.IsValid() && peer != a.only) || !s.policy.PermitAddr(relay.UDP, peer) {
-			s.meters.peerDenied[deniedSend].Add(1)
+			s.meters.peerDenied[deniedSend].Inc()
 			return
 		}
 		exp, ok := a.peers.Load().perms[peer.Addr()]

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -35,13 +34,14 @@ var labelledMethods = map[stun.Method]string{
 // "other".
 var labelledCodes = []int{300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508}
 
-// Peer-policy denials, by the operation that was refused.
+// Peer-policy denials, by the operation that was refused; inbound counts datagrams and
+// connections to relays from denied sources.
 const (
 	deniedCreatePermission = iota
 	deniedChannelBind
 	deniedConnect
 	deniedSend
-	deniedOps
+	deniedInbound
 )
 
 // Why a message was dropped unanswered, for ferry_stun_dropped_total.
@@ -51,28 +51,26 @@ const (
 	dropUnknownAttribute        // an indication with an unknown comprehension-required attribute
 	dropUnrelayable             // ChannelData or a Send indication without an allocation, channel or permission
 	dropNoPermission            // a peer's datagram or connection to a relay without a permission for it
-	dropKinds
 )
-
-var dropLabels = [dropKinds]string{"malformed", "fingerprint", "unknown_attribute", "unrelayable", "no_permission"}
 
 // Which way a write of the data plane failed, for ferry_relay_write_errors_total.
 const (
 	toPeerWrite = iota
 	toClientWrite
-	writeKinds
 )
-
-var writeLabels = [writeKinds]string{"client_to_peer", "peer_to_client"}
 
 // Which per-allocation limit refused a request, for ferry_allocation_limit_rejections_total.
 const (
 	limitPermissions = iota
 	limitChannels
-	limitKinds
 )
 
-var limitLabels = [limitKinds]string{"permissions", "channels"}
+// Which limit refused an RFC 6062 peer connection, for
+// ferry_tcp_peer_connections_refused_total.
+const (
+	refusedPerAllocation = iota
+	refusedTotal
+)
 
 // authReasons label auth failures by the Authenticator's errors.
 var authReasons = []struct {
@@ -93,8 +91,8 @@ type allocKey struct {
 }
 
 // meters are the server's metrics. Every counter exists from the start (a scrape shows 0,
-// not a missing series) and the maps are read-only after newMeters, so the data path reads
-// them without locks.
+// not a missing series) and the maps and slices are read-only after newMeters, so the data
+// path reads them without locks.
 type meters struct {
 	bindings        *metrics.Counter
 	requests        map[stun.Method]*metrics.Counter
@@ -103,15 +101,15 @@ type meters struct {
 	otherErrors     *metrics.Counter
 	authFailures    []*metrics.Counter // indexed like authReasons
 	staleNonces     *metrics.Counter
-	peerDenied      [deniedOps]atomic.Uint64 // written with the relay's inbound denials, as one family
+	peerDenied      []*metrics.Counter // by denied* op
 	quota           *metrics.Counter
 	unauthDropped   *metrics.Counter
 	bindingDropped  *metrics.Counter
-	limitRejections [limitKinds]*metrics.Counter
-	dropped         [dropKinds]*metrics.Counter
-	writeErrors     [writeKinds]*metrics.Counter
-	inboundDenied   atomic.Uint64 // datagrams and connections to relays from denied sources
-	ended           endedTraffic  // what ended allocations carried
+	limitRejections []*metrics.Counter // by limit*
+	dropped         []*metrics.Counter // by drop* reason
+	writeErrors     []*metrics.Counter // by *Write direction
+	tcpRefused      []*metrics.Counter // by refused* limit
+	ended           endedTraffic       // what ended allocations carried
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
@@ -120,17 +118,22 @@ type meters struct {
 
 func newMeters(set *metrics.Set, s *Server) *meters {
 	m := &meters{
-		bindings:       set.NewCounter("ferry_stun_binding_requests_total"),
-		requests:       map[stun.Method]*metrics.Counter{},
-		otherRequests:  set.NewCounter(`ferry_turn_requests_total{method="other"}`),
-		errors:         map[int]*metrics.Counter{},
-		otherErrors:    set.NewCounter(`ferry_error_responses_total{code="other"}`),
-		staleNonces:    set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
-		quota:          set.NewCounter("ferry_quota_rejections_total"),
-		unauthDropped:  set.NewCounter("ferry_unauthenticated_dropped_total"),
-		bindingDropped: set.NewCounter("ferry_stun_binding_dropped_total"),
-		created:        map[allocKey]*metrics.Counter{},
-		active:         map[allocKey]*metrics.Gauge{},
+		bindings:        set.NewCounter("ferry_stun_binding_requests_total"),
+		requests:        map[stun.Method]*metrics.Counter{},
+		otherRequests:   set.NewCounter(`ferry_turn_requests_total{method="other"}`),
+		errors:          map[int]*metrics.Counter{},
+		otherErrors:     set.NewCounter(`ferry_error_responses_total{code="other"}`),
+		staleNonces:     set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
+		quota:           set.NewCounter("ferry_quota_rejections_total"),
+		unauthDropped:   set.NewCounter("ferry_unauthenticated_dropped_total"),
+		bindingDropped:  set.NewCounter("ferry_stun_binding_dropped_total"),
+		peerDenied:      counters(set, "ferry_peer_denied_total", "op", "create_permission", "channel_bind", "connect", "send", "inbound"),
+		limitRejections: counters(set, "ferry_allocation_limit_rejections_total", "limit", "permissions", "channels"),
+		dropped:         counters(set, "ferry_stun_dropped_total", "reason", "malformed", "fingerprint", "unknown_attribute", "unrelayable", "no_permission"),
+		writeErrors:     counters(set, "ferry_relay_write_errors_total", "direction", "client_to_peer", "peer_to_client"),
+		tcpRefused:      counters(set, "ferry_tcp_peer_connections_refused_total", "limit", "allocation", "total"),
+		created:         map[allocKey]*metrics.Counter{},
+		active:          map[allocKey]*metrics.Gauge{},
 		// Allocation lifetimes, from a failed call to a day-long one.
 		lifetime: promhist.New("ferry_allocation_lifetime_seconds",
 			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
@@ -145,15 +148,6 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 	for _, r := range authReasons {
 		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
 	}
-	for kind, label := range dropLabels {
-		m.dropped[kind] = set.NewCounter(fmt.Sprintf("ferry_stun_dropped_total{reason=%q}", label))
-	}
-	for kind, label := range writeLabels {
-		m.writeErrors[kind] = set.NewCounter(fmt.Sprintf("ferry_relay_write_errors_total{direction=%q}", label))
-	}
-	for kind, label := range limitLabels {
-		m.limitRejections[kind] = set.NewCounter(fmt.Sprintf("ferry_allocation_limit_rejections_total{limit=%q}", label))
-	}
 	for _, t := range transports {
 		for _, family := range []string{"ipv4", "ipv6"} {
 			k := allocKey{transport: t, ipv6: family == "ipv6"}
@@ -162,26 +156,21 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 			m.active[k] = set.NewGauge("ferry_allocations_active"+labels, nil)
 		}
 	}
+	set.NewGauge("ferry_tcp_peer_connections", func() float64 { return float64(s.tcpConns.count()) })
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		m.lifetime.WritePrometheus(w)
 		writeRelayTotals(w, m.ended.total().Add(s.liveUsage()))
-		m.writePeerDenied(w)
-		writeTCPConns(w, &s.tcpConns)
 	})
 	return m
 }
 
-var deniedLabels = [deniedOps]string{"create_permission", "channel_bind", "connect", "send"}
-
-// writePeerDenied writes the peer-policy denials: those of requests, counted here, and
-// those of datagrams and connections arriving at relays from denied sources, counted by
-// the relay sockets.
-func (m *meters) writePeerDenied(w io.Writer) {
-	metrics.WriteMetadataIfNeeded(w, "ferry_peer_denied_total", "counter")
-	for op, label := range deniedLabels {
-		fmt.Fprintf(w, "ferry_peer_denied_total{op=%q} %d\n", label, m.peerDenied[op].Load())
+// counters makes a counter of family for each value of label, in the order given.
+func counters(set *metrics.Set, family, label string, values ...string) []*metrics.Counter {
+	out := make([]*metrics.Counter, len(values))
+	for i, v := range values {
+		out[i] = set.NewCounter(fmt.Sprintf("%s{%s=%q}", family, label, v))
 	}
-	fmt.Fprintf(w, "ferry_peer_denied_total{op=\"inbound\"} %d\n", m.inboundDenied.Load())
+	return out
 }
 
 // writeRelayTotals writes the relayed traffic u. Each allocation counts its own (no cache
@@ -193,16 +182,6 @@ func writeRelayTotals(w io.Writer, u relay.Usage) {
 	metrics.WriteMetadataIfNeeded(w, "ferry_relay_bytes_total", "counter")
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"client_to_peer\"} %d\n", u.ToPeerBytes)
 	fmt.Fprintf(w, "ferry_relay_bytes_total{direction=\"peer_to_client\"} %d\n", u.FromPeerBytes)
-}
-
-// writeTCPConns writes the RFC 6062 peer connections and the ones the limits refused.
-func writeTCPConns(w io.Writer, tc *tcpCounts) {
-	live, perAllocation, total := tc.counts()
-	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections", "gauge")
-	fmt.Fprintf(w, "ferry_tcp_peer_connections %d\n", live)
-	metrics.WriteMetadataIfNeeded(w, "ferry_tcp_peer_connections_refused_total", "counter")
-	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"allocation\"} %d\n", perAllocation)
-	fmt.Fprintf(w, "ferry_tcp_peer_connections_refused_total{limit=\"total\"} %d\n", total)
 }
 
 // keyOf labels an allocation's metrics: its listener's proto and its (first) relay's

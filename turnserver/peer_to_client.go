@@ -108,7 +108,7 @@ func (r *udpRelay) drain(f *frames) error {
 // from a port Ferry holds.
 func (r *udpRelay) admit(src netip.AddrPort) bool {
 	if !r.s.policy.PermitSource(relay.UDP, src) {
-		r.s.meters.inboundDenied.Add(1)
+		r.s.meters.peerDenied[deniedInbound].Inc()
 		return false
 	}
 	return true

@@ -71,7 +71,7 @@ func (s *Server) checkPeer(a *allocation, peer netip.AddrPort, proto relay.Proto
 	}
 	switch {
 	case !ok:
-		s.meters.peerDenied[op].Add(1)
+		s.meters.peerDenied[op].Inc()
 		return stun.CodeForbidden
 	case !a.family(peer.Addr()):
 		return stun.CodePeerAddrFamilyMismatch

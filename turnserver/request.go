@@ -88,7 +88,7 @@ func (s *Server) decodePeers(r *request) bool {
 		if err != nil {
 			return false
 		}
-		r.peers = append(r.peers, netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port()))
+		r.peers = append(r.peers, unmapped(peer))
 	}
 	return true
 }
@@ -104,7 +104,10 @@ func (s *Server) authenticate(r *request) bool {
 	hasSHA256 := m.Contains(stun.AttrMessageIntegritySHA256)
 	if !m.Contains(stun.AttrMessageIntegrity) && !hasSHA256 {
 		if m.Type.Method == stun.MethodAllocate && s.draining.Load() {
-			s.drained(r) // no need to learn a nonce for an Allocate that cannot succeed
+			if s.underCap(r) { // no need to learn a nonce for an Allocate that cannot succeed
+				code, extra := s.drainAnswer()
+				s.reject(r, code, extra...)
+			}
 			return false
 		}
 		s.unauthorized(r, stun.CodeUnauthorized)
@@ -176,31 +179,29 @@ func (s *Server) authFailed(r *request, username string, err error) {
 // (401, 400 or 438) with REALM and a fresh NONCE, and the password algorithms on offer. It
 // is not signed: there is no key to sign it with.
 func (s *Server) unauthorized(r *request, code stun.ErrorCode) {
-	if !r.w.allow(s.unauth, r.five.client, r.now) {
-		s.meters.unauthDropped.Inc()
-		r.w.refuse()
-		return
-	}
-	if code == stun.CodeBadRequest {
+	switch {
+	case !s.underCap(r):
+	case code == stun.CodeBadRequest:
 		s.reject(r, code)
-		return
+	default:
+		s.reject(r, code, stun.NewRealm(s.realm), s.nonces.issue(r.five.client.Addr(), r.now), passwordAlgorithms)
 	}
-	s.reject(r, code, stun.NewRealm(s.realm), s.nonces.issue(r.five.client.Addr(), r.now), passwordAlgorithms)
 }
 
-// drained answers an Allocate without credentials while draining, within the answer cap.
-func (s *Server) drained(r *request) {
-	if !r.w.allow(s.unauth, r.five.client, r.now) {
-		s.meters.unauthDropped.Inc()
-		r.w.refuse()
-		return
+// underCap applies the answer cap of requests without valid credentials: false, and the
+// request refused, when r is over it.
+func (s *Server) underCap(r *request) bool {
+	if r.w.allow(s.unauth, r.five.client, r.now) {
+		return true
 	}
-	code, extra := s.drainAnswer()
-	s.reject(r, code, extra...)
+	s.meters.unauthDropped.Inc()
+	r.w.refuse()
+	return false
 }
 
-// reject answers an authenticated request with an error code and extra attributes.
+// reject answers a request with an error code and extra attributes, counted by its code.
 func (s *Server) reject(r *request, code stun.ErrorCode, extra ...stun.Setter) {
+	s.meters.errorResponse(int(code))
 	r.w.respond(s.build(r, stun.ClassErrorResponse, append([]stun.Setter{code}, extra...)...), r.five.client)
 }
 
@@ -210,7 +211,7 @@ func (s *Server) succeed(r *request, attrs ...stun.Setter) {
 }
 
 // build makes the answer of class to r with attrs, signed when r was authenticated, with
-// FINGERPRINT when r had one; an error response is counted by its code.
+// FINGERPRINT when r had one.
 func (s *Server) build(r *request, class stun.MessageClass, attrs ...stun.Setter) []byte {
 	all := append([]stun.Setter{&stun.Message{TransactionID: r.msg.TransactionID},
 		stun.NewType(r.msg.Type.Method, class)}, attrs...)
@@ -228,19 +229,7 @@ func (s *Server) build(r *request, class stun.MessageClass, attrs ...stun.Setter
 		s.log.Error("building a STUN answer failed", "method", r.msg.Type.Method.String(), "err", err)
 		return nil
 	}
-	if code, ok := errorCodeOf(resp); ok {
-		s.meters.errorResponse(code)
-	}
 	return resp.Raw
-}
-
-// errorCodeOf returns the ERROR-CODE of an error response.
-func errorCodeOf(m *stun.Message) (int, bool) {
-	var ec stun.ErrorCodeAttribute
-	if m.Type.Class != stun.ClassErrorResponse || ec.GetFrom(m) != nil {
-		return 0, false
-	}
-	return int(ec.Code), true
 }
 
 // binding answers a Binding request (RFC 8489): XOR-MAPPED-ADDRESS, SOFTWARE if set,

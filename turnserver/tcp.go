@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pion/stun/v4"
@@ -57,18 +56,12 @@ type peerConn struct {
 	once  sync.Once
 }
 
-// tcpCounts are the server's RFC 6062 peer connections and the refusals of its limits.
+// tcpCounts are the server's RFC 6062 peer connections.
 type tcpCounts struct {
-	mu      sync.Mutex
-	byID    map[uint32]*peerConn // pending ones, waiting for their ConnectionBind
-	live    int
-	refused [2]atomic.Uint64 // by limit: per allocation, in all
+	mu   sync.Mutex
+	byID map[uint32]*peerConn // pending ones, waiting for their ConnectionBind
+	live int
 }
-
-const (
-	refusedPerAllocation = iota
-	refusedTotal
-)
 
 var errConnLimit = errors.New("turnserver: TCP peer connection limit reached")
 
@@ -104,7 +97,7 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 	peer := addrPortOf(conn.RemoteAddr())
 	exp, ok := t.a.peers.Load().perms[peer.Addr()]
 	if !s.policy.PermitSource(relay.TCP, peer) {
-		s.meters.inboundDenied.Add(1)
+		s.meters.peerDenied[deniedInbound].Inc()
 		_ = conn.Close()
 		return
 	}
@@ -141,11 +134,12 @@ func (t *tcpRelay) add(peer netip.AddrPort, conn net.Conn) (*peerConn, error) {
 		return nil, errConnExists
 	}
 	if lim.ConnectionsPerAllocation > 0 && len(t.conns) >= lim.ConnectionsPerAllocation {
-		s.tcpConns.refused[refusedPerAllocation].Add(1)
+		s.meters.tcpRefused[refusedPerAllocation].Inc()
 		return nil, errConnLimit
 	}
 	pc := &peerConn{t: t, peer: peer, conn: conn}
 	if !s.tcpConns.register(pc, lim.TCPConnections) {
+		s.meters.tcpRefused[refusedTotal].Inc()
 		return nil, errConnLimit
 	}
 	t.conns[peer] = pc
@@ -162,7 +156,6 @@ func (tc *tcpCounts) register(pc *peerConn, total int) bool {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	if total > 0 && tc.live >= total {
-		tc.refused[refusedTotal].Add(1)
 		return false
 	}
 	if tc.byID == nil {
@@ -204,11 +197,11 @@ func (tc *tcpCounts) forget(pc *peerConn) {
 	}
 }
 
-// counts returns the live connections and the refusals by limit, for the metrics.
-func (tc *tcpCounts) counts() (live int, perAllocation, total uint64) {
+// count returns the live connections, for the metrics.
+func (tc *tcpCounts) count() int {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	return tc.live, tc.refused[refusedPerAllocation].Load(), tc.refused[refusedTotal].Load()
+	return tc.live
 }
 
 // awaitBind ends the connection unless a ConnectionBind joins it within bindTimeout;
@@ -362,10 +355,11 @@ func (pc *peerConn) pipe(c *streamConn) {
 		defer pc.close()
 		_, _ = io.Copy(&countingWriter{w: c, flow: &traffic.FromPeer}, pc.conn)
 	})
-	_, _ = io.Copy(&countingWriter{w: connWriter{pc.conn}, flow: &traffic.ToPeer}, c.r)
+	_, _ = io.Copy(&countingWriter{w: pc.conn, flow: &traffic.ToPeer}, c.r)
 }
 
-// countingWriter counts what it writes as one relayed "packet" per write.
+// countingWriter counts what it writes as one relayed "packet" per write. It has no
+// ReadFrom, so io.Copy goes through Write even to a net.Conn that has one.
 type countingWriter struct {
 	w    io.Writer
 	flow *relay.Flow
@@ -378,11 +372,6 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
-
-// connWriter hides a net.Conn's ReadFrom, so that io.Copy counts through countingWriter.
-type connWriter struct{ c net.Conn }
-
-func (w connWriter) Write(p []byte) (int, error) { return w.c.Write(p) }
 
 // Write lets a data connection take bytes from its peer.
 func (c *streamConn) Write(p []byte) (int, error) {
