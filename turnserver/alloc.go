@@ -330,7 +330,7 @@ func (a *allocation) relayAddrs() string {
 	return strings.Join(out, ",")
 }
 
-// closeRelays closes the relays of an allocation that failed to start.
+// closeRelays closes the allocation's relays; their ports go back to the pool.
 func (a *allocation) closeRelays() {
 	for _, r := range a.relays {
 		r.close()

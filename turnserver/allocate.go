@@ -58,19 +58,15 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 
 // allocationSpec is what an Allocate asks for.
 type allocationSpec struct {
-	tcp      bool          // an RFC 6062 TCP relay
-	families []relayFamily // the relay families to allocate: IPv4 and/or IPv6
-	dual     bool          // ADDITIONAL-ADDRESS-FAMILY: IPv6 may fail on its own
-	token    [8]byte       // RESERVATION-TOKEN, if hasToken
+	tcp bool // an RFC 6062 TCP relay
+	// families are the relay families to allocate: one, or IPv4 and then IPv6 with
+	// ADDITIONAL-ADDRESS-FAMILY, where IPv6 may fail on its own.
+	families []relay.Addrs
+	token    [8]byte // RESERVATION-TOKEN, if hasToken
 	hasToken bool
 	even     bool // EVEN-PORT
 	reserve  bool // EVEN-PORT with R: keep the next port for a later Allocate
 	df       bool // DONT-FRAGMENT
-}
-
-type relayFamily struct {
-	ipv6  bool
-	addrs relay.Addrs
 }
 
 // allocationSpec reads and checks what an Allocate asks for: the error code if it cannot
@@ -131,35 +127,28 @@ func (s *Server) readFamilies(m *stun.Message, spec *allocationSpec) stun.ErrorC
 	if (hasReq && hasAdd) || ((hasReq || hasAdd) && spec.hasToken) {
 		return stun.CodeBadRequest
 	}
-	v6 := false
+	first := s.v4
 	if hasReq {
 		fam, err := turnwire.AddressFamily(requested)
 		if err != nil {
 			return stun.CodeBadRequest
 		}
-		v6 = fam == turnwire.FamilyIPv6
+		if fam == turnwire.FamilyIPv6 {
+			first = s.v6
+		}
 	}
-	first := s.family(v6)
-	if !first.addrs.Enabled() {
+	if !first.Enabled() {
 		return stun.CodeAddrFamilyNotSupported
 	}
-	spec.families = []relayFamily{first}
+	spec.families = []relay.Addrs{first}
 	if hasAdd {
 		fam, err := turnwire.AddressFamily(additional)
 		if err != nil || fam != turnwire.FamilyIPv6 || spec.tcp || spec.reserve {
 			return stun.CodeBadRequest // one reservation token cannot name two families' ports
 		}
-		spec.dual = true
-		spec.families = append(spec.families, s.family(true))
+		spec.families = append(spec.families, s.v6)
 	}
 	return 0
-}
-
-func (s *Server) family(ipv6 bool) relayFamily {
-	if ipv6 {
-		return relayFamily{ipv6: true, addrs: s.v6}
-	}
-	return relayFamily{addrs: s.v4}
 }
 
 // Errors of opening relays, by the code they are answered with.
@@ -179,15 +168,15 @@ func codeOf(err error) stun.ErrorCode {
 // carries besides the relayed addresses (RESERVATION-TOKEN, ADDRESS-ERROR-CODE).
 func (s *Server) openRelays(a *allocation, spec allocationSpec) ([]stun.Setter, error) {
 	if spec.tcp {
-		t, err := s.newTCPRelay(a, spec.families[0].addrs)
+		t, err := s.newTCPRelay(a, spec.families[0])
 		a.tcp = t
 		return nil, err
 	}
 	var extra []stun.Setter
 	for i, fam := range spec.families {
-		rl, token, err := s.openUDPRelay(a, fam.addrs, spec)
-		if err != nil && i > 0 && spec.dual { // the additional family failed on its own
-			extra = append(extra, addressError(fam.addrs))
+		rl, token, err := s.openUDPRelay(a, fam, spec)
+		if err != nil && i > 0 { // the additional family failed on its own
+			extra = append(extra, addressError(fam))
 			continue
 		}
 		if err != nil {

@@ -300,12 +300,7 @@ func (s *Server) end(a *allocation, why string) {
 	a.mu.Unlock()
 	a.endKernel() // before the relay ports go back to the pool
 	s.table.remove(a)
-	for _, r := range a.relays {
-		r.close()
-	}
-	if a.tcp != nil {
-		a.tcp.close()
-	}
+	a.closeRelays()
 	if c, ok := a.client.(*streamConn); ok {
 		c.allocationEnded(a)
 	}
@@ -320,12 +315,10 @@ func (s *Server) end(a *allocation, why string) {
 // onlyPeer is the one peer address user may relay to, if the user is limited to one; the
 // zero AddrPort if not.
 func (s *Server) onlyPeer(user string) netip.AddrPort {
-	if s.peerLimit == nil {
-		return netip.AddrPort{}
+	if s.peerLimit != nil {
+		if only, limited := s.peerLimit(user); limited {
+			return unmapped(only)
+		}
 	}
-	only, limited := s.peerLimit(user)
-	if !limited {
-		return netip.AddrPort{}
-	}
-	return netip.AddrPortFrom(only.Addr().Unmap(), only.Port())
+	return netip.AddrPort{}
 }
