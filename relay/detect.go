@@ -5,19 +5,8 @@ import (
 	"net/netip"
 )
 
-// DetectIP returns the first unicast address of the wanted family on an up, non-loopback
-// interface: the address a zero-config Ferry advertises when it binds the wildcard address
-// and no public_ip is set. It reads interface addresses only; it sends nothing.
-func DetectIP(want6 bool) (netip.Addr, bool) {
-	ips := hostIPs(want6)
-	if len(ips) == 0 {
-		return netip.Addr{}, false
-	}
-	return ips[0], true
-}
-
 // hostIPs are the unicast addresses of the wanted family on the up, non-loopback
-// interfaces, in interface order.
+// interfaces, in interface order. It reads interface addresses only; it sends nothing.
 func hostIPs(want6 bool) []netip.Addr {
 	ifaces, err := net.Interfaces()
 	if err != nil {
@@ -68,8 +57,8 @@ func (a Addrs) OwnIPs() []netip.Addr {
 
 // ResolveAddrs turns configured bind and public IPs into the addresses relays use. An
 // invalid bind means the family is off. Without a public IP the bind IP is advertised, or,
-// when it is the wildcard, the detected address of the machine; ok is false when there is
-// none to advertise.
+// when it is the wildcard (zero config), the first of the host's addresses of the family;
+// ok is false when there is none to advertise.
 func ResolveAddrs(bind, public netip.Addr) (addrs Addrs, ok bool) {
 	if !bind.IsValid() {
 		return Addrs{}, true
@@ -81,11 +70,11 @@ func ResolveAddrs(bind, public netip.Addr) (addrs Addrs, ok bool) {
 	case !bind.IsUnspecified():
 		addrs.Public = bind
 	default:
-		detected, found := DetectIP(bind.Is6())
-		if !found {
+		ips := hostIPs(bind.Is6())
+		if len(ips) == 0 {
 			return Addrs{Bind: bind}, false
 		}
-		addrs.Public = detected
+		addrs.Public = ips[0]
 	}
 	return addrs, true
 }

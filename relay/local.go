@@ -46,14 +46,6 @@ func NewLocal(pool *Pool) *Local {
 // SetPeer makes p the local peer; nil sends everything through the kernel again.
 func (l *Local) SetPeer(p *LocalPeer) { l.peer.Store(p) }
 
-// Peer returns the local peer's address; false if there is none.
-func (l *Local) Peer() (netip.AddrPort, bool) {
-	if p := l.peer.Load(); p != nil {
-		return p.Addr, true
-	}
-	return netip.AddrPort{}, false
-}
-
 // AddRelay makes r take the local peer's datagrams to its address.
 func (l *Local) AddRelay(r *LocalRelay) {
 	if slot := l.slot(r.Addr.Port()); slot != nil {

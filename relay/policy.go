@@ -77,39 +77,30 @@ func NewPolicy(deny, allow []string, own []netip.Addr, held func(port uint16, pr
 // SetPeers replaces the deny and allow entries, parsed as NewPolicy does; checks running
 // meanwhile finish with the old rules. On an error the old rules stay.
 func (p *Policy) SetPeers(deny, allow []string) error {
-	r, err := parseRules(deny, allow)
-	if err != nil {
-		return err
+	r := &peerRules{}
+	var err error
+	if r.deny, err = parsePeers(deny, true); err != nil {
+		return fmt.Errorf("relay: deny_peers: %w", err)
+	}
+	if r.allow, err = parsePeers(allow, false); err != nil {
+		return fmt.Errorf("relay: allow_peers: %w", err)
 	}
 	p.rules.Store(r)
 	return nil
 }
 
-func parseRules(deny, allow []string) (*peerRules, error) {
-	r := &peerRules{}
-	var err error
-	if r.deny, err = parsePeers(deny, true); err != nil {
-		return nil, fmt.Errorf("relay: deny_peers: %w", err)
-	}
-	if r.allow, err = parsePeers(allow, false); err != nil {
-		return nil, fmt.Errorf("relay: allow_peers: %w", err)
-	}
-	return r, nil
-}
-
 func parsePeers(entries []string, recommendedOK bool) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, e := range entries {
-		switch {
-		case e == Recommended && recommendedOK:
+		if e == Recommended && recommendedOK {
 			out = append(out, RecommendedDeny()...)
-		default:
-			pfx, err := parsePeer(e)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, pfx)
+			continue
 		}
+		pfx, err := parsePeer(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pfx)
 	}
 	return out, nil
 }
