@@ -216,7 +216,7 @@ func (s *Server) openUDPRelay(a *allocation, fam relay.Addrs, spec allocationSpe
 	case spec.even:
 		rl, token, err = s.evenRelay(a, fam, spec.reserve)
 	default:
-		rl, err = s.newUDPRelay(a, fam, 0)
+		rl, err = s.newUDPRelay(a, fam)
 	}
 	if err == nil && spec.df {
 		if err = setDontFragment(rl.conn); err != nil {

@@ -190,17 +190,13 @@ func (r *udpRelay) close() {
 	})
 }
 
-// newUDPRelay binds a relay socket for a on a pool port of fam; the caller starts it.
-func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, requested int) (*udpRelay, error) {
-	conn, err := relay.ListenUDP(s.pool, fam.Bind, requested)
+// newUDPRelay binds a relay socket for a on a free pool port of fam; the caller starts it.
+func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) {
+	conn, err := relay.ListenUDP(s.pool, fam.Bind, 0)
 	if err != nil {
 		return nil, err
 	}
-	return s.wrapRelay(a, fam, conn, conn.LocalAddr().(*net.UDPAddr).Port)
-}
-
-// wrapRelay makes conn, bound on port of the pool, a relay of a.
-func (s *Server) wrapRelay(a *allocation, fam relay.Addrs, conn *net.UDPConn, port int) (*udpRelay, error) {
+	port := conn.LocalAddr().(*net.UDPAddr).Port
 	bc, err := udpbatch.NewConn(conn)
 	if err != nil {
 		_ = conn.Close()

@@ -35,7 +35,7 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 		if !ok {
 			break
 		}
-		rl, err := s.bindRelay(a, fam, port)
+		conn, err := bindUDP(fam, port)
 		if err != nil {
 			s.pool.Put(port)
 			if reserve {
@@ -43,6 +43,7 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 			}
 			continue // another program has it: try the next
 		}
+		rl := s.relayOn(a, conn, port, fam.Public)
 		if !reserve {
 			return rl, nil, nil
 		}
@@ -57,25 +58,24 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 	return nil, nil, relay.ErrPoolExhausted
 }
 
-// bindRelay binds a relay of a on port, which the caller took from the pool.
-func (s *Server) bindRelay(a *allocation, fam relay.Addrs, port int) (*udpRelay, error) {
+// bindUDP binds a socket on port of fam, which the caller took from the pool.
+func bindUDP(fam relay.Addrs, port int) (*udpbatch.Conn, error) {
 	conn, err := relay.BindUDP(fam.Bind, port)
 	if err != nil {
 		return nil, err
 	}
-	return s.wrapRelay(a, fam, conn, port)
+	bc, err := udpbatch.NewConn(conn)
+	if err != nil {
+		_ = conn.Close()
+	}
+	return bc, err
 }
 
 // hold binds port (taken from the pool) and keeps it under a new token.
 func (rs *reservations) hold(fam relay.Addrs, port int) ([8]byte, error) {
 	var token [8]byte
-	conn, err := relay.BindUDP(fam.Bind, port)
+	bc, err := bindUDP(fam, port)
 	if err != nil {
-		return token, err
-	}
-	bc, err := udpbatch.NewConn(conn)
-	if err != nil {
-		_ = conn.Close()
 		return token, err
 	}
 	_, _ = rand.Read(token[:])

@@ -292,11 +292,8 @@ func (s *Server) connect(r *request) (stun.ErrorCode, []stun.Setter) {
 func (s *Server) dial(r *request, pc *peerConn) {
 	ctx, cancel := context.WithTimeout(pc.t.ctx, connectTimeout)
 	defer cancel()
-	local := netip.AddrPortFrom(pc.t.public.Addr(), uint16(pc.t.port))
-	if bind := addrPortOf(pc.t.ln.Addr()); bind.IsValid() {
-		local = bind // the advertised address may be a 1:1 NAT's, not this host's
-	}
-	conn, err := relay.DialTCP(ctx, local, pc.peer)
+	// From the bound address: the advertised one may be a 1:1 NAT's, not this host's.
+	conn, err := relay.DialTCP(ctx, addrPortOf(pc.t.ln.Addr()), pc.peer)
 	pc.t.mu.Lock()
 	closed := pc.t.closed
 	if err == nil && !closed {
