@@ -44,17 +44,16 @@ type allocation struct {
 	createTx   [stun.TransactionIDSize]byte
 	createResp []byte
 
-	peers atomic.Pointer[peerTable]
-	ended atomic.Bool
+	peers   atomic.Pointer[peerTable]
+	ended   atomic.Bool
+	expires atomic.Int64 // when its lifetime runs out, in unix nanoseconds
 	// kernel is the allocation's share of the kernel fast path, nil when the kernel does
 	// not relay for it; set before the allocation is in the table.
 	kernel KernelAlloc
 
 	mu       sync.Mutex
-	expires  time.Time
 	perms    map[netip.Addr]time.Time // peer IP → expiry
 	channels map[uint16]*channel      // number → binding, expired ones during their cooldown
-	killed   bool                     // ended by the admin or the SFU
 	// kernelFinal is what the kernel relayed for the allocation, once kernelEnded.
 	kernelFinal relay.Usage
 	kernelEnded bool
@@ -98,45 +97,30 @@ func newAllocation(five fiveTuple, transport string, client clientSink, now time
 	return a
 }
 
-// expiredAt reports whether the allocation's lifetime has run out at now.
-func (a *allocation) expiredAt(now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return !now.Before(a.expires)
-}
-
-// live reports whether a request may still act on the allocation: not ended, not killed,
-// not expired.
+// live reports whether a request may still act on the allocation: not ended (deleted,
+// killed) and not expired.
 func (a *allocation) live(now time.Time) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return !a.killed && !a.ended.Load() && now.Before(a.expires)
+	return !a.ended.Load() && now.UnixNano() < a.expires.Load()
 }
 
 // refresh sets the allocation's lifetime to d from now.
-func (a *allocation) refresh(d time.Duration, now time.Time) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.expires = now.Add(d)
-}
+func (a *allocation) refresh(d time.Duration, now time.Time) { a.expires.Store(now.Add(d).UnixNano()) }
 
-// family reports whether the allocation relays to peers of ip's family.
-func (a *allocation) family(ip netip.Addr) bool {
+// expiry is when the allocation's lifetime runs out.
+func (a *allocation) expiry() time.Time { return time.Unix(0, a.expires.Load()) }
+
+// reaches reports whether the allocation relays to peers of IPv6 (v6) or of IPv4.
+func (a *allocation) reaches(v6 bool) bool {
 	if a.tcp != nil {
-		return a.tcp.public.Addr().Is4() == ip.Unmap().Is4()
+		return a.tcp.public.Addr().Is6() == v6
 	}
-	for _, r := range a.relays {
-		if r.public.Addr().Is4() == ip.Unmap().Is4() {
-			return true
-		}
-	}
-	return false
+	return a.relayFor(v6) != nil
 }
 
-// relayFor returns the UDP relay that reaches peer's family.
-func (a *allocation) relayFor(peer netip.AddrPort) *udpRelay {
+// relayFor returns the UDP relay for peers of IPv6 (v6) or of IPv4 (peers are unmapped).
+func (a *allocation) relayFor(v6 bool) *udpRelay {
 	for _, r := range a.relays {
-		if r.public.Addr().Is4() == peer.Addr().Is4() {
+		if r.public.Addr().Is6() == v6 {
 			return r
 		}
 	}
@@ -289,7 +273,7 @@ func (a *allocation) publish(now time.Time) {
 
 // snapshot returns copies of the allocation's permissions and live channels, for the admin
 // API.
-func (a *allocation) snapshot() (perms map[netip.Addr]time.Time, channels map[uint16]netip.AddrPort, expires time.Time) {
+func (a *allocation) snapshot() (perms map[netip.Addr]time.Time, channels map[uint16]netip.AddrPort) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	channels = map[uint16]netip.AddrPort{}
@@ -298,14 +282,7 @@ func (a *allocation) snapshot() (perms map[netip.Addr]time.Time, channels map[ui
 			channels[n] = c.peer
 		}
 	}
-	return maps.Clone(a.perms), channels, a.expires
-}
-
-// expiry is when the allocation's lifetime runs out.
-func (a *allocation) expiry() time.Time {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.expires
+	return maps.Clone(a.perms), channels
 }
 
 // relayedAddrs are the allocation's relayed transport addresses.

@@ -14,6 +14,26 @@ import (
 // It runs on the listener's read loop, for one batch at a time; it takes no lock and, past
 // its batch scratch, allocates nothing.
 
+// toPeers relays b if it is ChannelData or a Send indication from the client of a (nil:
+// none), and reports whether it was.
+func (s *Server) toPeers(a *allocation, b []byte, out *relayBatch, now time.Time) bool {
+	if channel, payload, ok := turnwire.ChannelData(b); ok {
+		s.channelData(a, channel, payload, out, now)
+		return true
+	}
+	if isSendIndication(b) {
+		s.sendIndication(a, b, out, now)
+		return true
+	}
+	return false
+}
+
+// isSendIndication reports whether b starts like a Send indication (RFC 8656 section 17).
+func isSendIndication(b []byte) bool {
+	return len(b) >= turnwire.HeaderSize && b[0] == 0x00 && b[1] == 0x16 &&
+		b[4] == 0x21 && b[5] == 0x12 && b[6] == 0xA4 && b[7] == 0x42
+}
+
 // channelData relays a ChannelData message from the client of a (nil: none) to the peer
 // its channel is bound to, if the binding and the peer's permission are live.
 func (s *Server) channelData(a *allocation, channel uint16, payload []byte, out *relayBatch, now time.Time) {
@@ -26,7 +46,7 @@ func (s *Server) channelData(a *allocation, channel uint16, payload []byte, out 
 		s.meters.dropped[dropUnrelayable].Inc()
 		return
 	}
-	out.add(a.relayFor(r.peer), payload, r.peer)
+	out.add(a.relayFor(r.peer.Addr().Is6()), payload, r.peer)
 }
 
 // sendIndication relays the DATA of a Send indication from the client of a (nil: none) to
@@ -50,7 +70,7 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 			return
 		}
 		exp, ok := a.peers.Load().perms[peer.Addr()]
-		rl := a.relayFor(peer)
+		rl := a.relayFor(peer.Addr().Is6())
 		if !ok || now.UnixNano() >= exp || rl == nil {
 			s.meters.dropped[dropUnrelayable].Inc()
 			return

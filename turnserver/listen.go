@@ -19,7 +19,6 @@ import (
 	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/pionlog"
-	"github.com/ferry-rtc/ferry/internal/turnwire"
 	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
@@ -212,27 +211,13 @@ func (l *listener) readUDP(sock *udpbatch.Conn) {
 // datagram handles one datagram from a UDP client.
 func (l *listener) datagram(b []byte, client netip.AddrPort, w *udpReply, msg *stun.Message, out *relayBatch, now time.Time) {
 	five := fiveTuple{client: client, server: l.addr}
-	if channel, payload, ok := turnwire.ChannelData(b); ok {
-		l.s.channelData(l.s.table.udpLookup(five), channel, payload, out, now)
-		return
+	switch {
+	case l.s.toPeers(l.s.table.udpLookup(five), b, out, now):
+	case !stun.IsMessage(b):
+		l.s.meters.dropped[dropUnrelayable].Inc()
+	case l.s.decodeMessage(msg, b):
+		l.s.handle(&request{msg: msg, five: five, l: l, w: w, now: now})
 	}
-	if isSendIndication(b) {
-		l.s.sendIndication(l.s.table.udpLookup(five), b, out, now)
-		return
-	}
-	if !stun.IsMessage(b) || !l.s.decodeMessage(msg, b) {
-		if !stun.IsMessage(b) {
-			l.s.meters.dropped[dropUnrelayable].Inc()
-		}
-		return
-	}
-	l.s.handle(&request{msg: msg, five: five, l: l, w: w, now: now})
-}
-
-// isSendIndication reports whether b starts like a Send indication (RFC 8656 section 17).
-func isSendIndication(b []byte) bool {
-	return len(b) >= turnwire.HeaderSize && b[0] == 0x00 && b[1] == 0x16 &&
-		b[4] == 0x21 && b[5] == 0x12 && b[6] == 0xA4 && b[7] == 0x42
 }
 
 // udpReply answers over the UDP socket a request came from.

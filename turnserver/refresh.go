@@ -35,7 +35,7 @@ func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
 		if err != nil {
 			return stun.CodeBadRequest, nil
 		}
-		if !a.family(familyAddr(fam)) {
+		if !a.reaches(fam == turnwire.FamilyIPv6) {
 			return stun.CodePeerAddrFamilyMismatch, nil
 		}
 	}
@@ -47,15 +47,6 @@ func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
 	}
 	s.succeed(r, turnwire.LifetimeAttr(d))
 	return 0, nil
-}
-
-// familyAddr is an address of the family fam (turnwire.FamilyIPv4 or FamilyIPv6), to ask
-// allocation.family with.
-func familyAddr(fam byte) netip.Addr {
-	if fam == turnwire.FamilyIPv6 {
-		return netip.IPv6Unspecified()
-	}
-	return netip.IPv4Unspecified()
 }
 
 // checkPeer checks a peer a request names against the peer policy and the user's one-peer
@@ -73,7 +64,7 @@ func (s *Server) checkPeer(a *allocation, peer netip.AddrPort, proto relay.Proto
 	case !ok:
 		s.meters.peerDenied[op].Inc()
 		return stun.CodeForbidden
-	case !a.family(peer.Addr()):
+	case !a.reaches(peer.Addr().Is6()):
 		return stun.CodePeerAddrFamilyMismatch
 	}
 	return 0

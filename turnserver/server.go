@@ -278,7 +278,7 @@ func (s *Server) sweep() {
 			return
 		case now := <-tick.C:
 			for _, a := range s.table.all() {
-				if a.expiredAt(now) {
+				if !a.live(now) {
 					s.end(a, "expired")
 					continue
 				}
@@ -295,9 +295,6 @@ func (s *Server) end(a *allocation, why string) {
 	if !a.ended.CompareAndSwap(false, true) {
 		return
 	}
-	a.mu.Lock()
-	a.killed = why == "killed"
-	a.mu.Unlock()
 	a.endKernel() // before the relay ports go back to the pool
 	s.table.remove(a)
 	a.closeRelays()

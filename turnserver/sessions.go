@@ -53,11 +53,11 @@ func (s *Server) Sessions() []Session {
 }
 
 func (a *allocation) describe(now time.Time) Session {
-	perms, channels, expires := a.snapshot()
+	perms, channels := a.snapshot()
 	d := Session{
 		ID: strconv.FormatUint(a.id, 10), User: a.user, Realm: a.realm, Client: a.five.client.String(),
 		Transport: a.transport, Created: a.created, Age: now.Sub(a.created).Seconds(),
-		Expires: expires, Permissions: []string{}, Channels: []Channel{},
+		Expires: a.expiry(), Permissions: []string{}, Channels: []Channel{},
 	}
 	if relays := a.relayedAddrs(); len(relays) > 0 {
 		d.Relay = relays[0].String()

@@ -119,18 +119,9 @@ func (c *streamConn) handshake() error {
 // frameIn handles one frame from the client.
 func (c *streamConn) frameIn(frame []byte, out *relayBatch, now time.Time) {
 	s := c.l.s
-	if channel, payload, ok := turnwire.ChannelData(frame); ok {
-		s.channelData(c.alloc.Load(), channel, payload, out, now)
-		return
+	if !s.toPeers(c.alloc.Load(), frame, out, now) && s.decodeMessage(&c.msg, frame) {
+		s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
 	}
-	if isSendIndication(frame) {
-		s.sendIndication(c.alloc.Load(), frame, out, now)
-		return
-	}
-	if !s.decodeMessage(&c.msg, frame) {
-		return
-	}
-	s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
 }
 
 // readFrame reads one STUN message or ChannelData frame. A frame that one read of the
