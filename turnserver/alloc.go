@@ -3,6 +3,7 @@ package turnserver
 import (
 	"maps"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,7 +32,6 @@ type allocation struct {
 	five      fiveTuple
 	transport string // the listener's proto: udp, tcp, tls or dtls
 	user      string
-	realm     string
 	quotaSlot string // what the quota counts it under: the user, or the user's group
 	created   time.Time
 	client    clientSink
@@ -90,9 +90,13 @@ type clientSink interface {
 	sendFrames(frames [][]byte, to netip.AddrPort) error
 }
 
-func newAllocation(five fiveTuple, transport string, client clientSink, now time.Time) *allocation {
-	a := &allocation{five: five, transport: transport, client: client, created: now,
-		perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
+// newAllocation is the allocation r asks for, counted under slot, before its relays open.
+func (s *Server) newAllocation(r *request, slot string) *allocation {
+	a := &allocation{five: r.five, transport: r.l.proto, user: r.user, quotaSlot: slot, only: s.onlyPeer(r.user),
+		created: r.now, client: udpSink{l: r.l}, perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
+	if r.conn != nil {
+		a.client = r.conn
+	}
 	a.peers.Store(emptyPeers)
 	return a
 }
@@ -135,7 +139,7 @@ func (a *allocation) permit(ips []netip.Addr, limit int, now time.Time) bool {
 	a.prune(now)
 	fresh := 0
 	for i, ip := range ips {
-		if _, ok := a.perms[ip]; !ok && !containsBefore(ips, i, ip) {
+		if _, ok := a.perms[ip]; !ok && !slices.Contains(ips[:i], ip) {
 			fresh++
 		}
 	}
@@ -147,15 +151,6 @@ func (a *allocation) permit(ips []netip.Addr, limit int, now time.Time) bool {
 	}
 	a.publish(now)
 	return true
-}
-
-func containsBefore(ips []netip.Addr, i int, ip netip.Addr) bool {
-	for _, x := range ips[:i] {
-		if x == ip {
-			return true
-		}
-	}
-	return false
 }
 
 // Why bind refuses a ChannelBind.

@@ -32,15 +32,14 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	lim := s.limits.Load()
 	if !s.table.admit(slot, limit, lim.AllocationsTotal) {
 		s.meters.quota.Inc()
-		s.log.Info("allocation quota reached", "user", r.user, "client", r.five.client.String())
+		s.cfg.Log.Info("allocation quota reached", "user", r.user, "client", r.five.client.String())
 		return stun.CodeAllocQuotaReached, nil
 	}
-	a = newAllocation(r.five, r.l.proto, s.sinkFor(r), r.now)
-	a.user, a.realm, a.quotaSlot, a.only = r.user, s.realm, slot, s.onlyPeer(r.user)
+	a = s.newAllocation(r, slot)
 	extra, err := s.openRelays(a, spec)
 	if err != nil {
 		s.table.releaseUnused(slot)
-		s.log.Info("allocation failed", "user", r.user, "client", r.five.client.String(), "err", err)
+		s.cfg.Log.Info("allocation failed", "user", r.user, "client", r.five.client.String(), "err", err)
 		return codeOf(err), nil
 	}
 	a.refresh(s.lifetime(r.msg), r.now)
@@ -127,14 +126,14 @@ func (s *Server) readFamilies(m *stun.Message, spec *allocationSpec) stun.ErrorC
 	if (hasReq && hasAdd) || ((hasReq || hasAdd) && spec.hasToken) {
 		return stun.CodeBadRequest
 	}
-	first := s.v4
+	first := s.cfg.V4
 	if hasReq {
 		fam, err := turnwire.AddressFamily(requested)
 		if err != nil {
 			return stun.CodeBadRequest
 		}
 		if fam == turnwire.FamilyIPv6 {
-			first = s.v6
+			first = s.cfg.V6
 		}
 	}
 	if !first.Enabled() {
@@ -146,7 +145,7 @@ func (s *Server) readFamilies(m *stun.Message, spec *allocationSpec) stun.ErrorC
 		if err != nil || fam != turnwire.FamilyIPv6 || spec.tcp || spec.reserve {
 			return stun.CodeBadRequest // one reservation token cannot name two families' ports
 		}
-		spec.families = append(spec.families, s.v6)
+		spec.families = append(spec.families, s.cfg.V6)
 	}
 	return 0
 }
@@ -245,8 +244,8 @@ func (s *Server) lifetime(m *stun.Message) time.Duration {
 
 // quotaSlot is what a user's allocations count under, and its limit.
 func (s *Server) quotaSlot(user string) (string, int) {
-	if s.quotaGroup != nil {
-		if group, limit, ok := s.quotaGroup(user); ok {
+	if s.cfg.QuotaGroup != nil {
+		if group, limit, ok := s.cfg.QuotaGroup(user); ok {
 			return group, limit
 		}
 	}
@@ -260,14 +259,6 @@ func (s *Server) drainAnswer() (stun.ErrorCode, []stun.Setter) {
 		return stun.CodeTryAlternate, []stun.Setter{alt}
 	}
 	return stun.CodeInsufficientCapacity, nil
-}
-
-// sinkFor is where the data of an allocation made by r goes to the client.
-func (s *Server) sinkFor(r *request) clientSink {
-	if r.conn != nil {
-		return r.conn
-	}
-	return udpSink{l: r.l}
 }
 
 // allocated builds the success response to the Allocate that made a: its relayed
@@ -290,13 +281,13 @@ func (s *Server) started(r *request, a *allocation) {
 		rl.start()
 	}
 	if a.tcp != nil {
-		a.tcp.start()
+		s.wg.Go(a.tcp.accept)
 	}
 	if r.conn != nil {
 		r.conn.allocated(a)
 	}
 	s.meters.allocationCreated(a) // before the answer: a client that has it sees it counted
 	r.w.respond(a.createResp, r.five.client)
-	s.log.Info("allocation created", "id", a.id, "user", a.user, "client", a.five.client.String(),
+	s.cfg.Log.Info("allocation created", "id", a.id, "user", a.user, "client", a.five.client.String(),
 		"transport", a.transport, "relay", a.relayAddrs())
 }

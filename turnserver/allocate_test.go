@@ -48,7 +48,7 @@ func TestAllocateErrors(t *testing.T) {
 	if n := s.Allocations(); n != 0 {
 		t.Fatalf("%d allocations after refused Allocates", n)
 	}
-	if n := s.pool.InUse(); n != 0 {
+	if n := s.cfg.Pool.InUse(); n != 0 {
 		t.Fatalf("%d pool ports in use after refused Allocates", n)
 	}
 }

@@ -65,7 +65,7 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 		s.meters.dropped[dropUnrelayable].Inc()
 	default:
 		peer = unmapped(peer)
-		if (a.only.IsValid() && peer != a.only) || !s.policy.PermitAddr(relay.UDP, peer) {
+		if (a.only.IsValid() && peer != a.only) || !s.cfg.Policy.PermitAddr(relay.UDP, peer) {
 			s.meters.peerDenied[deniedSend].Inc()
 			return
 		}

@@ -247,7 +247,7 @@ func TestKillAndSessions(t *testing.T) {
 		c.want(t, stun.CodeAllocMismatch, stun.MethodRefresh)
 	}
 	bob.want(t, 0, stun.MethodRefresh)
-	if n, ports := s.Allocations(), s.pool.InUse(); n != 1 || ports != 1 {
+	if n, ports := s.Allocations(), s.cfg.Pool.InUse(); n != 1 || ports != 1 {
 		t.Fatalf("%d allocations and %d relay ports left, want bob's", n, ports)
 	}
 }

@@ -49,12 +49,12 @@ func (k kernelOffload) Track(client, listener, relay netip.AddrPort) KernelAlloc
 // trackKernel gives a new allocation its handle in the kernel fast path: a UDP client of a
 // udp listener whose IPv4 relay the kernel may relay for.
 func (s *Server) trackKernel(a *allocation, r *request) {
-	if s.offload == nil || r.five.stream || r.l.proto != "udp" {
+	if s.cfg.Offload == nil || r.five.stream || r.l.proto != "udp" {
 		return
 	}
 	for _, rl := range a.relays {
 		if rl.public.Addr().Is4() {
-			a.kernel = s.offload.Track(r.five.client, r.five.server, netip.AddrPortFrom(s.v4.Bind, uint16(rl.port)))
+			a.kernel = s.cfg.Offload.Track(r.five.client, r.five.server, netip.AddrPortFrom(s.cfg.V4.Bind, uint16(rl.port)))
 			return
 		}
 	}
@@ -108,9 +108,9 @@ func (a *allocation) endKernel() {
 func (s *Server) recheckPeers(now time.Time) {
 	for _, a := range s.table.all() {
 		a.revoke(func(peer netip.AddrPort) bool {
-			return (!a.only.IsValid() || peer == a.only) && s.policy.PermitAddr(relay.UDP, peer)
+			return (!a.only.IsValid() || peer == a.only) && s.cfg.Policy.PermitAddr(relay.UDP, peer)
 		}, func(ip netip.Addr) bool {
-			return (!a.only.IsValid() || ip == a.only.Addr()) && s.policy.PermitIP(ip)
+			return (!a.only.IsValid() || ip == a.only.Addr()) && s.cfg.Policy.PermitIP(ip)
 		}, now)
 	}
 }

@@ -118,7 +118,7 @@ func TestKernelFollowsTable(t *testing.T) {
 	})
 
 	// A reload whose policy denies the peer takes its channel out, and its permission.
-	if err := s.policy.SetPeers([]string{relay.Recommended}, []string{"127.0.0.2/32", "127.0.0.4/32"}); err != nil {
+	if err := s.cfg.Policy.SetPeers([]string{relay.Recommended}, []string{"127.0.0.2/32", "127.0.0.4/32"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Apply(Settings{Auth: s.auth.Load(), Limits: *s.limits.Load()})
@@ -128,7 +128,7 @@ func TestKernelFollowsTable(t *testing.T) {
 	if perms := sessionOf(t, s, c).Permissions; !slices.Equal(perms, []string{"127.0.0.2", "127.0.0.4"}) {
 		t.Fatalf("permissions %v after the reload, want the allowed 127.0.0.2 and 127.0.0.4, not the denied 127.0.0.3", perms)
 	}
-	if err := s.policy.SetPeers([]string{relay.Recommended}, []string{"127.0.0.0/8"}); err != nil {
+	if err := s.cfg.Policy.SetPeers([]string{relay.Recommended}, []string{"127.0.0.0/8"}); err != nil {
 		t.Fatal(err)
 	}
 

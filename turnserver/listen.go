@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,8 +45,8 @@ const (
 type listener struct {
 	s     *Server
 	proto string
-	addr  netip.AddrPort // bound
-	cert  *atomic.Pointer[tls.Certificate]
+	addr  netip.AddrPort                  // bound
+	cert  atomic.Pointer[tls.Certificate] // tls and dtls
 
 	socks []*udpbatch.Conn // udp
 	out   *udpbatch.Conn   // the socket data to UDP clients leaves from (any of socks)
@@ -59,10 +61,7 @@ type listener struct {
 // only, so "0.0.0.0" and "[::]" listeners on one port can coexist.
 func (s *Server) open(l Listener) (*listener, error) {
 	ln := &listener{s: s, proto: l.Proto, conns: map[*streamConn]struct{}{}}
-	if l.Cert != nil {
-		ln.cert = &atomic.Pointer[tls.Certificate]{}
-		ln.cert.Store(l.Cert)
-	}
+	ln.cert.Store(l.Cert)
 	family := "4"
 	if l.Addr.Addr().Is6() {
 		family = "6"
@@ -76,7 +75,8 @@ func (s *Server) open(l Listener) (*listener, error) {
 	case "tls":
 		var tcp *net.TCPListener
 		if tcp, err = net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr)); err == nil {
-			ln.ln = tls.NewListener(tcp, &tls.Config{GetCertificate: ln.tlsCert, MinVersion: tls.VersionTLS12})
+			getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return ln.cert.Load(), nil }
+			ln.ln = tls.NewListener(tcp, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12})
 		}
 	case "dtls":
 		ln.ln, err = ln.listenDTLS("udp"+family, l.Addr)
@@ -91,8 +91,6 @@ func (s *Server) open(l Listener) (*listener, error) {
 	}
 	return ln, nil
 }
-
-func (l *listener) tlsCert(*tls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }
 
 // listenUDP opens the listener's sockets on one address: the kernel spreads clients over
 // them by their address, and each has a read loop, so one listener uses every core (one
@@ -132,7 +130,7 @@ func (l *listener) listenDTLS(network string, addr netip.AddrPort) (net.Listener
 	gate, err := dtlsgate.New(sock, dtlsgate.Config{
 		Options: []dtls.ServerOption{
 			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }),
-			dtls.WithLoggerFactory(pionlog.Factory{Log: l.s.log}),
+			dtls.WithLoggerFactory(pionlog.Factory{Log: l.s.cfg.Log}),
 		},
 		Limits:  l.s.dtlsLimits,
 		Timeout: handshakeTimeout,
@@ -172,10 +170,7 @@ func (l *listener) close() {
 	_ = l.ln.Close()
 	l.mu.Lock()
 	l.done = true
-	conns := make([]*streamConn, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
+	conns := slices.Collect(maps.Keys(l.conns))
 	l.mu.Unlock()
 	for _, c := range conns {
 		c.close()

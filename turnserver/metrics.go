@@ -19,17 +19,6 @@ import (
 // Transports are the listener protos, as the transport label gives them.
 var transports = []string{"udp", "tcp", "tls", "dtls"}
 
-// labelledMethods are the TURN request methods with their own label value; any other
-// method counts as "other".
-var labelledMethods = map[stun.Method]string{
-	stun.MethodAllocate:         "allocate",
-	stun.MethodRefresh:          "refresh",
-	stun.MethodCreatePermission: "create_permission",
-	stun.MethodChannelBind:      "channel_bind",
-	stun.MethodConnect:          "connect",
-	stun.MethodConnectionBind:   "connection_bind",
-}
-
 // labelledCodes are the error codes with their own label value; any other code counts as
 // "other".
 var labelledCodes = []int{300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508}
@@ -139,8 +128,8 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 			1, 10, 30, 60, 300, 600, 1800, 3600, 3*3600, 6*3600, 12*3600, 24*3600),
 		dtls: dtlsgate.NewMeters(set),
 	}
-	for method, label := range labelledMethods {
-		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", label))
+	for method, h := range methods {
+		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", h.label))
 	}
 	for _, code := range labelledCodes {
 		m.errors[code] = set.NewCounter(fmt.Sprintf(`ferry_error_responses_total{code="%d"}`, code))

@@ -57,9 +57,9 @@ var framePool = sync.Pool{New: func() any {
 // taken back from the hand-off.
 func (r *udpRelay) start() {
 	if r.local != nil {
-		r.s.local.AddRelay(r.local)
+		r.s.cfg.Local.AddRelay(r.local)
 		if r.closed.Load() {
-			r.s.local.RemoveRelay(r.local)
+			r.s.cfg.Local.RemoveRelay(r.local)
 		}
 	}
 	r.s.wg.Go(r.readLoop)
@@ -107,7 +107,7 @@ func (r *udpRelay) drain(f *frames) error {
 // admit applies the policy to a datagram from src: Ferry's own relay IP is a source only
 // from a port Ferry holds.
 func (r *udpRelay) admit(src netip.AddrPort) bool {
-	if !r.s.policy.PermitSource(relay.UDP, src) {
+	if !r.s.cfg.Policy.PermitSource(relay.UDP, src) {
 		r.s.meters.peerDenied[deniedInbound].Inc()
 		return false
 	}
@@ -168,7 +168,7 @@ func (r *udpRelay) toPeer(datagrams [][]byte, peer netip.AddrPort) {
 	for _, p := range datagrams {
 		r.a.traffic.ToPeer.Add(len(p))
 	}
-	if l := r.s.local; l != nil && (l.ToPeer(peer, datagrams, r.public) || l.ToRelay(peer, datagrams, r.public)) {
+	if l := r.s.cfg.Local; l != nil && (l.ToPeer(peer, datagrams, r.public) || l.ToRelay(peer, datagrams, r.public)) {
 		return
 	}
 	w := writers.Get().(*udpbatch.Writer)
@@ -183,16 +183,16 @@ func (r *udpRelay) close() {
 	r.once.Do(func() {
 		r.closed.Store(true)
 		if r.local != nil {
-			r.s.local.RemoveRelay(r.local)
+			r.s.cfg.Local.RemoveRelay(r.local)
 		}
 		_ = r.conn.Close()
-		r.s.pool.Put(r.port)
+		r.s.cfg.Pool.Put(r.port)
 	})
 }
 
 // newUDPRelay binds a relay socket for a on a free pool port of fam; the caller starts it.
 func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) {
-	conn, err := relay.ListenUDP(s.pool, fam.Bind, 0)
+	conn, err := relay.ListenUDP(s.cfg.Pool, fam.Bind, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +200,7 @@ func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) 
 	bc, err := udpbatch.NewConn(conn)
 	if err != nil {
 		_ = conn.Close()
-		s.pool.Put(port)
+		s.cfg.Pool.Put(port)
 		return nil, err
 	}
 	return s.relayOn(a, bc, port, fam.Public), nil
@@ -211,7 +211,7 @@ func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) 
 // since writing to its client's connection can block, which must not hold up the sender.
 func (s *Server) relayOn(a *allocation, c *udpbatch.Conn, port int, public netip.Addr) *udpRelay {
 	r := &udpRelay{s: s, a: a, conn: c, port: port, public: netip.AddrPortFrom(public, uint16(port))}
-	if s.local != nil && !a.five.stream {
+	if s.cfg.Local != nil && !a.five.stream {
 		r.local = &relay.LocalRelay{Addr: r.public, Deliver: r.fromLocal}
 	}
 	return r

@@ -56,9 +56,9 @@ func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
 func (s *Server) checkPeer(a *allocation, peer netip.AddrPort, proto relay.Proto, byIP bool, op int) stun.ErrorCode {
 	var ok bool
 	if byIP {
-		ok = (!a.only.IsValid() || peer.Addr() == a.only.Addr()) && s.policy.PermitIP(peer.Addr())
+		ok = (!a.only.IsValid() || peer.Addr() == a.only.Addr()) && s.cfg.Policy.PermitIP(peer.Addr())
 	} else {
-		ok = (!a.only.IsValid() || peer == a.only) && s.policy.PermitAddr(proto, peer)
+		ok = (!a.only.IsValid() || peer == a.only) && s.cfg.Policy.PermitAddr(proto, peer)
 	}
 	switch {
 	case !ok:

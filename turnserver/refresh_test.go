@@ -37,12 +37,12 @@ func TestRefresh(t *testing.T) {
 			t.Fatalf("the allocation expires in %v, want %v", left, tc.want)
 		}
 	}
-	inUse := s.pool.InUse()
+	inUse := s.cfg.Pool.InUse()
 	if got := lifetimeOf(t, c.want(t, 0, stun.MethodRefresh, lifetime(0))); got != 0 {
 		t.Fatalf("Refresh 0 answered LIFETIME %v", got)
 	}
-	if s.Allocations() != 0 || s.pool.InUse() != inUse-1 {
-		t.Fatalf("after Refresh 0: %d allocations, %d ports in use (was %d)", s.Allocations(), s.pool.InUse(), inUse)
+	if s.Allocations() != 0 || s.cfg.Pool.InUse() != inUse-1 {
+		t.Fatalf("after Refresh 0: %d allocations, %d ports in use (was %d)", s.Allocations(), s.cfg.Pool.InUse(), inUse)
 	}
 	c.want(t, stun.CodeAllocMismatch, stun.MethodRefresh)
 }

@@ -43,6 +43,20 @@ type responder interface {
 	refuse()
 }
 
+// methods are the TURN requests Ferry serves: each one's handler, and its label in
+// ferry_turn_requests_total. Any other method counts as "other" and is answered 400.
+var methods = map[stun.Method]struct {
+	label  string
+	handle func(*Server, *request) (stun.ErrorCode, []stun.Setter)
+}{
+	stun.MethodAllocate:         {"allocate", (*Server).allocate},
+	stun.MethodRefresh:          {"refresh", (*Server).refresh},
+	stun.MethodCreatePermission: {"create_permission", (*Server).createPermission},
+	stun.MethodChannelBind:      {"channel_bind", (*Server).channelBind},
+	stun.MethodConnect:          {"connect", (*Server).connect},
+	stun.MethodConnectionBind:   {"connection_bind", (*Server).connectionBind},
+}
+
 // handle answers one decoded STUN message that is not a Send indication: a Binding request,
 // or a TURN request, whose credentials it checks once before the method's handler runs.
 func (s *Server) handle(r *request) {
@@ -66,12 +80,12 @@ func (s *Server) handle(r *request) {
 		s.reject(r, stun.CodeBadRequest)
 		return
 	}
-	handler, ok := s.methods[m.Type.Method]
+	method, ok := methods[m.Type.Method]
 	if !ok {
 		s.reject(r, stun.CodeBadRequest)
 		return
 	}
-	if code, extra := handler(r); code != 0 {
+	if code, extra := method.handle(s, r); code != 0 {
 		s.reject(r, code, extra...)
 	}
 }
@@ -125,7 +139,7 @@ func (s *Server) authenticate(r *request) bool {
 		check = func(key []byte) bool { return turnwire.MessageIntegritySHA256(key).Check(m) == nil }
 	}
 	user, key, err := s.auth.Load().Verify(username.String(), realm.String(), r.now, check)
-	if err == nil && s.revoked != nil && s.revoked(user) {
+	if err == nil && s.cfg.Revoked != nil && s.cfg.Revoked(user) {
 		err = auth.ErrRevoked
 	}
 	if err != nil {
@@ -169,7 +183,7 @@ func passwordAlgorithmOK(m *stun.Message) bool {
 func (s *Server) authFailed(r *request, username string, err error) {
 	s.meters.authFailure(err)
 	if s.logLimit.Allow() {
-		s.log.Info("authentication failed", "client", r.five.client.String(), "username", username,
+		s.cfg.Log.Info("authentication failed", "client", r.five.client.String(), "username", username,
 			"method", r.msg.Type.Method.String(), "reason", err.Error())
 	}
 	s.unauthorized(r, stun.CodeUnauthorized)
@@ -184,7 +198,7 @@ func (s *Server) unauthorized(r *request, code stun.ErrorCode) {
 	case code == stun.CodeBadRequest:
 		s.reject(r, code)
 	default:
-		s.reject(r, code, stun.NewRealm(s.realm), s.nonces.issue(r.five.client.Addr(), r.now), passwordAlgorithms)
+		s.reject(r, code, stun.NewRealm(s.cfg.Realm), s.nonces.issue(r.five.client.Addr(), r.now), passwordAlgorithms)
 	}
 }
 
@@ -226,7 +240,7 @@ func (s *Server) build(r *request, class stun.MessageClass, attrs ...stun.Setter
 	}
 	resp, err := stun.Build(all...)
 	if err != nil {
-		s.log.Error("building a STUN answer failed", "method", r.msg.Type.Method.String(), "err", err)
+		s.cfg.Log.Error("building a STUN answer failed", "method", r.msg.Type.Method.String(), "err", err)
 		return nil
 	}
 	return resp.Raw

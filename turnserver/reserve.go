@@ -30,16 +30,16 @@ type reservation struct {
 // evenRelay binds a relay on an even port, and with reserve holds the next port too,
 // returning its token (RFC 8656 section 7.2, EVEN-PORT).
 func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRelay, *[8]byte, error) {
-	for range s.pool.Free() {
-		port, ok := s.pool.GetEven(relay.UDP, reserve)
+	for range s.cfg.Pool.Free() {
+		port, ok := s.cfg.Pool.GetEven(relay.UDP, reserve)
 		if !ok {
 			break
 		}
 		conn, err := bindUDP(fam, port)
 		if err != nil {
-			s.pool.Put(port)
+			s.cfg.Pool.Put(port)
 			if reserve {
-				s.pool.Put(port + 1)
+				s.cfg.Pool.Put(port + 1)
 			}
 			continue // another program has it: try the next
 		}
@@ -50,7 +50,7 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 		token, err := s.reserved.hold(fam, port+1)
 		if err != nil {
 			rl.close()
-			s.pool.Put(port + 1)
+			s.cfg.Pool.Put(port + 1)
 			continue
 		}
 		return rl, &token, nil
@@ -100,7 +100,7 @@ func (s *Server) claimReservation(a *allocation, token [8]byte) (*udpRelay, erro
 	}
 	if time.Now().After(res.expires) { // not swept yet
 		_ = res.conn.Close()
-		s.pool.Put(res.port)
+		s.cfg.Pool.Put(res.port)
 		return nil, errNoReservation
 	}
 	return s.relayOn(a, res.conn, res.port, res.fam.Public), nil

@@ -98,18 +98,11 @@ func (e *ListenError) Unwrap() error { return e.Err }
 
 // Server is a running STUN/TURN server.
 type Server struct {
-	realm      string
-	software   stun.Setter // nil: no SOFTWARE attribute
-	pool       *relay.Pool
-	policy     *relay.Policy
-	v4, v6     relay.Addrs
-	local      *relay.Local
-	peerLimit  func(user string) (netip.AddrPort, bool)
-	revoked    func(user string) bool
-	quotaGroup func(user string) (string, int, bool)
-	offload    Offload
-	log        *slog.Logger
-	logLimit   *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
+	// cfg is the Config New got; the live Auth and Limits, which a reload replaces, are in
+	// auth and limits.
+	cfg      Config
+	software stun.Setter   // nil: no SOFTWARE attribute
+	logLimit *rate.Limiter // auth failures are logged at most this often: a flood must not fill the disk
 
 	auth     atomic.Pointer[auth.Authenticator]
 	limits   atomic.Pointer[Limits]
@@ -118,7 +111,6 @@ type Server struct {
 	nonces   *nonces
 	meters   *meters
 	table    *table
-	methods  map[stun.Method]func(*request) (stun.ErrorCode, []stun.Setter)
 	tcpConns tcpCounts
 	reserved reservations
 
@@ -138,8 +130,7 @@ func New(cfg Config) (*Server, error) {
 		set = metrics.NewSet()
 	}
 	s := &Server{
-		realm: cfg.Realm, pool: cfg.Pool, policy: cfg.Policy, v4: cfg.V4, v6: cfg.V6, local: cfg.Local,
-		peerLimit: cfg.PeerLimit, revoked: cfg.Revoked, quotaGroup: cfg.QuotaGroup, offload: cfg.Offload, log: cfg.Log,
+		cfg:      cfg,
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
 		unauth:   iplimit.New(cfg.Limits.UnauthenticatedRate),
 		bindings: iplimit.New(cfg.Limits.BindingRate),
@@ -151,14 +142,6 @@ func New(cfg Config) (*Server, error) {
 	s.auth.Store(cfg.Auth)
 	s.limits.Store(&cfg.Limits)
 	s.meters = newMeters(set, s)
-	s.methods = map[stun.Method]func(*request) (stun.ErrorCode, []stun.Setter){
-		stun.MethodAllocate:         s.allocate,
-		stun.MethodRefresh:          s.refresh,
-		stun.MethodCreatePermission: s.createPermission,
-		stun.MethodChannelBind:      s.channelBind,
-		stun.MethodConnect:          s.connect,
-		stun.MethodConnectionBind:   s.connectionBind,
-	}
 	for i, l := range cfg.Listeners {
 		ln, err := s.open(l)
 		if err != nil {
@@ -194,7 +177,7 @@ func (s *Server) Apply(st Settings) {
 	defer s.recheckPeers(time.Now())
 	s.auth.Store(st.Auth)
 	for i, cert := range st.Certs {
-		if cert != nil && i < len(s.listeners) && s.listeners[i].cert != nil {
+		if cert != nil && i < len(s.listeners) && s.listeners[i].cert.Load() != nil {
 			s.listeners[i].cert.Store(cert)
 		}
 	}
@@ -256,7 +239,7 @@ func (s *Server) Close() error {
 		for _, a := range s.table.all() {
 			s.end(a, "server stopped")
 		}
-		s.reserved.expire(time.Now().Add(reservationLifetime+time.Second), s.pool)
+		s.reserved.expire(time.Now().Add(reservationLifetime+time.Second), s.cfg.Pool)
 	})
 	s.wg.Wait()
 	return nil
@@ -284,7 +267,7 @@ func (s *Server) sweep() {
 				}
 				a.expire(now)
 			}
-			s.reserved.expire(now, s.pool)
+			s.reserved.expire(now, s.cfg.Pool)
 		}
 	}
 }
@@ -303,7 +286,7 @@ func (s *Server) end(a *allocation, why string) {
 	}
 	s.meters.allocationEnded(a)
 	u, k := a.usage(), a.kernelUsage()
-	s.log.Info("allocation ended", "id", a.id, "user", a.user, "client", a.five.client.String(),
+	s.cfg.Log.Info("allocation ended", "id", a.id, "user", a.user, "client", a.five.client.String(),
 		"transport", a.transport, "relay", a.relayAddrs(), "duration", time.Since(a.created).Round(time.Millisecond),
 		"reason", why, "killed", why == "killed", "to_peer_bytes", u.ToPeerBytes, "from_peer_bytes", u.FromPeerBytes,
 		"kernel_to_peer_packets", k.ToPeerPackets, "kernel_from_peer_packets", k.FromPeerPackets)
@@ -312,8 +295,8 @@ func (s *Server) end(a *allocation, why string) {
 // onlyPeer is the one peer address user may relay to, if the user is limited to one; the
 // zero AddrPort if not.
 func (s *Server) onlyPeer(user string) netip.AddrPort {
-	if s.peerLimit != nil {
-		if only, limited := s.peerLimit(user); limited {
+	if s.cfg.PeerLimit != nil {
+		if only, limited := s.cfg.PeerLimit(user); limited {
 			return unmapped(only)
 		}
 	}

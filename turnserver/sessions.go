@@ -47,15 +47,15 @@ func (s *Server) Sessions() []Session {
 	all := s.table.all()
 	out := make([]Session, 0, len(all))
 	for _, a := range all {
-		out = append(out, a.describe(now))
+		out = append(out, a.describe(now, s.cfg.Realm))
 	}
 	return out
 }
 
-func (a *allocation) describe(now time.Time) Session {
+func (a *allocation) describe(now time.Time, realm string) Session {
 	perms, channels := a.snapshot()
 	d := Session{
-		ID: strconv.FormatUint(a.id, 10), User: a.user, Realm: a.realm, Client: a.five.client.String(),
+		ID: strconv.FormatUint(a.id, 10), User: a.user, Realm: realm, Client: a.five.client.String(),
 		Transport: a.transport, Created: a.created, Age: now.Sub(a.created).Seconds(),
 		Expires: a.expiry(), Permissions: []string{}, Channels: []Channel{},
 	}

@@ -33,7 +33,7 @@ func (l *listener) accept() {
 			return
 		}
 		if err != nil {
-			l.s.log.Warn("accept failed", "listener", l.addr.String(), "err", err)
+			l.s.cfg.Log.Warn("accept failed", "listener", l.addr.String(), "err", err)
 			select {
 			case <-l.s.stop:
 				return
@@ -188,7 +188,7 @@ func (c *streamConn) allocationEnded(a *allocation) {
 }
 
 // respond, allow and refuse make the connection a responder.
-func (c *streamConn) respond(msg []byte, _ netip.AddrPort) { _ = c.write(msg) }
+func (c *streamConn) respond(msg []byte, _ netip.AddrPort) { _, _ = c.Write(msg) }
 
 func (c *streamConn) allow(cap *iplimit.Limiter, _ netip.AddrPort, now time.Time) bool {
 	return c.caps.Allow(cap, now)
@@ -196,12 +196,11 @@ func (c *streamConn) allow(cap *iplimit.Limiter, _ netip.AddrPort, now time.Time
 
 func (c *streamConn) refuse() { c.close() }
 
-// write sends one message or frame.
-func (c *streamConn) write(b []byte) error {
+// Write sends one message or frame, or, on a data connection, bytes from its peer.
+func (c *streamConn) Write(b []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, err := c.conn.Write(b)
-	return err
+	return c.conn.Write(b)
 }
 
 // sendFrames sends frames from the data plane to the client in one write (writev on TCP).

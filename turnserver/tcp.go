@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -56,17 +58,16 @@ type peerConn struct {
 	once  sync.Once
 }
 
-// tcpCounts are the server's RFC 6062 peer connections.
+// tcpCounts are the server's RFC 6062 peer connections, by CONNECTION-ID.
 type tcpCounts struct {
 	mu   sync.Mutex
-	byID map[uint32]*peerConn // pending ones, waiting for their ConnectionBind
-	live int
+	byID map[uint32]*peerConn
 }
 
 var errConnLimit = errors.New("turnserver: TCP peer connection limit reached")
 
 func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) {
-	ln, err := relay.ListenTCP(s.pool, fam.Bind, 0)
+	ln, err := relay.ListenTCP(s.cfg.Pool, fam.Bind, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -76,10 +77,8 @@ func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) 
 		ctx: ctx, cancel: cancel, conns: map[netip.AddrPort]*peerConn{}}, nil
 }
 
-// start accepts peers' connections until the relay closes.
-func (t *tcpRelay) start() { t.s.wg.Go(t.acceptLoop) }
-
-func (t *tcpRelay) acceptLoop() {
+// accept takes peers' connections until the relay closes.
+func (t *tcpRelay) accept() {
 	for {
 		conn, err := t.ln.Accept()
 		if err != nil {
@@ -96,7 +95,7 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 	s := t.s
 	peer := addrPortOf(conn.RemoteAddr())
 	exp, ok := t.a.peers.Load().perms[peer.Addr()]
-	if !s.policy.PermitSource(relay.TCP, peer) {
+	if !s.cfg.Policy.PermitSource(relay.TCP, peer) {
 		s.meters.peerDenied[deniedInbound].Inc()
 		_ = conn.Close()
 		return
@@ -114,9 +113,7 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 	ind, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodConnectionAttempt, stun.ClassIndication),
 		turnwire.XORAddressAttr{Type: stun.AttrXORPeerAddress, Addr: peer}, turnwire.ConnectionIDAttr(pc.id))
 	if err == nil {
-		if c, ok := t.a.client.(*streamConn); ok {
-			_ = c.write(ind.Raw)
-		}
+		_ = t.a.client.sendFrames([][]byte{ind.Raw}, t.a.five.client)
 	}
 }
 
@@ -155,7 +152,7 @@ var errConnExists = errors.New("turnserver: a connection to the peer exists")
 func (tc *tcpCounts) register(pc *peerConn, total int) bool {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	if total > 0 && tc.live >= total {
+	if total > 0 && len(tc.byID) >= total {
 		return false
 	}
 	if tc.byID == nil {
@@ -165,7 +162,6 @@ func (tc *tcpCounts) register(pc *peerConn, total int) bool {
 		pc.id = rand.Uint32()
 	}
 	tc.byID[pc.id] = pc
-	tc.live++
 	return true
 }
 
@@ -193,7 +189,6 @@ func (tc *tcpCounts) forget(pc *peerConn) {
 	defer tc.mu.Unlock()
 	if tc.byID[pc.id] == pc {
 		delete(tc.byID, pc.id)
-		tc.live--
 	}
 }
 
@@ -201,7 +196,7 @@ func (tc *tcpCounts) forget(pc *peerConn) {
 func (tc *tcpCounts) count() int {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
-	return tc.live
+	return len(tc.byID)
 }
 
 // awaitBind ends the connection unless a ConnectionBind joins it within bindTimeout;
@@ -246,15 +241,12 @@ func (t *tcpRelay) close() {
 		t.cancel()
 		t.mu.Lock()
 		t.closed = true
-		conns := make([]*peerConn, 0, len(t.conns))
-		for _, pc := range t.conns {
-			conns = append(conns, pc)
-		}
+		conns := slices.Collect(maps.Values(t.conns))
 		t.mu.Unlock()
 		for _, pc := range conns {
 			pc.close()
 		}
-		t.s.pool.Put(t.port)
+		t.s.cfg.Pool.Put(t.port)
 	})
 }
 
@@ -368,14 +360,6 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 		cw.flow.Add(n)
 	}
 	return n, err
-}
-
-// Write lets a data connection take bytes from its peer.
-func (c *streamConn) Write(p []byte) (int, error) {
-	if err := c.write(p); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }
 
 // detach copies the request, whose message is its connection's scratch space, for an
