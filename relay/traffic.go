@@ -20,12 +20,6 @@ func (f *Flow) Add(n int) {
 	f.bytes.Add(uint64(n))
 }
 
-// Packets returns the number of packets counted so far.
-func (f *Flow) Packets() uint64 { return f.packets.Load() }
-
-// Bytes returns the number of payload bytes counted so far.
-func (f *Flow) Bytes() uint64 { return f.bytes.Load() }
-
 // Traffic is what one relay carried each way: ToPeer = client→peer (written by the relay
 // socket), FromPeer = peer→client (read by it). For RFC 6062 TCP relays a packet is one
 // Read or Write call that moved data.
@@ -43,8 +37,8 @@ type Usage struct {
 // while packets flow may count a packet's bytes without the packet or the other way round.
 func (t *Traffic) Usage() Usage {
 	return Usage{
-		ToPeerPackets: t.ToPeer.Packets(), ToPeerBytes: t.ToPeer.Bytes(),
-		FromPeerPackets: t.FromPeer.Packets(), FromPeerBytes: t.FromPeer.Bytes(),
+		ToPeerPackets: t.ToPeer.packets.Load(), ToPeerBytes: t.ToPeer.bytes.Load(),
+		FromPeerPackets: t.FromPeer.packets.Load(), FromPeerBytes: t.FromPeer.bytes.Load(),
 	}
 }
 

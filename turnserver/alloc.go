@@ -34,7 +34,7 @@ type allocation struct {
 	user      string
 	quotaSlot string // what the quota counts it under: the user, or the user's group
 	created   time.Time
-	client    clientSink
+	client    responder   // the UDP listener socket or stream connection of the Allocate
 	relays    []*udpRelay // UDP relays: one per address family (two for dual stack)
 	tcp       *tcpRelay   // the relay of an RFC 6062 TCP allocation
 	only      netip.AddrPort
@@ -84,19 +84,10 @@ type route struct {
 
 var emptyPeers = &peerTable{}
 
-// clientSink sends frames to an allocation's client: through the UDP listener it came to,
-// or over its stream connection.
-type clientSink interface {
-	sendFrames(frames [][]byte, to netip.AddrPort) error
-}
-
 // newAllocation is the allocation r asks for, counted under slot, before its relays open.
 func (s *Server) newAllocation(r *request, slot string) *allocation {
 	a := &allocation{five: r.five, transport: r.l.proto, user: r.user, quotaSlot: slot, only: s.onlyPeer(r.user),
-		created: r.now, client: udpSink{l: r.l}, perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
-	if r.conn != nil {
-		a.client = r.conn
-	}
+		created: r.now, client: r.w, perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
 	a.peers.Store(emptyPeers)
 	return a
 }

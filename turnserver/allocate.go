@@ -61,11 +61,10 @@ type allocationSpec struct {
 	// families are the relay families to allocate: one, or IPv4 and then IPv6 with
 	// ADDITIONAL-ADDRESS-FAMILY, where IPv6 may fail on its own.
 	families []relay.Addrs
-	token    [8]byte // RESERVATION-TOKEN, if hasToken
-	hasToken bool
-	even     bool // EVEN-PORT
-	reserve  bool // EVEN-PORT with R: keep the next port for a later Allocate
-	df       bool // DONT-FRAGMENT
+	token    *[8]byte // RESERVATION-TOKEN, if any
+	even     bool     // EVEN-PORT
+	reserve  bool     // EVEN-PORT with R: keep the next port for a later Allocate
+	df       bool     // DONT-FRAGMENT
 }
 
 // allocationSpec reads and checks what an Allocate asks for: the error code if it cannot
@@ -100,7 +99,7 @@ func (s *Server) readPorts(m *stun.Message, spec *allocationSpec) stun.ErrorCode
 		if err != nil || m.Contains(stun.AttrEvenPort) || spec.tcp {
 			return stun.CodeBadRequest
 		}
-		spec.token, spec.hasToken = tok, true
+		spec.token = &tok
 	}
 	if v, err := m.Get(stun.AttrEvenPort); err == nil {
 		reserve, err := turnwire.EvenPort(v)
@@ -123,7 +122,7 @@ func (s *Server) readFamilies(m *stun.Message, spec *allocationSpec) stun.ErrorC
 	requested, reqErr := m.Get(stun.AttrRequestedAddressFamily)
 	additional, addErr := m.Get(turnwire.AttrAdditionalAddressFamily)
 	hasReq, hasAdd := reqErr == nil, addErr == nil
-	if (hasReq && hasAdd) || ((hasReq || hasAdd) && spec.hasToken) {
+	if (hasReq && hasAdd) || ((hasReq || hasAdd) && spec.token != nil) {
 		return stun.CodeBadRequest
 	}
 	first := s.cfg.V4
@@ -193,12 +192,11 @@ func (s *Server) openRelays(a *allocation, spec allocationSpec) ([]stun.Setter, 
 // addressError is the ADDRESS-ERROR-CODE of an additional family whose relay failed (RFC
 // 8656 section 7.2): 440 when it has no relay address, 508 when it had no free port.
 func addressError(fam relay.Addrs) turnwire.AddressErrorCodeAttr {
+	e := turnwire.AddressErrorCodeAttr{Family: turnwire.FamilyIPv6, Code: stun.CodeInsufficientCapacity, Reason: "no free IPv6 relay port"}
 	if !fam.Enabled() {
-		return turnwire.AddressErrorCodeAttr{Family: turnwire.FamilyIPv6,
-			Code: stun.CodeAddrFamilyNotSupported, Reason: "no IPv6 relay"}
+		e.Code, e.Reason = stun.CodeAddrFamilyNotSupported, "no IPv6 relay"
 	}
-	return turnwire.AddressErrorCodeAttr{Family: turnwire.FamilyIPv6,
-		Code: stun.CodeInsufficientCapacity, Reason: "no free IPv6 relay port"}
+	return e
 }
 
 // openUDPRelay binds one UDP relay of family fam as spec asks: the reserved port of a
@@ -208,8 +206,8 @@ func (s *Server) openUDPRelay(a *allocation, fam relay.Addrs, spec allocationSpe
 	var token *[8]byte
 	var err error
 	switch {
-	case spec.hasToken:
-		rl, err = s.claimReservation(a, spec.token)
+	case spec.token != nil:
+		rl, err = s.claimReservation(a, *spec.token)
 	case !fam.Enabled():
 		err = relay.ErrPoolExhausted
 	case spec.even:

@@ -49,7 +49,6 @@ type listener struct {
 	cert  atomic.Pointer[tls.Certificate] // tls and dtls
 
 	socks []*udpbatch.Conn // udp
-	out   *udpbatch.Conn   // the socket data to UDP clients leaves from (any of socks)
 
 	ln    net.Listener // tcp, tls, dtls
 	mu    sync.Mutex
@@ -114,7 +113,7 @@ func (l *listener) listenUDP(network string, addr netip.AddrPort) error {
 		l.socks = append(l.socks, c)
 		addr = unmapped(sock.LocalAddr().(*net.UDPAddr).AddrPort()) // port 0: the next sockets take the port the first got
 	}
-	l.addr, l.out = addr, l.socks[0]
+	l.addr = addr
 	return nil
 }
 
@@ -215,7 +214,8 @@ func (l *listener) datagram(b []byte, client netip.AddrPort, w *udpReply, msg *s
 	}
 }
 
-// udpReply answers over the UDP socket a request came from.
+// udpReply answers over the UDP socket a request came from, and sends the data of the
+// allocation the request makes through it.
 type udpReply struct{ sock *udpbatch.Conn }
 
 func (u *udpReply) respond(msg []byte, to netip.AddrPort) { _, _ = u.sock.WriteToUDPAddrPort(msg, to) }
@@ -226,16 +226,18 @@ func (u *udpReply) allow(cap *iplimit.Limiter, client netip.AddrPort, now time.T
 
 func (u *udpReply) refuse() {}
 
-// udpSink sends frames to a UDP client through its listener's socket.
-type udpSink struct{ l *listener }
+func (u *udpReply) sendFrames(frames [][]byte, to netip.AddrPort) error {
+	return sendBatch(u.sock, frames, to)
+}
 
-// writers are the sendmmsg scratch of the goroutines sending batches to UDP clients.
+// writers are the sendmmsg scratch of the goroutines sending batches over UDP.
 var writers = sync.Pool{New: func() any { return udpbatch.NewWriter(readBatch) }}
 
-func (s udpSink) sendFrames(frames [][]byte, to netip.AddrPort) error {
+// sendBatch sends datagrams to one address over sock, in one sendmmsg.
+func sendBatch(sock *udpbatch.Conn, datagrams [][]byte, to netip.AddrPort) error {
 	w := writers.Get().(*udpbatch.Writer)
 	defer writers.Put(w)
-	return w.WriteTo(s.l.out, frames, to)
+	return w.WriteTo(sock, datagrams, to)
 }
 
 // addrPortOf converts a UDP or TCP address, IPv4-mapped addresses unmapped.

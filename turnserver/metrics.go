@@ -98,11 +98,14 @@ type meters struct {
 	dropped         []*metrics.Counter // by drop* reason
 	writeErrors     []*metrics.Counter // by *Write direction
 	tcpRefused      []*metrics.Counter // by refused* limit
-	ended           endedTraffic       // what ended allocations carried
 	created         map[allocKey]*metrics.Counter
 	active          map[allocKey]*metrics.Gauge
 	lifetime        *promhist.Histogram
 	dtls            *dtlsgate.Meters
+	ended           struct { // what ended allocations carried
+		sync.Mutex
+		relay.Usage
+	}
 }
 
 func newMeters(set *metrics.Set, s *Server) *meters {
@@ -148,7 +151,10 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 	set.NewGauge("ferry_tcp_peer_connections", func() float64 { return float64(s.tcpConns.count()) })
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		m.lifetime.WritePrometheus(w)
-		writeRelayTotals(w, m.ended.total().Add(s.liveUsage()))
+		m.ended.Lock()
+		ended := m.ended.Usage
+		m.ended.Unlock()
+		writeRelayTotals(w, ended.Add(s.liveUsage()))
 	})
 	return m
 }
@@ -194,25 +200,10 @@ func (m *meters) allocationEnded(a *allocation) {
 		g.Dec()
 	}
 	m.lifetime.Observe(time.Since(a.created).Seconds())
-	m.ended.add(a.usage())
-}
-
-// endedTraffic sums what ended allocations carried.
-type endedTraffic struct {
-	mu  sync.Mutex
-	sum relay.Usage
-}
-
-func (e *endedTraffic) add(u relay.Usage) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.sum = e.sum.Add(u)
-}
-
-func (e *endedTraffic) total() relay.Usage {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.sum
+	u := a.usage()
+	m.ended.Lock()
+	m.ended.Usage = m.ended.Add(u)
+	m.ended.Unlock()
 }
 
 // liveUsage sums what the live allocations have carried so far.

@@ -171,9 +171,7 @@ func (r *udpRelay) toPeer(datagrams [][]byte, peer netip.AddrPort) {
 	if l := r.s.cfg.Local; l != nil && (l.ToPeer(peer, datagrams, r.public) || l.ToRelay(peer, datagrams, r.public)) {
 		return
 	}
-	w := writers.Get().(*udpbatch.Writer)
-	defer writers.Put(w)
-	if err := w.WriteTo(r.conn, datagrams, peer); err != nil {
+	if err := sendBatch(r.conn, datagrams, peer); err != nil {
 		r.s.meters.writeErrors[toPeerWrite].Inc()
 	}
 }

@@ -29,7 +29,8 @@ type request struct {
 	peers  []netip.AddrPort // every XOR-PEER-ADDRESS, decoded strictly
 }
 
-// responder sends an answer back to the client a request came from, or refuses it one.
+// responder sends an answer back to the client a request came from, or refuses it one; the
+// data plane sends the frames of the allocation the request makes through it too.
 type responder interface {
 	respond(msg []byte, to netip.AddrPort)
 	// allow applies an answer cap to the client: per source IP on UDP, whose source costs
@@ -41,6 +42,7 @@ type responder interface {
 	// dropped, a stream connection closed, since its client, which does not retransmit,
 	// would wait for the answer forever.
 	refuse()
+	sendFrames(frames [][]byte, to netip.AddrPort) error
 }
 
 // methods are the TURN requests Ferry serves: each one's handler, and its label in
@@ -72,21 +74,16 @@ func (s *Server) handle(r *request) {
 	if !s.authenticate(r) {
 		return
 	}
-	if unknown := turnwire.UnknownRequired(m); unknown != nil {
+	method, known := methods[m.Type.Method]
+	switch unknown := turnwire.UnknownRequired(m); {
+	case unknown != nil:
 		s.reject(r, stun.CodeUnknownAttribute, stun.UnknownAttributes(unknown))
-		return
-	}
-	if !s.decodePeers(r) {
+	case !s.decodePeers(r) || !known:
 		s.reject(r, stun.CodeBadRequest)
-		return
-	}
-	method, ok := methods[m.Type.Method]
-	if !ok {
-		s.reject(r, stun.CodeBadRequest)
-		return
-	}
-	if code, extra := method.handle(s, r); code != 0 {
-		s.reject(r, code, extra...)
+	default:
+		if code, extra := method.handle(s, r); code != 0 {
+			s.reject(r, code, extra...)
+		}
 	}
 }
 
@@ -164,11 +161,8 @@ var passwordAlgorithms = turnwire.PasswordAlgorithmsAttr{turnwire.AlgorithmMD5}
 func passwordAlgorithmOK(m *stun.Message) bool {
 	listV, listErr := m.Get(stun.AttrPasswordAlgorithms)
 	algV, algErr := m.Get(stun.AttrPasswordAlgorithm)
-	if listErr != nil && algErr != nil {
-		return true
-	}
 	if listErr != nil || algErr != nil {
-		return false
+		return listErr != nil && algErr != nil // neither is fine, one alone is not
 	}
 	list, err := turnwire.PasswordAlgorithms(listV)
 	if err != nil || len(list) != len(passwordAlgorithms) || list[0] != passwordAlgorithms[0] {

@@ -113,7 +113,7 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 	ind, err := stun.Build(stun.TransactionID, stun.NewType(stun.MethodConnectionAttempt, stun.ClassIndication),
 		turnwire.XORAddressAttr{Type: stun.AttrXORPeerAddress, Addr: peer}, turnwire.ConnectionIDAttr(pc.id))
 	if err == nil {
-		_ = t.a.client.sendFrames([][]byte{ind.Raw}, t.a.five.client)
+		t.a.client.respond(ind.Raw, t.a.five.client)
 	}
 }
 

@@ -54,9 +54,9 @@ func TestUDPRelayWakesUp(t *testing.T) {
 		func() {
 			client.wmu.Lock()
 			defer client.wmu.Unlock()
-			read := a.traffic.FromPeer.Packets() + 1
+			read := a.traffic.Usage().FromPeerPackets + 1
 			writeTo(t, r.channel, "busy", r.relay)
-			waitFor(t, "the relay to read the datagram", func() bool { return a.traffic.FromPeer.Packets() == read })
+			waitFor(t, "the relay to read the datagram", func() bool { return a.traffic.Usage().FromPeerPackets == read })
 			writeTo(t, r.channel, "next", r.relay)
 			polled()
 		}()
