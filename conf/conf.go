@@ -36,6 +36,7 @@ type Config struct {
 	Admin   Admin      `toml:"admin"`
 	Log     Log        `toml:"log"`
 	Debug   Debug      `toml:"debug"`
+	Cluster Cluster    `toml:"cluster"`
 
 	file  string         // name the config was parsed from, for errors
 	lines map[string]int // dotted key → line in file, for errors
@@ -146,6 +147,27 @@ type Admin struct {
 type Debug struct {
 	Pprof string `toml:"pprof"` // "" (off) or a loopback "IP:port" serving net/http/pprof
 }
+
+// Cluster is the [cluster] table: several Ferry nodes coordinated through Redis (node
+// registry, room directory, shared quotas). Every key needs a restart.
+type Cluster struct {
+	Redis string `toml:"redis"` // "" (off) or a redis:// or rediss:// URL
+	Node  string `toml:"node"`  // "" = the host name; else 1 to 64 letters, digits, '.', '_' or '-'
+	// AdvertiseTURN is the TURN address other nodes send clients to (300 Try Alternate while
+	// draining): "" = the first udp listener's advertised address; else "IP:port".
+	AdvertiseTURN string `toml:"advertise_turn"`
+	// AdvertiseSFU is the base URL of this node's SFU that other nodes redirect WHIP and WHEP
+	// requests to (307): "" = http://relay public IP:sfu.http port; else an http or https URL
+	// without a path.
+	AdvertiseSFU string   `toml:"advertise_sfu"`
+	TTL          Duration `toml:"ttl"` // 3s to 10m: how long a node's record and room claims outlive its last refresh
+}
+
+// Cluster TTL bounds: a node refreshes its record and claims every TTL/3.
+const (
+	MinClusterTTL = 3 * time.Second
+	MaxClusterTTL = 10 * time.Minute
+)
 
 // Log is the [log] table.
 type Log struct {

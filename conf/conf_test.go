@@ -60,6 +60,7 @@ func TestDefault(t *testing.T) {
 		Metrics: Metrics{Listen: "127.0.0.1:9641"},
 		Admin:   Admin{Listen: "127.0.0.1:9642"},
 		Log:     Log{Level: "info", Format: "text"},
+		Cluster: Cluster{TTL: Duration{10 * time.Second}},
 	}
 	if got := exported(c); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() =\n%+v\nwant\n%+v", got, want)

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -19,7 +20,7 @@ const maxChars = 127
 
 // Validate checks c and returns the first problem as an *Error positioned
 // at the key at fault. The checks run in a fixed order (server, listen,
-// relay, auth, limits, sfu, metrics, admin, log, debug), so the same file always
+// relay, auth, limits, sfu, metrics, admin, log, debug, cluster), so the same file always
 // gives the same error.
 // Parse and Load call it; call it again after changing a Config by hand.
 // It reads the tls and dtls certificate and key files.
@@ -35,6 +36,7 @@ func (c *Config) Validate() error {
 		c.validateAdmin,
 		c.validateLog,
 		c.validateDebug,
+		c.validateCluster,
 	} {
 		if err := check(); err != nil {
 			return err
@@ -553,4 +555,58 @@ func (c *Config) validateLog() error {
 		return c.Errorf("log.format", "unknown format %q: want text or json", c.Log.Format)
 	}
 	return nil
+}
+
+// validateCluster checks [cluster]: only its form; whether Redis answers is the server's
+// business (a node starts and serves locally while it does not).
+func (c *Config) validateCluster() error {
+	cl := c.Cluster
+	if cl.Redis != "" {
+		u, err := url.Parse(cl.Redis)
+		switch {
+		case err != nil:
+			return c.Errorf("cluster.redis", "not a URL (%s)", strings.ReplaceAll(err.Error(), cl.Redis, "..."))
+		case u.Scheme != "redis" && u.Scheme != "rediss":
+			return c.Errorf("cluster.redis", "%q: want a redis:// or rediss:// URL, e.g. \"redis://10.0.0.5:6379/0\"", u.Redacted())
+		case u.Host == "":
+			return c.Errorf("cluster.redis", "%q has no host", u.Redacted())
+		}
+	}
+	if n := cl.Node; n != "" && !ValidNodeName(n) {
+		return c.Errorf("cluster.node", "%q: want 1 to 64 letters, digits, '.', '_' or '-'", n)
+	}
+	if cl.AdvertiseTURN != "" {
+		ap, err := c.checkAddrPort("cluster.advertise_turn", cl.AdvertiseTURN, `"203.0.113.10:3478"`, false)
+		if err != nil {
+			return err
+		}
+		if err := c.checkSpecific("cluster.advertise_turn", cl.AdvertiseTURN, ap.Addr(), false); err != nil {
+			return err
+		}
+	}
+	if s := cl.AdvertiseSFU; s != "" {
+		u, err := url.Parse(s)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			return c.Errorf("cluster.advertise_sfu", "%q: want an http or https URL without path or query, e.g. \"https://sfu1.example.com\"", s)
+		}
+	}
+	if d := cl.TTL.Duration; d < MinClusterTTL || d > MaxClusterTTL {
+		return c.Errorf("cluster.ttl", "must be between %s and %s, not %s", MinClusterTTL, MaxClusterTTL, d)
+	}
+	return nil
+}
+
+// ValidNodeName reports whether s can name a cluster node: it is part of Redis keys and
+// of log lines, so a short plain word.
+func ValidNodeName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return false
+		}
+	}
+	return true
 }

@@ -202,3 +202,33 @@ func TestCheckValueBool(t *testing.T) {
 		}
 	}
 }
+
+// TestCluster: [cluster] keys are checked for their form, each error at its line.
+func TestCluster(t *testing.T) {
+	tests := []struct {
+		input string
+		want  string // "" = valid
+	}{
+		{"[cluster]\nredis = \"redis://10.0.0.5:6379/0\"\nnode = \"a-1.x_y\"\n", ""},
+		{"[cluster]\nredis = \"rediss://:secret@redis.example.com:6380\"\nadvertise_turn = \"203.0.113.10:3478\"\nadvertise_sfu = \"https://sfu1.example.com\"\nttl = \"30s\"\n", ""},
+		{"[cluster]\nredis = \"http://10.0.0.5:6379\"\n", "bad.toml:2: cluster.redis: \"http://10.0.0.5:6379\": want a redis:// or rediss:// URL"},
+		{"[cluster]\nredis = \"redis://:hunter2@\"\n", "bad.toml:2: cluster.redis: \"redis://:xxxxx@\" has no host"},
+		{"[cluster]\nnode = \"a b\"\n", "bad.toml:2: cluster.node: \"a b\": want 1 to 64 letters"},
+		{"[cluster]\nadvertise_turn = \"0.0.0.0:3478\"\n", "bad.toml:2: cluster.advertise_turn: \"0.0.0.0:3478\": want a specific address"},
+		{"[cluster]\nadvertise_turn = \"turn.example.com:3478\"\n", "bad.toml:2: cluster.advertise_turn: \"turn.example.com:3478\" is not IP:port"},
+		{"[cluster]\nadvertise_sfu = \"https://sfu1.example.com/whip\"\n", "bad.toml:2: cluster.advertise_sfu: \"https://sfu1.example.com/whip\": want an http or https URL without path"},
+		{"[cluster]\nttl = \"1s\"\n", "bad.toml:2: cluster.ttl: must be between 3s and 10m0s, not 1s"},
+	}
+	for _, tt := range tests {
+		_, err := Parse("bad.toml", []byte(tt.input))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.input, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: error %v, want %q", tt.input, err, tt.want)
+		}
+	}
+	if strings.Contains(fmt.Sprint(Parse("bad.toml", []byte("[cluster]\nredis = \"ftp://:hunter2@h\"\n"))), "hunter2") {
+		t.Error("an error quotes the Redis password")
+	}
+}
