@@ -34,7 +34,7 @@ func (s *SFU) handleRooms(w http.ResponseWriter, r *http.Request) {
 
 func (s *SFU) handleRoom(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
-	if _, ok := s.authorize(w, r, name, canSubscribe); !ok {
+	if _, ok := s.authorize(w, r, name, canSubscribe); !ok || s.routed(w, r, name, false) {
 		return
 	}
 	s.mu.Lock()
@@ -52,7 +52,7 @@ func (s *SFU) handleRoom(w http.ResponseWriter, r *http.Request) {
 func (s *SFU) handleEvents(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("room")
 	o, ok := s.authorize(w, r, name, canSubscribe)
-	if !ok {
+	if !ok || s.routed(w, r, name, false) {
 		return
 	}
 	flusher, ok := w.(http.Flusher)

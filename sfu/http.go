@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -138,26 +139,30 @@ func readOffer(w http.ResponseWriter, r *http.Request) (string, bool) {
 }
 
 func (s *SFU) handleWHIP(w http.ResponseWriter, r *http.Request) {
-	s.handleOffer(w, r, canPublish, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
+	s.handleOffer(w, r, true, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
 		return s.publish(ctx, room, r.URL.Query().Get("name"), offer, o)
 	})
 }
 
 func (s *SFU) handleWHEP(w http.ResponseWriter, r *http.Request) {
-	s.handleOffer(w, r, canSubscribe, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
+	s.handleOffer(w, r, false, func(ctx context.Context, room, offer string, o owner) (*session, string, error) {
 		return s.subscribe(ctx, room, r.PathValue("stream"), r.URL.Query().Get("layer"), offer, o)
 	})
 }
 
-// handleOffer is the shared part of WHIP and WHEP: the token, a session slot of its token
-// and source address, the offer, a session made by open within answerTimeout, and the
-// 201. The slot is the session's from then on, and end gives it back; a session that
-// could not be made gives it back here.
-func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, right func(auth.Claims) bool,
+// handleOffer is the shared part of WHIP (publish) and WHEP: the token, the room's node (a
+// 307 to another), a session slot of its token and source address, the offer, a session
+// made by open within answerTimeout, and the 201. The slot is the session's from then on,
+// and end gives it back; a session that could not be made gives it back here.
+func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, publish bool,
 	open func(ctx context.Context, room, offer string, o owner) (*session, string, error)) {
 	room := r.PathValue("room")
+	right := canSubscribe
+	if publish {
+		right = canPublish
+	}
 	o, ok := s.authorize(w, r, room, right)
-	if !ok {
+	if !ok || s.routed(w, r, room, publish) {
 		return
 	}
 	lim := s.limits()
@@ -176,6 +181,45 @@ func (s *SFU) handleOffer(w http.ResponseWriter, r *http.Request, right func(aut
 		s.sessionSlots.release(o)
 	}
 	s.created(w, sess, answer, err)
+}
+
+// Redirect is where a request for a room is served when not here (see Config.Route): URL is
+// the base URL of the node that serves it; with URL "", RetryAfter > 0 says that the room's
+// node cannot be reached now (503).
+type Redirect struct {
+	URL        string
+	RetryAfter time.Duration
+}
+
+// routed answers a request for room that another node serves: 307 to the same path and
+// query there, with the access token in the query (RFC 9725 allows redirects; a client
+// drops the Authorization header when a redirect leaves the host, and Ferry reads
+// ?token=), or 503 with Retry-After when that node cannot be reached now. false when the
+// request is served here.
+func (s *SFU) routed(w http.ResponseWriter, r *http.Request, room string, publish bool) bool {
+	if s.cfg.Route == nil {
+		return false
+	}
+	rd := s.cfg.Route(r.Context(), room, publish)
+	switch {
+	case rd.URL != "":
+		q := r.URL.Query()
+		if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+			q.Set("token", token)
+		}
+		loc := strings.TrimSuffix(rd.URL, "/") + r.URL.EscapedPath()
+		if len(q) > 0 {
+			loc += "?" + q.Encode()
+		}
+		w.Header().Set("Location", loc)
+		w.WriteHeader(http.StatusTemporaryRedirect)
+		return true
+	case rd.RetryAfter > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int((rd.RetryAfter+time.Second-1)/time.Second)))
+		http.Error(w, "the node that serves this room does not answer now; it is free again after the Retry-After", http.StatusServiceUnavailable)
+		return true
+	}
+	return false
 }
 
 // created writes the 201 answer of a new session with its resource URL and ICE servers

@@ -50,7 +50,11 @@ type Config struct {
 	// peer policy); nil permits every one.
 	PermitPeer func(netip.AddrPort) bool
 	// Limits returns the limits in force (a reload may change them); nil is no limits.
-	Limits  func() Limits
+	Limits func() Limits
+	// Route, if set, is asked before a WHIP or WHEP request (and a room's API and event
+	// feed) is served whether another node serves the room: a cluster's room directory.
+	// nil serves every room here.
+	Route   func(ctx context.Context, room string, publish bool) Redirect
 	Log     *slog.Logger
 	Metrics *metrics.Set // nil keeps the metrics private
 }

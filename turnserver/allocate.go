@@ -30,7 +30,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	}
 	slot, limit := s.quotaSlot(r.user)
 	lim := s.limits.Load()
-	if !s.table.admit(slot, limit, lim.AllocationsTotal) {
+	if !s.admit(slot, limit, lim.AllocationsTotal) {
 		s.meters.quota.Inc()
 		s.cfg.Log.Info("allocation quota reached", "user", r.user, "client", r.five.client.String())
 		return stun.CodeAllocQuotaReached, nil
@@ -38,7 +38,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	a = s.newAllocation(r, slot)
 	extra, err := s.openRelays(a, spec)
 	if err != nil {
-		s.table.releaseUnused(slot)
+		s.releaseUnused(slot)
 		s.cfg.Log.Info("allocation failed", "user", r.user, "client", r.five.client.String(), "err", err)
 		return codeOf(err), nil
 	}
@@ -46,7 +46,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	a.createTx, a.createResp = r.msg.TransactionID, s.allocated(r, a, extra)
 	s.trackKernel(a, r)
 	if !s.table.add(a) { // another Allocate of this 5-tuple won the race
-		s.table.releaseUnused(slot)
+		s.releaseUnused(slot)
 		a.endKernel()
 		a.closeRelays()
 		return stun.CodeAllocMismatch, nil
@@ -248,6 +248,37 @@ func (s *Server) quotaSlot(user string) (string, int) {
 		}
 	}
 	return user, s.limits.Load().AllocationsPerUser
+}
+
+// admit takes a place in slot's quota of limit (0: none) and in the total: with a shared
+// quota, the allocations other servers hold of slot count against its limit.
+func (s *Server) admit(slot string, limit, total int) bool {
+	if limit > 0 && s.cfg.Shared != nil {
+		if others, ok := s.cfg.Shared.Others(slot); ok {
+			if others >= limit {
+				return false
+			}
+			limit -= others
+		}
+	}
+	if !s.table.admit(slot, limit, total) {
+		return false
+	}
+	s.quotaChanged(slot)
+	return true
+}
+
+// releaseUnused gives back a place admit took for an allocation that was never made.
+func (s *Server) releaseUnused(slot string) {
+	s.table.releaseUnused(slot)
+	s.quotaChanged(slot)
+}
+
+// quotaChanged tells the shared quota, if any, this server's count of slot.
+func (s *Server) quotaChanged(slot string) {
+	if s.cfg.Shared != nil {
+		s.cfg.Shared.Changed(slot, s.table.slotCount(slot))
+	}
 }
 
 // drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the

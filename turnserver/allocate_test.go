@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -193,4 +194,63 @@ func TestAllocateLifetime(t *testing.T) {
 			t.Fatalf("the allocation expires in %v, want %v", left, tc.want)
 		}
 	}
+}
+
+// fakeShared is a SharedQuota whose other servers hold others[slot], and which records the
+// counts it is told.
+type fakeShared struct {
+	mu      sync.Mutex
+	others  map[string]int
+	unknown bool
+	told    map[string]int
+}
+
+func (f *fakeShared) Others(slot string) (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.others[slot], !f.unknown
+}
+
+func (f *fakeShared) Changed(slot string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.told[slot] = n
+}
+
+func (f *fakeShared) count(slot string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.told[slot]
+}
+
+// TestAllocateSharedQuota: the allocations other servers hold of a user count against the
+// user's limit; when they are not known, the local count alone decides; every change of
+// the local count is told, the end of an allocation too.
+func TestAllocateSharedQuota(t *testing.T) {
+	shared := &fakeShared{others: map[string]int{"bob": 1}, told: map[string]int{}}
+	s := newTestServer(t, 27310, 27319, withLimits(Limits{AllocationsPerUser: 2}),
+		func(c *Config) { c.Shared = shared })
+	b1 := newClient(t, s, "udp").as(restUser("bob"))
+	b1.allocate(t)
+	if n := shared.count("bob"); n != 1 {
+		t.Errorf("told bob holds %d here, want 1", n)
+	}
+	b2 := newClient(t, s, "udp").as(restUser("bob"))
+	b2.want(t, stun.CodeAllocQuotaReached, stun.MethodAllocate, udpTransport) // 1 here + 1 elsewhere
+	shared.mu.Lock()
+	shared.others["bob"] = 2
+	shared.mu.Unlock()
+	b1.want(t, 0, stun.MethodRefresh, lifetime(0))
+	if n := shared.count("bob"); n != 0 {
+		t.Errorf("told bob holds %d here after his allocation ended, want 0", n)
+	}
+	b2.want(t, stun.CodeAllocQuotaReached, stun.MethodAllocate, udpTransport) // 2 elsewhere
+	shared.mu.Lock()
+	shared.unknown = true // Redis down: the local count decides
+	shared.mu.Unlock()
+	b2.allocate(t)
+	b3 := newClient(t, s, "udp").as(restUser("bob"))
+	b3.allocate(t)
+	b4 := newClient(t, s, "udp").as(restUser("bob"))
+	b4.want(t, stun.CodeAllocQuotaReached, stun.MethodAllocate, udpTransport)
 }

@@ -54,6 +54,18 @@ type Config struct {
 	QuotaGroup func(user string) (group string, limit int, ok bool)
 	// Offload, if set, is the kernel fast path: the table drives its maps.
 	Offload Offload
+	// Shared, if set, counts the quota slots of users and groups that have a limit across
+	// servers (a cluster): the allocations other servers hold count against the limit.
+	Shared SharedQuota
+}
+
+// SharedQuota is a quota count kept across servers.
+type SharedQuota interface {
+	// Others returns the allocations that other servers hold of slot; ok false when that
+	// is not known now (the local count alone decides).
+	Others(slot string) (n int, ok bool)
+	// Changed is told the allocations this server holds of slot after each change.
+	Changed(slot string, n int)
 }
 
 // Limits bound what clients can make the server do. Zero means no limit.
@@ -279,7 +291,9 @@ func (s *Server) end(a *allocation, why string) {
 		return
 	}
 	a.endKernel() // before the relay ports go back to the pool
-	s.table.remove(a)
+	if s.table.remove(a) {
+		s.quotaChanged(a.quotaSlot)
+	}
 	a.closeRelays()
 	if c, ok := a.client.(*streamConn); ok {
 		c.allocationEnded(a)

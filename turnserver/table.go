@@ -95,6 +95,13 @@ func (t *table) admit(slot string, limit, total int) bool {
 	return true
 }
 
+// slotCount is the places slot holds.
+func (t *table) slotCount(slot string) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.users[slot]
+}
+
 // release gives back a place admit gave; t.mu is held.
 func (t *table) release(slot string) {
 	if t.users[slot] <= 1 {
