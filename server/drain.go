@@ -49,6 +49,9 @@ func (s *Server) startDrain(reason string) bool {
 	}
 	s.drainReason = reason
 	alternate, _ := netip.ParseAddrPort(s.cfg.Load().Server.AlternateServer)
+	if alt, ok := s.clusterAlternate(); ok {
+		alternate = alt // and each refresh of the registry picks again
+	}
 	s.draining.Store(true)
 	s.turn.Drain(alternate)
 	if s.sfu != nil {

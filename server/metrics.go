@@ -8,6 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ferry-rtc/ferry/cluster"
 	"github.com/ferry-rtc/ferry/internal/dtlsgate"
 	"github.com/ferry-rtc/ferry/internal/promhelp"
 	"github.com/ferry-rtc/ferry/sfu"
@@ -29,6 +30,7 @@ var metricsHelp = sync.OnceValue(func() map[string]string {
 	maps.Copy(help, offload.MetricsHelp())
 	maps.Copy(help, dtlsgate.MetricsHelp())
 	maps.Copy(help, sfu.MetricsHelp())
+	maps.Copy(help, cluster.MetricsHelp())
 	return help
 })
 

@@ -74,6 +74,11 @@ var settings = []setting{
 	{"log.level", false, func(c *conf.Config) any { return c.Log.Level }},
 	{"log.format", true, func(c *conf.Config) any { return c.Log.Format }},
 	{"debug.pprof", true, func(c *conf.Config) any { return c.Debug.Pprof }},
+	{"cluster.redis", true, func(c *conf.Config) any { return c.Cluster.Redis }},
+	{"cluster.node", true, func(c *conf.Config) any { return c.Cluster.Node }},
+	{"cluster.advertise_turn", true, func(c *conf.Config) any { return c.Cluster.AdvertiseTURN }},
+	{"cluster.advertise_sfu", true, func(c *conf.Config) any { return c.Cluster.AdvertiseSFU }},
+	{"cluster.ttl", true, func(c *conf.Config) any { return c.Cluster.TTL }},
 }
 
 // listenAddrs is what identifies the listeners: proto and address, not the cert paths.
@@ -201,6 +206,7 @@ func keepRestartOnly(next, old *conf.Config) {
 	next.SFU.Enabled, next.SFU.HTTP, next.SFU.SelfTest = old.SFU.Enabled, old.SFU.HTTP, old.SFU.SelfTest
 	next.Log.Format = old.Log.Format
 	next.Debug.Pprof = old.Debug.Pprof
+	next.Cluster = old.Cluster
 }
 
 // userChanges names the users added and removed between two reads of the users file; a

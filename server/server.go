@@ -19,6 +19,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"github.com/ferry-rtc/ferry/cluster"
 	"github.com/ferry-rtc/ferry/conf"
 	"github.com/ferry-rtc/ferry/turnserver"
 	"github.com/ferry-rtc/ferry/turnserver/offload"
@@ -54,7 +55,9 @@ type Server struct {
 	drainReason            string     // "" (serving), drainAdmin or drainShutdown
 	drainSince             time.Time
 	reloadOK, reloadFailed *metrics.Counter
-	stopSelfTest           func() // stops the self-test and waits for it; nil when none runs
+	stopSelfTest           func()           // stops the self-test and waits for it; nil when none runs
+	cluster                *cluster.Cluster // nil without [cluster] redis
+	clusterMeters          *cluster.Meters
 }
 
 // Start opens every listener and starts serving cfg. On error nothing is left open; a
@@ -85,6 +88,15 @@ func Start(opts Options) (*Server, error) {
 	if err := s.newSFU(cfg); err != nil {
 		return nil, err
 	}
+	s.clusterMeters = cluster.NewMeters(s.metrics)
+	if err := s.startCluster(cfg, opts.Version); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
+	var shared turnserver.SharedQuota
+	if s.cluster != nil {
+		shared = s.cluster
+	}
 	s.offload = s.startOffload(cfg)
 	s.turn, err = turnserver.New(turnserver.Config{
 		Realm:      cfg.Server.Realm,
@@ -103,6 +115,7 @@ func Start(opts Options) (*Server, error) {
 		Revoked:    s.sfuCreds.revoked,
 		QuotaGroup: s.sfuQuotaGroup,
 		Offload:    turnserver.KernelOffload(s.offload),
+		Shared:     shared,
 	})
 	if err != nil {
 		_ = s.Close()
@@ -125,7 +138,7 @@ func Start(opts Options) (*Server, error) {
 		"relay_ipv4", s.relays.v4.Public, "relay_ipv6", s.relays.v6.Public,
 		"ports", fmt.Sprintf("%d-%d", cfg.Relay.MinPort, cfg.Relay.MaxPort),
 		"users", len(creds.users), "secrets", len(creds.secrets()),
-		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"), "sfu", s.httpAddr("sfu"))
+		"metrics", s.httpAddr("metrics"), "admin", s.httpAddr("admin"), "sfu", s.httpAddr("sfu"), "cluster", s.clusterName())
 	if s.sfu != nil && cfg.SFU.SelfTest {
 		s.startSelfTest()
 	}
@@ -182,6 +195,9 @@ func (s *Server) Close() error {
 	}
 	if s.offload != nil {
 		err = errors.Join(err, s.offload.Close())
+	}
+	if s.cluster != nil {
+		err = errors.Join(err, s.cluster.Close()) // leaves: other nodes take its rooms at once
 	}
 	return err
 }

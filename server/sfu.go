@@ -60,6 +60,7 @@ func (s *Server) newSFU(cfg *conf.Config) error {
 		SessionEnded: s.sfuSessionEnded,
 		PermitPeer:   func(peer netip.AddrPort) bool { return s.relays.policy.PermitAddr(relay.UDP, peer) },
 		Limits:       s.sfuLimits,
+		Route:        s.sfuRoute,
 		Log:          s.log,
 		Metrics:      s.metrics,
 	})
