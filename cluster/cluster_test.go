@@ -192,7 +192,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 	a.publish("demo")
 	r.Stop()
-	eventually(t, 2*testTTL, "a sees Redis down", func() bool { return !a.Up() })
+	eventually(t, 2*testTTL, "a and b see Redis down", func() bool { return !a.Up() && !b.Up() })
 	start := time.Now()
 	rt, err := b.Claim(ctx, "other")
 	if err != ErrDown || !rt.Here || time.Since(start) > 50*time.Millisecond {

@@ -126,8 +126,13 @@ func signal(t *testing.T, pc *webrtc.PeerConnection, url, token string) (sfuSess
 	if resp.StatusCode != http.StatusCreated {
 		return sfuSession{}, resp.StatusCode
 	}
-	base := url[:strings.Index(url[len("http://"):], "/")+len("http://")]
-	sess := sfuSession{resource: base + resp.Header.Get("Location"), token: token,
+	// The Location is the session's on the server that answered: after a cluster's 307, not
+	// the one first asked.
+	resource, err := resp.Request.URL.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatalf("Location %q: %v", resp.Header.Get("Location"), err)
+	}
+	sess := sfuSession{resource: resource.String(), token: token,
 		stream: resp.Header.Get("Ferry-Stream"), links: resp.Header.Values("Link")}
 	gathered := webrtc.GatheringCompletePromise(pc)
 	if err := pc.SetLocalDescription(offer); err != nil {
