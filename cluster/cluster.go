@@ -258,6 +258,7 @@ func (c *Cluster) tick() {
 		return
 	}
 	c.answered()
+	c.meters.refreshes.Inc()
 	c.renewed(now, rooms, renewals)
 	c.releaseIdle(ctx, now, rooms)
 	c.readNodes(ctx, now)
@@ -337,36 +338,45 @@ func (c *Cluster) lapse(now time.Time) {
 
 // readNodes reads the live nodes' records into the cache.
 func (c *Cluster) readNodes(ctx context.Context, now time.Time) {
-	names, err := c.rdb.ZRangeByScore(ctx, nodesKey, &redis.ZRangeBy{Min: fmt.Sprint(now.UnixMilli()), Max: "+inf"}).Result()
+	nodes, err := liveNodes(ctx, c.rdb, now)
 	if err != nil {
 		c.failed("nodes", err)
 		return
 	}
-	nodes := map[string]Node{}
-	if len(names) > 0 {
-		keys := make([]string, len(names))
-		for i, n := range names {
-			keys[i] = nodeKey(n)
-		}
-		vals, err := c.rdb.MGet(ctx, keys...).Result()
-		if err != nil {
-			c.failed("nodes", err)
-			return
-		}
-		for _, v := range vals {
-			s, ok := v.(string)
-			if !ok {
-				continue // expired between the two reads
-			}
-			var n Node
-			if json.Unmarshal([]byte(s), &n) == nil {
-				nodes[n.Name] = n
-			}
-		}
-	}
 	c.mu.Lock()
 	c.nodes = nodes
 	c.mu.Unlock()
+}
+
+// liveNodes reads the records of the nodes whose registration had not expired at now.
+func liveNodes(ctx context.Context, rdb *redis.Client, now time.Time) (map[string]Node, error) {
+	names, err := rdb.ZRangeArgs(ctx, redis.ZRangeArgs{Key: nodesKey, Start: now.UnixMilli(), Stop: "+inf", ByScore: true}).Result()
+	if err != nil {
+		return nil, err
+	}
+	nodes := map[string]Node{}
+	if len(names) == 0 {
+		return nodes, nil
+	}
+	keys := make([]string, len(names))
+	for i, n := range names {
+		keys[i] = nodeKey(n)
+	}
+	vals, err := rdb.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range vals {
+		s, ok := v.(string)
+		if !ok {
+			continue // expired between the two reads
+		}
+		var n Node
+		if json.Unmarshal([]byte(s), &n) == nil {
+			nodes[n.Name] = n
+		}
+	}
+	return nodes, nil
 }
 
 // Nodes returns the live nodes as of the last refresh, this one included, by name.
@@ -423,6 +433,7 @@ func (c *Cluster) failed(op string, err error) {
 	c.meters.errors.Inc()
 	c.up.Store(false)
 	if !c.downLogged.Swap(true) {
+		c.meters.outages.Inc()
 		c.log.Warn("cluster: Redis unreachable: this node serves its own rooms and counts its own quotas until Redis answers again",
 			"op", op, "err", err)
 	}

@@ -201,11 +201,18 @@ func TestRedisRestart(t *testing.T) {
 	if n := a.meters.errors.Get(); n == 0 {
 		t.Error("no Redis error counted")
 	}
+	if n := a.meters.outages.Get(); n != 1 {
+		t.Errorf("%d outages counted, want 1", n)
+	}
+	refreshes := a.meters.refreshes.Get()
 	r.Start()
 	eventually(t, 2*testTTL, "a and b registered again, a renewed demo", func() bool {
 		v, _ := r.Do("GET", "ferry:room:demo")
 		return a.Up() && b.Up() && len(a.Nodes()) == 2 && v == "a"
 	})
+	if a.meters.refreshes.Get() <= refreshes {
+		t.Error("no refresh counted once Redis was back")
+	}
 	if rt, _ := b.Owner(ctx, "demo"); rt.Owner != "a" {
 		t.Errorf("b's route to demo after the restart: %+v", rt)
 	}

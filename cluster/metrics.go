@@ -12,6 +12,7 @@ import (
 // cluster, so that every family is always exported (zero without a cluster).
 type Meters struct {
 	commands, errors      *metrics.Counter
+	outages, refreshes    *metrics.Counter
 	claims, lost          *metrics.Counter
 	localRoom, localQuota *metrics.Counter
 	redirectWHIP          *metrics.Counter
@@ -24,6 +25,8 @@ func NewMeters(set *metrics.Set) *Meters {
 	m := &Meters{
 		commands:     set.NewCounter("ferry_cluster_redis_commands_total"),
 		errors:       set.NewCounter("ferry_cluster_redis_errors_total"),
+		outages:      set.NewCounter("ferry_cluster_redis_outages_total"),
+		refreshes:    set.NewCounter("ferry_cluster_refreshes_total"),
 		claims:       set.NewCounter("ferry_cluster_room_claims_total"),
 		lost:         set.NewCounter("ferry_cluster_rooms_lost_total"),
 		localRoom:    set.NewCounter(`ferry_cluster_local_decisions_total{what="room"}`),
@@ -75,6 +78,8 @@ func MetricsHelp() map[string]string {
 		"ferry_cluster_local_decisions_total": "Room routes and quota checks this node decided alone because Redis did not answer, by what.",
 		"ferry_cluster_redis_commands_total":  "Commands this node sent to Redis (each command of a pipeline counts).",
 		"ferry_cluster_redis_errors_total":    "Exchanges with Redis that failed (a pipeline counts once).",
+		"ferry_cluster_redis_outages_total":   "Times Redis stopped answering this node (each is logged once, until Redis answers again).",
+		"ferry_cluster_refreshes_total":       "Refreshes of this node's record, room claims and quota counts that reached Redis (every cluster.ttl/3).",
 	}
 }
 

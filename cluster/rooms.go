@@ -112,10 +112,3 @@ func (c *Cluster) Owns(room string) bool {
 	until, ok := c.claims[room]
 	return ok && time.Now().Before(until)
 }
-
-// RoomInfo is a room of the directory and its owner.
-type RoomInfo struct {
-	Room  string        `json:"room"`
-	Owner string        `json:"owner"`
-	TTL   time.Duration `json:"ttl_ms"`
-}

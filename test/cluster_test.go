@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -230,6 +231,20 @@ func TestCluster(t *testing.T) {
 	_ = first.do(t, http.MethodDelete, "", "", "")
 	waitMetric(t, c, `ferry_cluster_redirects_total{method="whep"}`, time.Second, func(v float64) bool { return v >= 3 })
 	waitMetric(t, b, `ferry_cluster_redirects_total{method="whip"}`, time.Second, func(v float64) bool { return v >= 1 })
+
+	// ferry cluster status lists the three nodes and demo's owner, from Redis.
+	out, stderr, err := runFerry(t, "", "cluster", "status", "--redis", redis.URL(), "--json")
+	var st struct {
+		Nodes []struct{ Name, TURN, SFU string }
+		Rooms []struct{ Room, Owner string }
+	}
+	if err != nil || json.Unmarshal([]byte(out), &st) != nil {
+		t.Fatalf("ferry cluster status: %v\n%s%s", err, out, stderr)
+	}
+	if len(st.Nodes) != 3 || st.Nodes[0].SFU != a.sfu() || st.Nodes[2].TURN != c.turn() ||
+		len(st.Rooms) != 1 || st.Rooms[0].Room != "demo" || st.Rooms[0].Owner != "a" {
+		t.Errorf("ferry cluster status: %s, want nodes a, b, c and room demo owned by a", out)
+	}
 
 	// Quotas: bob may hold 2 allocations in the whole cluster.
 	bobUser, bobPass := auth.RESTCredential(testSecret, "bob", time.Hour, time.Now())

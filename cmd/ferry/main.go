@@ -96,6 +96,7 @@ func newApp() *cli.App {
 			reloadCommand(),
 			drainCommand(),
 			healthCommand(),
+			clusterCommand(),
 			completionCommand(),
 			manCommand(),
 			{
