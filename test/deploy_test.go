@@ -17,42 +17,53 @@ import (
 )
 
 // TestDeployConfigsCheck: the example configs under deploy/ pass ferry config check, which
-// also reads the files they name: each absolute path that does not exist here is moved
-// into a temporary directory, where a secrets file (or any other *_file) gets a
-// 32-character line, and a users file stays missing (no users yet).
+// also reads the files they name; a cluster node's config is deploy/ferry.toml with
+// deploy/cluster/cluster.toml appended.
 func TestDeployConfigsCheck(t *testing.T) {
-	filePath := regexp.MustCompile(`(?m)^(\w+) = "(/[^"]+)"`)
-	for _, name := range []string{"ferry.toml", "k8s/ferry.toml"} {
-		data, err := os.ReadFile(filepath.Join("..", "deploy", filepath.FromSlash(name)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := t.TempDir()
-		config := filePath.ReplaceAllStringFunc(string(data), func(line string) string {
-			m := filePath.FindStringSubmatch(line)
-			key, path := m[1], m[2]
-			if _, err := os.Stat(path); err == nil || !strings.HasSuffix(key, "_file") {
-				return line
-			}
-			moved := filepath.Join(root, path)
-			if err := os.MkdirAll(filepath.Dir(moved), 0o700); err != nil {
+	for _, names := range [][]string{{"ferry.toml"}, {"k8s/ferry.toml"}, {"ferry.toml", "cluster/cluster.toml"}, {"k8s/cluster/ferry.toml"}} {
+		var config []byte
+		for _, name := range names {
+			data, err := os.ReadFile(filepath.Join("..", "deploy", filepath.FromSlash(name)))
+			if err != nil {
 				t.Fatal(err)
 			}
-			if key != "users_file" {
-				if err := os.WriteFile(moved, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return fmt.Sprintf("%s = %q", key, moved)
-		})
-		path := filepath.Join(root, "ferry.toml")
-		if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+			config = append(append(config, data...), '\n')
+		}
+		checkDeployConfig(t, strings.Join(names, " + "), string(config))
+	}
+}
+
+// checkDeployConfig runs ferry config check on config: each absolute path of a *_file key
+// that does not exist here is moved into a temporary directory, where a secrets file (or
+// any other *_file) gets a 32-character line, and a users file stays missing (no users yet).
+func checkDeployConfig(t *testing.T, name, config string) {
+	t.Helper()
+	filePath := regexp.MustCompile(`(?m)^(\w+) = "(/[^"]+)"`)
+	root := t.TempDir()
+	config = filePath.ReplaceAllStringFunc(config, func(line string) string {
+		m := filePath.FindStringSubmatch(line)
+		key, path := m[1], m[2]
+		if _, err := os.Stat(path); err == nil || !strings.HasSuffix(key, "_file") {
+			return line
+		}
+		moved := filepath.Join(root, path)
+		if err := os.MkdirAll(filepath.Dir(moved), 0o700); err != nil {
 			t.Fatal(err)
 		}
-		out, stderr, err := runFerry(t, "", "config", "check", path)
-		if err != nil || !strings.Contains(out, "ok") {
-			t.Errorf("ferry config check deploy/%s: %v\n%s%s", name, err, out, stderr)
+		if key != "users_file" {
+			if err := os.WriteFile(moved, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
+		return fmt.Sprintf("%s = %q", key, moved)
+	})
+	path := filepath.Join(root, "ferry.toml")
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := runFerry(t, "", "config", "check", path)
+	if err != nil || !strings.Contains(out, "ok") {
+		t.Errorf("ferry config check deploy/%s: %v\n%s%s", name, err, out, stderr)
 	}
 }
 
