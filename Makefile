@@ -54,7 +54,9 @@ interop:
 # about 23 minutes on a quiet machine, up to three times that when noisy rounds are run
 # again; it needs coturn's turnserver, turnutils_uclient and turnutils_peer),
 # then the SFU under 10, 50 and 100 subscribers, direct and relayed (test/bench/sfubench,
-# about 3 minutes). BENCHMARKS.md has the results and how to read them.
+# about 3 minutes), then a three-node cluster's redirect and Redis traffic
+# (test/bench/clusterbench, about 3 minutes, needs redis-server). BENCHMARKS.md has the
+# results and how to read them.
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	@if command -v turnserver >/dev/null && command -v turnutils_uclient >/dev/null; then \
@@ -63,6 +65,7 @@ bench: build
 		echo "SKIPPED LOUDLY: turnserver or turnutils_uclient is not installed (apt-get install -y coturn); the coturn comparison did not run" >&2; \
 	fi
 	$(GO) run ./test/bench/sfubench -ferry bin/ferry
+	$(GO) run ./test/bench/clusterbench -ferry bin/ferry
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time). Their seed
 # corpora run with every `make test`. Go 1.26's fuzz coordinator can fail a target with a
