@@ -26,8 +26,9 @@ const (
 
 // ferryConfig is Ferry with its TURN listener and SFU on 127.0.0.1 and nothing else: no
 // metrics or admin endpoint, no self-test, no quotas or rate limits (every subscriber
-// comes from 127.0.0.1, most with the same token), and a drain that ends at once.
-func ferryConfig(turnPort, httpPort int) string {
+// comes from 127.0.0.1, most with the same token), and a drain that ends at once; the
+// profiler on pprof when it is not "".
+func ferryConfig(turnPort, httpPort int, pprof string) string {
 	return fmt.Sprintf(`[server]
 drain_timeout = "0s"
 
@@ -70,7 +71,10 @@ listen = ""
 
 [log]
 level = "warn"
-`, host, turnPort, minRelayPort, maxRelayPort, turnSecret, httpPort, tokenSecret)
+
+[debug]
+pprof = %[8]q
+`, host, turnPort, minRelayPort, maxRelayPort, turnSecret, httpPort, tokenSecret, pprof)
 }
 
 // ferry is a running ferry process.
@@ -79,8 +83,9 @@ type ferry struct {
 	sfuURL string // http://127.0.0.1:port
 }
 
-// startFerry starts bin in its own directory under dir and waits until its SFU answers.
-func startFerry(ctx context.Context, bin, dir string) (*ferry, error) {
+// startFerry starts bin in its own directory under dir, with its profiler on pprof if not
+// "", and waits until its SFU answers.
+func startFerry(ctx context.Context, bin, dir, pprof string) (*ferry, error) {
 	// The TURN listener takes its port on UDP, the SFU's HTTP endpoint on TCP.
 	turnPort, err := benchproc.FreePort(host)
 	if err != nil {
@@ -91,7 +96,7 @@ func startFerry(ctx context.Context, bin, dir string) (*ferry, error) {
 		return nil, err
 	}
 	config := filepath.Join(dir, "ferry.toml")
-	if err := os.WriteFile(config, []byte(ferryConfig(turnPort, httpPort)), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(ferryConfig(turnPort, httpPort, pprof)), 0o600); err != nil {
 		return nil, fmt.Errorf("ferry config: %w", err)
 	}
 	f := &ferry{sfuURL: "http://" + net.JoinHostPort(host, strconv.Itoa(httpPort))}

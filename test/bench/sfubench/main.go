@@ -42,6 +42,7 @@ type options struct {
 	connectTimeout time.Duration
 	bitrate        int
 	parallel       int
+	pprof          string // "" or a loopback address for Ferry's profiler ([debug] pprof)
 }
 
 func main() {
@@ -76,6 +77,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&opts.connectTimeout, "connect-timeout", 90*time.Second, "time the subscribers of a run have to connect")
 	flag.IntVar(&opts.bitrate, "bitrate", 2_000_000, "video bit rate of the publisher, bits per second")
 	flag.IntVar(&opts.parallel, "parallel", 8, "subscribers connecting at once")
+	flag.StringVar(&opts.pprof, "pprof", "", "loopback address where Ferry serves its profiler during each run (e.g. 127.0.0.1:6060), to profile a run with go tool pprof")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		return opts, fmt.Errorf("unexpected arguments %q", flag.Args())

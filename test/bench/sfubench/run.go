@@ -62,7 +62,7 @@ func (r result) lossPercent() float64 {
 // measure runs one (mode, N): a fresh ferry, the publisher, N subscribers, the window.
 func measure(ctx context.Context, opts options, ferryBin, dir, mode string, n int) (r result) {
 	r = result{mode: mode, n: n}
-	f, err := startFerry(ctx, ferryBin, dir)
+	f, err := startFerry(ctx, ferryBin, dir, opts.pprof)
 	if err != nil {
 		r.err = err
 		return r
