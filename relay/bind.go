@@ -10,11 +10,8 @@ import (
 	"github.com/pion/transport/v4/reuseport"
 )
 
-// Errors of Bind.
-var (
-	ErrPoolExhausted = errors.New("relay: no free port in the pool")
-	ErrPortTaken     = errors.New("relay: requested port is not free")
-)
+// ErrPoolExhausted is the error of binding when no port of the pool can be bound.
+var ErrPoolExhausted = errors.New("relay: no free port in the pool")
 
 // Addrs are one address family's relay addresses.
 type Addrs struct {
@@ -31,12 +28,11 @@ func (a Addrs) Enabled() bool { return a.Public.IsValid() }
 // what is queued.
 const readBuffer = 1 << 20
 
-// ListenUDP binds a UDP socket at ip on a port of pool: requested, or else the least
-// recently released free one. The port is the pool's until the caller puts it back after
-// closing the socket.
-func ListenUDP(pool *Pool, ip netip.Addr, requested int) (*net.UDPConn, error) {
+// ListenUDP binds a UDP socket at ip on the least recently released free port of pool. The
+// port is the pool's until the caller puts it back after closing the socket.
+func ListenUDP(pool *Pool, ip netip.Addr) (*net.UDPConn, error) {
 	var conn *net.UDPConn
-	_, err := bind(pool, UDP, requested, func(port int) (err error) {
+	err := bind(pool, UDP, func(port int) (err error) {
 		conn, err = BindUDP(ip, port)
 		return err
 	})
@@ -55,10 +51,10 @@ func BindUDP(ip netip.Addr, port int) (*net.UDPConn, error) {
 
 // ListenTCP opens a TCP listener at ip on a port of pool, as ListenUDP does; SO_REUSEPORT
 // lets Dial connect to peers from the same port (RFC 6062 section 5.2).
-func ListenTCP(pool *Pool, ip netip.Addr, requested int) (*net.TCPListener, error) {
+func ListenTCP(pool *Pool, ip netip.Addr) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
-	_, err := bind(pool, TCP, requested, func(port int) (err error) {
+	err := bind(pool, TCP, func(port int) (err error) {
 		ln, err = lc.Listen(context.Background(), network("tcp", ip), netip.AddrPortFrom(ip, uint16(port)).String())
 		return err
 	})
@@ -87,20 +83,10 @@ func network(proto string, ip netip.Addr) string {
 	return proto + "6"
 }
 
-// bind takes a port for proto (the requested one, or the next free one) and calls listen on
-// it. A port another program holds is skipped (and put back: it may be free later), so
-// binding fails only when every free port has been tried.
-func bind(pool *Pool, proto Proto, requested int, listen func(port int) error) (int, error) {
-	if requested != 0 {
-		if !pool.Take(requested, proto) {
-			return 0, fmt.Errorf("%w: %d", ErrPortTaken, requested)
-		}
-		if err := listen(requested); err != nil {
-			pool.Put(requested)
-			return 0, fmt.Errorf("relay: bind port %d: %w", requested, err)
-		}
-		return requested, nil
-	}
+// bind takes the next free port for proto and calls listen on it. A port another program
+// holds is skipped (and put back: it may be free later), so binding fails only when every
+// free port has been tried.
+func bind(pool *Pool, proto Proto, listen func(port int) error) error {
 	var lastErr error
 	for range pool.Free() {
 		port, ok := pool.Get(proto)
@@ -109,13 +95,13 @@ func bind(pool *Pool, proto Proto, requested int, listen func(port int) error) (
 		}
 		err := listen(port)
 		if err == nil {
-			return port, nil
+			return nil
 		}
 		pool.Put(port)
 		lastErr = err
 	}
 	if lastErr != nil {
-		return 0, fmt.Errorf("%w (last bind error: %v)", ErrPoolExhausted, lastErr)
+		return fmt.Errorf("%w (last bind error: %v)", ErrPoolExhausted, lastErr)
 	}
-	return 0, ErrPoolExhausted
+	return ErrPoolExhausted
 }

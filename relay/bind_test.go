@@ -18,7 +18,7 @@ func TestListenUDPSkipsBusyPort(t *testing.T) {
 		t.Skipf("port 31930 is taken: %v", err)
 	}
 	defer busy.Close()
-	conn, err := ListenUDP(pool, loopback4, 0)
+	conn, err := ListenUDP(pool, loopback4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,22 +29,22 @@ func TestListenUDPSkipsBusyPort(t *testing.T) {
 	}
 }
 
-// TestListenExhaustsPool: once every port is held, binding fails with ErrPoolExhausted, and
-// a requested port that is taken with ErrPortTaken.
+// TestListenExhaustsPool: once every port is held, binding fails with ErrPoolExhausted, for
+// either protocol.
 func TestListenExhaustsPool(t *testing.T) {
 	pool := mustPool(t, 31934, 31935)
 	for range 2 {
-		c, err := ListenUDP(pool, loopback4, 0)
+		c, err := ListenUDP(pool, loopback4)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer c.Close()
 	}
-	if _, err := ListenUDP(pool, loopback4, 0); !errors.Is(err, ErrPoolExhausted) {
+	if _, err := ListenUDP(pool, loopback4); !errors.Is(err, ErrPoolExhausted) {
 		t.Fatalf("ListenUDP on a full pool: %v, want ErrPoolExhausted", err)
 	}
-	if _, err := ListenTCP(pool, loopback4, 31934); !errors.Is(err, ErrPortTaken) {
-		t.Fatalf("ListenTCP on a port held for UDP: %v, want ErrPortTaken", err)
+	if _, err := ListenTCP(pool, loopback4); !errors.Is(err, ErrPoolExhausted) {
+		t.Fatalf("ListenTCP on a full pool: %v, want ErrPoolExhausted", err)
 	}
 }
 
@@ -52,7 +52,7 @@ func TestListenExhaustsPool(t *testing.T) {
 // port (SO_REUSEPORT, RFC 6062), and the pool holds the port for TCP.
 func TestListenTCPAndDial(t *testing.T) {
 	pool := mustPool(t, 31936, 31937)
-	ln, err := ListenTCP(pool, loopback4, 0)
+	ln, err := ListenTCP(pool, loopback4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,10 +80,13 @@ func TestListenTCPAndDial(t *testing.T) {
 // next one too, and skips an even port whose next one is held.
 func TestGetEven(t *testing.T) {
 	pool := mustPool(t, 31940, 31945)
-	if !pool.Take(31941, UDP) {
-		t.Fatal("Take 31941")
+	for range 5 { // 31940-31944 are taken, and all but 31941 put back: 31945 31940 31942 31943 31944
+		pool.Get(UDP)
 	}
-	port, ok := pool.GetEven(UDP, true)
+	for _, port := range []int{31940, 31942, 31943, 31944} {
+		pool.Put(port)
+	}
+	port, ok := pool.GetEven(UDP, true) // 31940's next is held: skipped
 	if !ok || port != 31942 || !pool.Held(31943, UDP) {
 		t.Fatalf("GetEven(pair) = %d, %v; want 31942 with 31943 held", port, ok)
 	}

@@ -21,22 +21,12 @@ const (
 	TCP
 )
 
-func (p Proto) String() string {
-	switch p {
-	case UDP:
-		return "udp"
-	case TCP:
-		return "tcp"
-	}
-	return fmt.Sprintf("proto(%d)", uint32(p))
-}
-
 // Pool hands out ports of [min, max] from a free list. Unlike pion's random-retry range
 // generator, Get succeeds whenever any port is free. Ports come back in FIFO order, so a port
 // released a moment ago is the last to be reused (stale peer traffic meant for the previous
 // allocation then has time to die out, and pion's EVEN-PORT search sees a new port each try).
 //
-// The free list is intrusive: next/prev arrays indexed by port-min, so Take can remove any
+// The free list is intrusive: next/prev arrays indexed by port-min, so GetEven can take any
 // port in O(1) and the pool costs 12 bytes per port. Held reads a port's state without the
 // lock: the peer policy asks it for every datagram from Ferry's own relay address.
 type Pool struct {
@@ -86,7 +76,7 @@ func (p *Pool) Free() int {
 // InUse is the number of ports handed out.
 func (p *Pool) InUse() int { return p.Size() - p.Free() }
 
-// Held reports whether port is handed out for proto (by Get or Take) and not yet Put back.
+// Held reports whether port is handed out for proto (by Get or GetEven) and not yet Put back.
 func (p *Pool) Held(port uint16, proto Proto) bool {
 	return p.Contains(int(port)) && Proto(p.held[int(port)-p.min].Load()) == proto
 }
@@ -102,22 +92,6 @@ func (p *Pool) Get(proto Proto) (port int, ok bool) {
 	i := p.head
 	p.unlink(i, proto)
 	return p.min + int(i), true
-}
-
-// Take takes a specific port for proto (a client's RESERVATION-TOKEN or EVEN-PORT pair). It
-// reports false when the port is outside the range or already taken.
-func (p *Pool) Take(port int, proto Proto) bool {
-	if !p.Contains(port) {
-		return false
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	i := int32(port - p.min)
-	if p.held[i].Load() != 0 {
-		return false
-	}
-	p.unlink(i, proto)
-	return true
 }
 
 // GetEven takes the least recently released free even port for proto (RFC 8656 section

@@ -114,68 +114,6 @@ func TestPoolPutIsFIFO(t *testing.T) {
 	}
 }
 
-func TestPoolTake(t *testing.T) {
-	tests := []struct {
-		name     string
-		taken    []int // ports taken before the Take under test
-		take     int
-		want     bool
-		wantFree int
-	}{
-		{"free port", nil, 40002, true, 4},
-		{"first port", nil, 40000, true, 4},
-		{"last port", nil, 40004, true, 4},
-		{"taken port", []int{40002}, 40002, false, 4},
-		{"below range", nil, 39999, false, 5},
-		{"above range", nil, 40005, false, 5},
-		{"zero", nil, 0, false, 5},
-		{"negative", nil, -40000, false, 5},
-		{"huge", nil, 1 << 40, false, 5},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			p := mustPool(t, 40000, 40004)
-			for _, port := range tt.taken {
-				if !p.Take(port, UDP) {
-					t.Fatalf("setup: Take(%d) = false", port)
-				}
-			}
-			if got := p.Take(tt.take, UDP); got != tt.want {
-				t.Fatalf("Take(%d) = %v, want %v", tt.take, got, tt.want)
-			}
-			checkCounts(t, p, tt.wantFree)
-			// The taken port is never handed out by Get; the others are, in order.
-			rest := drain(t, p)
-			if tt.want && slices.Contains(rest, tt.take) {
-				t.Errorf("Get handed out %d after Take(%d): %v", tt.take, tt.take, rest)
-			}
-			if len(rest) != tt.wantFree {
-				t.Errorf("Get yielded %d ports %v, want %d", len(rest), rest, tt.wantFree)
-			}
-		})
-	}
-}
-
-func TestPoolTakeFromMiddleKeepsOrder(t *testing.T) {
-	p := mustPool(t, 40000, 40004)
-	for _, port := range []int{40002, 40000, 40004} { // middle, head, tail of the list
-		if !p.Take(port, UDP) {
-			t.Fatalf("Take(%d) = false", port)
-		}
-	}
-	if got, want := drain(t, p), []int{40001, 40003}; !slices.Equal(got, want) {
-		t.Fatalf("Get after Takes = %v, want %v", got, want)
-	}
-	p.Put(40004)
-	p.Put(40000)
-	if !p.Take(40000, UDP) { // the tail
-		t.Fatal("Take(40000) after Put = false")
-	}
-	if got, want := drain(t, p), []int{40004}; !slices.Equal(got, want) {
-		t.Fatalf("Get = %v, want %v", got, want)
-	}
-}
-
 func TestPoolPutNoOps(t *testing.T) {
 	tests := []struct {
 		name string
@@ -214,23 +152,21 @@ func TestPoolAccounting(t *testing.T) {
 	a, _ := p.Get(UDP)
 	b, _ := p.Get(UDP)
 	checkCounts(t, p, 8)
-	p.Take(40005, UDP)
-	checkCounts(t, p, 7)
-	p.Take(40005, UDP) // taken already: no change
+	c, _ := p.GetEven(UDP, false)
 	checkCounts(t, p, 7)
 	p.Put(a)
 	checkCounts(t, p, 8)
 	p.Put(a) // free already: no change
 	checkCounts(t, p, 8)
 	p.Put(b)
-	p.Put(40005)
+	p.Put(c)
 	checkCounts(t, p, 10)
 	if !p.Contains(40000) || !p.Contains(40009) || p.Contains(39999) || p.Contains(40010) {
 		t.Error("Contains does not match the range 40000-40009")
 	}
 }
 
-// TestPoolConcurrent runs Get, Take and Put from many goroutines (run it with -race). No
+// TestPoolConcurrent runs Get, GetEven and Put from many goroutines (run it with -race). No
 // port may be held by two goroutines at once, and at the end every port is free exactly once.
 func TestPoolConcurrent(t *testing.T) {
 	const (
@@ -260,7 +196,7 @@ func TestPoolConcurrent(t *testing.T) {
 						acquire(port)
 					}
 				case (i+w)%5 == 0:
-					if port := minPort + (i*7+w)%ports; p.Take(port, UDP) {
+					if port, ok := p.GetEven(UDP, false); ok {
 						acquire(port)
 					}
 				case len(mine) > 0:
@@ -309,11 +245,12 @@ func TestPoolGetPutDoesNotAllocate(t *testing.T) {
 	p := mustPool(t, 49152, 65535)
 	allocs := testing.AllocsPerRun(1000, func() {
 		port, _ := p.Get(UDP)
-		p.Take(port+1, UDP)
+		even, _ := p.GetEven(UDP, true)
 		p.Put(port)
-		p.Put(port + 1)
+		p.Put(even)
+		p.Put(even + 1)
 	})
 	if allocs != 0 {
-		t.Fatalf("Get/Take/Put allocate %.1f times per run, want 0", allocs)
+		t.Fatalf("Get/GetEven/Put allocate %.1f times per run, want 0", allocs)
 	}
 }

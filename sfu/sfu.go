@@ -112,7 +112,7 @@ func New(cfg Config) (*SFU, error) {
 
 // openMux binds the ICE socket on a free pool port, as the TURN relays do.
 func (s *SFU) openMux() error {
-	conn, err := relay.ListenUDP(s.cfg.Pool, s.cfg.BindIP, 0)
+	conn, err := relay.ListenUDP(s.cfg.Pool, s.cfg.BindIP)
 	if err != nil {
 		return fmt.Errorf("sfu: no pool port for the ICE socket: %w", err)
 	}

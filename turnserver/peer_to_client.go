@@ -190,7 +190,7 @@ func (r *udpRelay) close() {
 
 // newUDPRelay binds a relay socket for a on a free pool port of fam; the caller starts it.
 func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) {
-	conn, err := relay.ListenUDP(s.cfg.Pool, fam.Bind, 0)
+	conn, err := relay.ListenUDP(s.cfg.Pool, fam.Bind)
 	if err != nil {
 		return nil, err
 	}

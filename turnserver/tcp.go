@@ -67,7 +67,7 @@ type tcpCounts struct {
 var errConnLimit = errors.New("turnserver: TCP peer connection limit reached")
 
 func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) {
-	ln, err := relay.ListenTCP(s.cfg.Pool, fam.Bind, 0)
+	ln, err := relay.ListenTCP(s.cfg.Pool, fam.Bind)
 	if err != nil {
 		return nil, err
 	}
