@@ -144,40 +144,30 @@ func (a *allocation) permit(ips []netip.Addr, limit int, now time.Time) bool {
 	return true
 }
 
-// Why bind refuses a ChannelBind.
-type bindError int
-
-const (
-	bindOK           bindError = iota
-	bindConflict               // the number or the peer is bound to another (400)
-	bindFullChannels           // past the channel limit (508)
-	bindFullPerms              // past the permission limit (508)
-)
-
 // bind binds or refreshes channel number to peer, and installs or refreshes the peer's
 // permission (RFC 8656 section 12.2): a number or peer bound otherwise, also during an
-// expired binding's cooldown, is a conflict; a new binding past channels, or a new peer IP
-// past perms (0: no limit), is refused.
-func (a *allocation) bind(number uint16, peer netip.AddrPort, channels, perms int, now time.Time) bindError {
+// expired binding's cooldown, is a conflict (400); a new binding past channels, or a new
+// peer IP past perms (0: no limit), is refused with 508 and the limit it hit.
+func (a *allocation) bind(number uint16, peer netip.AddrPort, channels, perms int, now time.Time) (stun.ErrorCode, int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.prune(now)
 	c, bound := a.channels[number]
 	if bound && c.peer != peer {
-		return bindConflict
+		return stun.CodeBadRequest, 0
 	}
 	if !bound {
 		for _, other := range a.channels {
 			if other.peer == peer {
-				return bindConflict
+				return stun.CodeBadRequest, 0
 			}
 		}
 		if channels > 0 && a.activeChannels(now) >= channels {
-			return bindFullChannels
+			return stun.CodeInsufficientCapacity, limitChannels
 		}
 	}
 	if _, ok := a.perms[peer.Addr()]; !ok && perms > 0 && len(a.perms) >= perms {
-		return bindFullPerms
+		return stun.CodeInsufficientCapacity, limitPermissions
 	}
 	if !bound {
 		c = &channel{peer: peer}
@@ -186,7 +176,7 @@ func (a *allocation) bind(number uint16, peer netip.AddrPort, channels, perms in
 	c.expires = now.Add(channelLifetime)
 	a.perms[peer.Addr()] = now.Add(permissionLifetime)
 	a.publish(now)
-	return bindOK
+	return 0, 0
 }
 
 func (a *allocation) activeChannels(now time.Time) int {

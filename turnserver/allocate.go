@@ -210,10 +210,8 @@ func (s *Server) openUDPRelay(a *allocation, fam relay.Addrs, spec allocationSpe
 		rl, err = s.claimReservation(a, *spec.token)
 	case !fam.Enabled():
 		err = relay.ErrPoolExhausted
-	case spec.even:
-		rl, token, err = s.evenRelay(a, fam, spec.reserve)
 	default:
-		rl, err = s.newUDPRelay(a, fam)
+		rl, token, err = s.newUDPRelay(a, fam, spec.even, spec.reserve)
 	}
 	if err == nil && spec.df {
 		if err = setDontFragment(rl.conn); err != nil {

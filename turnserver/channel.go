@@ -12,10 +12,7 @@ import (
 // during the 5 minutes after its binding expired) is 400; the peer's permission is
 // installed or refreshed with it.
 func (s *Server) channelBind(r *request) (stun.ErrorCode, []stun.Setter) {
-	a, code := s.own(r)
-	if code != 0 {
-		return code, nil
-	}
+	a := r.alloc
 	v, err := r.msg.Get(stun.AttrChannelNumber)
 	if err != nil || len(r.peers) != 1 || a.tcp != nil {
 		return stun.CodeBadRequest, nil
@@ -29,15 +26,12 @@ func (s *Server) channelBind(r *request) (stun.ErrorCode, []stun.Setter) {
 		return code, nil
 	}
 	lim := s.limits.Load()
-	switch a.bind(number, peer, lim.Channels, lim.Permissions, r.now) {
-	case bindConflict:
-		return stun.CodeBadRequest, nil
-	case bindFullChannels:
-		s.meters.limitRejections[limitChannels].Inc()
-		return stun.CodeInsufficientCapacity, nil
-	case bindFullPerms:
-		s.meters.limitRejections[limitPermissions].Inc()
-		return stun.CodeInsufficientCapacity, nil
+	code, limit := a.bind(number, peer, lim.Channels, lim.Permissions, r.now)
+	if code == stun.CodeInsufficientCapacity {
+		s.meters.limitRejections[limit].Inc()
+	}
+	if code != 0 {
+		return code, nil
 	}
 	s.succeed(r)
 	return 0, nil

@@ -1,7 +1,6 @@
 package turnserver
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -186,22 +185,6 @@ func (r *udpRelay) close() {
 		_ = r.conn.Close()
 		r.s.cfg.Pool.Put(r.port)
 	})
-}
-
-// newUDPRelay binds a relay socket for a on a free pool port of fam; the caller starts it.
-func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs) (*udpRelay, error) {
-	conn, err := relay.ListenUDP(s.cfg.Pool, fam.Bind)
-	if err != nil {
-		return nil, err
-	}
-	port := conn.LocalAddr().(*net.UDPAddr).Port
-	bc, err := udpbatch.NewConn(conn)
-	if err != nil {
-		_ = conn.Close()
-		s.cfg.Pool.Put(port)
-		return nil, err
-	}
-	return s.relayOn(a, bc, port, fam.Public), nil
 }
 
 // relayOn makes the socket c, bound on port, a relay of a advertised at public. A relay of a

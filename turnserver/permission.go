@@ -11,10 +11,7 @@ import (
 // createPermission handles a CreatePermission request (RFC 8656 section 9): every peer is
 // checked before any is installed, so one refused peer leaves the allocation as it was.
 func (s *Server) createPermission(r *request) (stun.ErrorCode, []stun.Setter) {
-	a, code := s.own(r)
-	if code != 0 {
-		return code, nil
-	}
+	a := r.alloc
 	if len(r.peers) == 0 {
 		return stun.CodeBadRequest, nil
 	}

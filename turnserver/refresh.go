@@ -9,27 +9,11 @@ import (
 	"github.com/ferry-rtc/ferry/relay"
 )
 
-// own returns the live allocation of r's 5-tuple if r's user made it: 437 when there is
-// none (never made, expired, deleted or killed), 441 when it is another user's.
-func (s *Server) own(r *request) (*allocation, stun.ErrorCode) {
-	a := s.table.lookup(r.five)
-	if a == nil || !a.live(r.now) {
-		return nil, stun.CodeAllocMismatch
-	}
-	if a.user != r.user {
-		return nil, stun.CodeWrongCredentials
-	}
-	return a, 0
-}
-
 // refresh handles a Refresh request (RFC 8656 section 8): a new lifetime, or LIFETIME 0
 // to delete the allocation. A REQUESTED-ADDRESS-FAMILY must name a family the allocation
 // relays (443 otherwise); the lifetime is the whole allocation's.
 func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
-	a, code := s.own(r)
-	if code != 0 {
-		return code, nil
-	}
+	a := r.alloc
 	if v, err := r.msg.Get(stun.AttrRequestedAddressFamily); err == nil {
 		fam, err := turnwire.AddressFamily(v)
 		if err != nil {

@@ -27,6 +27,7 @@ type request struct {
 	// is signed alike (RFC 8489 section 9.2.4).
 	sha256 bool
 	peers  []netip.AddrPort // every XOR-PEER-ADDRESS, decoded strictly
+	alloc  *allocation      // the allocation a request of a method onAllocation acts on
 }
 
 // responder sends an answer back to the client a request came from, or refuses it one; the
@@ -45,18 +46,20 @@ type responder interface {
 	sendFrames(frames [][]byte, to netip.AddrPort) error
 }
 
-// methods are the TURN requests Ferry serves: each one's handler, and its label in
-// ferry_turn_requests_total. Any other method counts as "other" and is answered 400.
+// methods are the TURN requests Ferry serves: each one's handler, its label in
+// ferry_turn_requests_total, and whether it acts on the allocation of its 5-tuple, which
+// handle then finds first. Any other method counts as "other" and is answered 400.
 var methods = map[stun.Method]struct {
-	label  string
-	handle func(*Server, *request) (stun.ErrorCode, []stun.Setter)
+	label        string
+	handle       func(*Server, *request) (stun.ErrorCode, []stun.Setter)
+	onAllocation bool
 }{
-	stun.MethodAllocate:         {"allocate", (*Server).allocate},
-	stun.MethodRefresh:          {"refresh", (*Server).refresh},
-	stun.MethodCreatePermission: {"create_permission", (*Server).createPermission},
-	stun.MethodChannelBind:      {"channel_bind", (*Server).channelBind},
-	stun.MethodConnect:          {"connect", (*Server).connect},
-	stun.MethodConnectionBind:   {"connection_bind", (*Server).connectionBind},
+	stun.MethodAllocate:         {"allocate", (*Server).allocate, false},
+	stun.MethodRefresh:          {"refresh", (*Server).refresh, true},
+	stun.MethodCreatePermission: {"create_permission", (*Server).createPermission, true},
+	stun.MethodChannelBind:      {"channel_bind", (*Server).channelBind, true},
+	stun.MethodConnect:          {"connect", (*Server).connect, true},
+	stun.MethodConnectionBind:   {"connection_bind", (*Server).connectionBind, false},
 }
 
 // handle answers one decoded STUN message that is not a Send indication: a Binding request,
@@ -80,11 +83,28 @@ func (s *Server) handle(r *request) {
 		s.reject(r, stun.CodeUnknownAttribute, stun.UnknownAttributes(unknown))
 	case !s.decodePeers(r) || !known:
 		s.reject(r, stun.CodeBadRequest)
+	case method.onAllocation && !s.own(r):
 	default:
 		if code, extra := method.handle(s, r); code != 0 {
 			s.reject(r, code, extra...)
 		}
 	}
+}
+
+// own finds the live allocation of r's 5-tuple (r.alloc) if r's user made it; false, and r
+// answered, when there is none (437: never made, expired, deleted or killed) or it is
+// another user's (441).
+func (s *Server) own(r *request) bool {
+	switch a := s.table.lookup(r.five); {
+	case a == nil || !a.live(r.now):
+		s.reject(r, stun.CodeAllocMismatch)
+	case a.user != r.user:
+		s.reject(r, stun.CodeWrongCredentials)
+	default:
+		r.alloc = a
+		return true
+	}
+	return false
 }
 
 // decodePeers reads every XOR-PEER-ADDRESS of the request; false if any is malformed, which

@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"crypto/rand"
+	"errors"
 	"sync"
 	"time"
 
@@ -27,11 +28,17 @@ type reservation struct {
 	expires time.Time
 }
 
-// evenRelay binds a relay on an even port, and with reserve holds the next port too,
-// returning its token (RFC 8656 section 7.2, EVEN-PORT).
-func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRelay, *[8]byte, error) {
+// newUDPRelay binds a relay for a on a free pool port of fam: any port, or with even an even
+// one (RFC 8656 section 7.2, EVEN-PORT), and with reserve then holds the next port too,
+// returning its token. A port another program holds is skipped (and put back: it may be
+// free later). The caller starts the relay.
+func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, even, reserve bool) (*udpRelay, *[8]byte, error) {
+	var lastErr error
 	for range s.cfg.Pool.Free() {
-		port, ok := s.cfg.Pool.GetEven(relay.UDP, reserve)
+		port, ok := s.cfg.Pool.Get(relay.UDP)
+		if even {
+			port, ok = s.cfg.Pool.GetEven(relay.UDP, reserve)
+		}
 		if !ok {
 			break
 		}
@@ -41,7 +48,8 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 			if reserve {
 				s.cfg.Pool.Put(port + 1)
 			}
-			continue // another program has it: try the next
+			lastErr = err
+			continue
 		}
 		rl := s.relayOn(a, conn, port, fam.Public)
 		if !reserve {
@@ -51,11 +59,12 @@ func (s *Server) evenRelay(a *allocation, fam relay.Addrs, reserve bool) (*udpRe
 		if err != nil {
 			rl.close()
 			s.cfg.Pool.Put(port + 1)
+			lastErr = err
 			continue
 		}
 		return rl, &token, nil
 	}
-	return nil, nil, relay.ErrPoolExhausted
+	return nil, nil, errors.Join(relay.ErrPoolExhausted, lastErr)
 }
 
 // bindUDP binds a socket on port of fam, which the caller took from the pool.

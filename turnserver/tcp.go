@@ -253,10 +253,7 @@ func (t *tcpRelay) close() {
 // connect handles a Connect request (RFC 6062 section 5.2): the relay dials the peer, and
 // the answer, with the new CONNECTION-ID or 447, comes when the dial ends.
 func (s *Server) connect(r *request) (stun.ErrorCode, []stun.Setter) {
-	a, code := s.own(r)
-	if code != 0 {
-		return code, nil
-	}
+	a := r.alloc
 	if a.tcp == nil || len(r.peers) != 1 {
 		return stun.CodeBadRequest, nil
 	}
