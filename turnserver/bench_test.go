@@ -24,7 +24,7 @@ func TestDataPathAllocs(t *testing.T) {
 	s := newTestServer(t, 27250, 27254)
 	r := newRelayed(t, s, "udp")
 	l, rl, client := s.listeners[0], r.alloc(s).relays[0], r.local()
-	w, out, msg := &udpReply{sock: l.socks[0]}, newRelayBatch(s), &stun.Message{}
+	w, out, msg := &udpReply{sock: l.socks[0]}, &relayBatch{}, &stun.Message{}
 	channelData := channelDataFrame(testChannel, "payload", false)
 	send := sendIndication(t, addrOf(r.permitted), "payload")
 	frame := make([]byte, turnwire.Headroom+len("payload"), turnwire.Headroom+len("payload")+turnwire.Tailroom)
@@ -103,7 +103,7 @@ func BenchmarkChannelDataParallel(b *testing.B) {
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
 			client := clients[next.Add(1)-1].local()
-			w, out, msg := &udpReply{sock: l.socks[0]}, newRelayBatch(s), &stun.Message{}
+			w, out, msg := &udpReply{sock: l.socks[0]}, &relayBatch{}, &stun.Message{}
 			for pb.Next() {
 				l.datagram(frame, client, w, msg, out, time.Now())
 				out.flush()

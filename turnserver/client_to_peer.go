@@ -84,15 +84,12 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 // one sendto each. A batch's datagrams point into the read buffers and are sent before the
 // next read.
 type relayBatch struct {
-	s     *Server
 	n     int
 	via   [readBatch]*udpRelay
 	to    [readBatch]netip.AddrPort
 	bufs  [readBatch][]byte
 	group [readBatch][]byte
 }
-
-func newRelayBatch(s *Server) *relayBatch { return &relayBatch{s: s} }
 
 // add queues payload for peer through rl (nil: the allocation has no relay of the peer's
 // family, which its checks rule out).

@@ -125,7 +125,7 @@ func TestReadFrame(t *testing.T) {
 		"byte a time": iotest.OneByteReader(bytes.NewReader(stream)),
 	} {
 		c := &streamConn{r: bufio.NewReader(r)}
-		out := newRelayBatch(nil)
+		out := &relayBatch{}
 		for i, w := range want {
 			got, err := c.readFrame(out)
 			if err != nil || !bytes.Equal(got, w) {

@@ -3,6 +3,7 @@
 package turnserver
 
 import (
+	"errors"
 	"fmt"
 
 	"golang.org/x/sys/unix"
@@ -24,10 +25,7 @@ func setDontFragment(c *udpbatch.Conn) error {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DO)
 		}
 	})
-	if err == nil {
-		err = serr
-	}
-	if err != nil {
+	if err := errors.Join(err, serr); err != nil {
 		return fmt.Errorf("turnserver: DF bit: %w", err)
 	}
 	return nil

@@ -187,7 +187,7 @@ func (l *listener) readUDP(sock *udpbatch.Conn) {
 	r := udpbatch.NewReader(bufs)
 	w := &udpReply{sock: sock}
 	var msg stun.Message
-	out := newRelayBatch(l.s)
+	out := &relayBatch{}
 	for {
 		n, err := r.Read(sock)
 		if err != nil {

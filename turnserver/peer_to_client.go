@@ -27,7 +27,6 @@ type udpRelay struct {
 	public netip.AddrPort    // the relayed transport address clients and peers know
 	local  *relay.LocalRelay // its entry in the in-process hand-off; nil without one
 	closed atomic.Bool
-	once   sync.Once
 }
 
 // frames is a relay's read batch: buffers with room for a TURN header in front of every
@@ -177,14 +176,14 @@ func (r *udpRelay) toPeer(datagrams [][]byte, peer netip.AddrPort) {
 
 // close closes the socket, once; the read loop ends and the port goes back to the pool.
 func (r *udpRelay) close() {
-	r.once.Do(func() {
-		r.closed.Store(true)
-		if r.local != nil {
-			r.s.cfg.Local.RemoveRelay(r.local)
-		}
-		_ = r.conn.Close()
-		r.s.cfg.Pool.Put(r.port)
-	})
+	if r.closed.Swap(true) {
+		return
+	}
+	if r.local != nil {
+		r.s.cfg.Local.RemoveRelay(r.local)
+	}
+	_ = r.conn.Close()
+	r.s.cfg.Pool.Put(r.port)
 }
 
 // relayOn makes the socket c, bound on port, a relay of a advertised at public. A relay of a

@@ -92,7 +92,7 @@ func (c *streamConn) serve() {
 	if err := c.handshake(); err != nil {
 		return
 	}
-	out := newRelayBatch(c.l.s)
+	out := &relayBatch{}
 	for c.bound == nil {
 		frame, err := c.readFrame(out)
 		if err != nil {
