@@ -13,7 +13,7 @@ import (
 // allocate handles an Allocate request (RFC 8656 section 7.2, RFC 6062 section 5.1, RFC
 // 6156 and the dual-stack ADDITIONAL-ADDRESS-FAMILY of RFC 8656 section 7.2).
 func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
-	a := s.table.lookup(r.five)
+	a := s.allocationOf(r)
 	if a != nil && a.createTx == r.msg.TransactionID && a.user == r.user {
 		r.w.respond(a.createResp, r.five.client) // a retransmission: the same answer
 		return 0, nil

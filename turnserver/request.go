@@ -95,7 +95,7 @@ func (s *Server) handle(r *request) {
 // answered, when there is none (437: never made, expired, deleted or killed) or it is
 // another user's (441).
 func (s *Server) own(r *request) bool {
-	switch a := s.table.lookup(r.five); {
+	switch a := s.allocationOf(r); {
 	case a == nil || !a.live(r.now):
 		s.reject(r, stun.CodeAllocMismatch)
 	case a.user != r.user:

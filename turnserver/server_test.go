@@ -156,7 +156,13 @@ func (c *ctlClient) local() netip.AddrPort { return addrPortOf(c.conn.LocalAddr(
 
 // alloc is the allocation of c's 5-tuple in s's table, nil if none (white-box).
 func (c *ctlClient) alloc(s *Server) *allocation {
-	return s.table.lookup(fiveTuple{client: c.local(), server: addrPortOf(c.conn.RemoteAddr()), stream: c.stream()})
+	five := fiveTuple{client: c.local(), server: addrPortOf(c.conn.RemoteAddr()), stream: c.stream()}
+	for _, a := range s.table.all() {
+		if a.five == five {
+			return a
+		}
+	}
+	return nil
 }
 
 func (c *ctlClient) write(tb testing.TB, b []byte) {

@@ -17,12 +17,12 @@ type fiveTuple struct {
 	stream         bool
 }
 
-// table is the one owner of allocation state: every live allocation, by its 5-tuple and by
-// its ID, and the counts the quotas are checked against. Requests change it under mu; the
-// data plane finds UDP allocations in udp, whose reads take no lock.
+// table is the one owner of allocation state: every live allocation by its ID, the UDP ones
+// by their 5-tuple too, and the counts the quotas are checked against. Requests change it
+// under mu; udp is read without a lock. A stream's allocation is found through its
+// connection (streamConn.alloc), whose requests come one at a time.
 type table struct {
 	mu     sync.Mutex
-	byFive map[fiveTuple]*allocation
 	byID   map[uint64]*allocation
 	users  map[string]int // places taken by admit per user, or per quota group
 	held   int            // places taken by admit in all: live allocations and those being made
@@ -32,30 +32,26 @@ type table struct {
 }
 
 func newTable() *table {
-	return &table{byFive: map[fiveTuple]*allocation{}, byID: map[uint64]*allocation{}, users: map[string]int{}}
+	return &table{byID: map[uint64]*allocation{}, users: map[string]int{}}
 }
 
-// lookup returns the allocation of a 5-tuple, if it has one. It takes no lock when the
-// 5-tuple is a UDP one.
-func (t *table) lookup(five fiveTuple) *allocation {
-	if !five.stream {
-		return t.udpLookup(five)
+// allocationOf returns the allocation of r's 5-tuple, if it has one, without a lock.
+func (s *Server) allocationOf(r *request) *allocation {
+	if r.conn != nil {
+		return r.conn.alloc.Load()
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.byFive[five]
+	return s.table.udpLookup(r.five)
 }
 
-// add registers a new allocation, unless its 5-tuple has one already (false).
+// add registers a new allocation, unless its UDP 5-tuple has one already (false).
 func (t *table) add(a *allocation) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.byFive[a.five] != nil {
+	if t.udpLookup(a.five) != nil {
 		return false
 	}
 	t.lastID++
 	a.id = t.lastID
-	t.byFive[a.five] = a
 	t.byID[a.id] = a
 	if !a.five.stream {
 		t.udp.Store(a.five.hash(), a.five, a)
@@ -73,7 +69,6 @@ func (t *table) remove(a *allocation) bool {
 		return false
 	}
 	delete(t.byID, a.id)
-	delete(t.byFive, a.five)
 	if !a.five.stream {
 		t.udp.Delete(a.five.hash(), a.five)
 	}
