@@ -1,7 +1,6 @@
 package turnserver
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -248,20 +247,6 @@ func (a *allocation) publish(now time.Time) {
 	a.publishKernel(t)
 }
 
-// snapshot returns copies of the allocation's permissions and live channels, for the admin
-// API.
-func (a *allocation) snapshot() (perms map[netip.Addr]time.Time, channels map[uint16]netip.AddrPort) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	channels = map[uint16]netip.AddrPort{}
-	for n, c := range a.channels {
-		if time.Now().Before(c.expires) {
-			channels[n] = c.peer
-		}
-	}
-	return maps.Clone(a.perms), channels
-}
-
 // relayedAddrs are the allocation's relayed transport addresses.
 func (a *allocation) relayedAddrs() []netip.AddrPort {
 	if a.tcp != nil {
@@ -341,7 +326,6 @@ func (s *Server) Sessions() []Session {
 }
 
 func (a *allocation) describe(now time.Time, realm string) Session {
-	perms, channels := a.snapshot()
 	d := Session{
 		ID: strconv.FormatUint(a.id, 10), User: a.user, Realm: realm, Client: a.five.client.String(),
 		Transport: a.transport, Created: a.created, Age: now.Sub(a.created).Seconds(),
@@ -357,13 +341,17 @@ func (a *allocation) describe(now time.Time, realm string) Session {
 	d.Offloaded, d.KernelToPeerPackets, d.KernelFromPeerPackets = a.kernel != nil, k.ToPeerPackets, k.FromPeerPackets
 	d.ToPeerPackets, d.ToPeerBytes = u.ToPeerPackets, u.ToPeerBytes
 	d.FromPeerPackets, d.FromPeerBytes = u.FromPeerPackets, u.FromPeerBytes
-	for ip := range perms {
+	a.mu.Lock()
+	for ip := range a.perms {
 		d.Permissions = append(d.Permissions, ip.String())
 	}
-	slices.Sort(d.Permissions)
-	for n, peer := range channels {
-		d.Channels = append(d.Channels, Channel{Number: n, Peer: peer.String()})
+	for n, c := range a.channels {
+		if now.Before(c.expires) {
+			d.Channels = append(d.Channels, Channel{Number: n, Peer: c.peer.String()})
+		}
 	}
+	a.mu.Unlock()
+	slices.Sort(d.Permissions)
 	slices.SortFunc(d.Channels, func(a, b Channel) int { return int(a.Number) - int(b.Number) })
 	return d
 }

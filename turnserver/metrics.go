@@ -84,10 +84,8 @@ type allocKey struct {
 // path reads them without locks.
 type meters struct {
 	bindings        *metrics.Counter
-	requests        map[stun.Method]*metrics.Counter
-	otherRequests   *metrics.Counter
-	errors          map[int]*metrics.Counter
-	otherErrors     *metrics.Counter
+	requests        labelled[stun.Method]
+	errors          labelled[int]
 	authFailures    []*metrics.Counter // indexed like authReasons
 	staleNonces     *metrics.Counter
 	peerDenied      []*metrics.Counter // by denied* op
@@ -111,10 +109,8 @@ type meters struct {
 func newMeters(set *metrics.Set, s *Server) *meters {
 	m := &meters{
 		bindings:        set.NewCounter("ferry_stun_binding_requests_total"),
-		requests:        map[stun.Method]*metrics.Counter{},
-		otherRequests:   set.NewCounter(`ferry_turn_requests_total{method="other"}`),
-		errors:          map[int]*metrics.Counter{},
-		otherErrors:     set.NewCounter(`ferry_error_responses_total{code="other"}`),
+		requests:        labelled[stun.Method]{map[stun.Method]*metrics.Counter{}, set.NewCounter(`ferry_turn_requests_total{method="other"}`)},
+		errors:          labelled[int]{map[int]*metrics.Counter{}, set.NewCounter(`ferry_error_responses_total{code="other"}`)},
 		staleNonces:     set.NewCounter(`ferry_auth_failures_total{reason="stale_nonce"}`),
 		quota:           set.NewCounter("ferry_quota_rejections_total"),
 		unauthDropped:   set.NewCounter("ferry_unauthenticated_dropped_total"),
@@ -132,10 +128,10 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 		dtls: dtlsgate.NewMeters(set),
 	}
 	for method, h := range methods {
-		m.requests[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", h.label))
+		m.requests.own[method] = set.NewCounter(fmt.Sprintf("ferry_turn_requests_total{method=%q}", h.label))
 	}
 	for _, code := range labelledCodes {
-		m.errors[code] = set.NewCounter(fmt.Sprintf(`ferry_error_responses_total{code="%d"}`, code))
+		m.errors.own[code] = set.NewCounter(fmt.Sprintf(`ferry_error_responses_total{code="%d"}`, code))
 	}
 	for _, r := range authReasons {
 		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
@@ -215,21 +211,24 @@ func (s *Server) liveUsage() relay.Usage {
 	return u
 }
 
-func (m *meters) request(method stun.Method) {
-	if c, ok := m.requests[method]; ok {
+// labelled is a counter family with a label value of its own for some keys; the others
+// count as "other".
+type labelled[K comparable] struct {
+	own   map[K]*metrics.Counter
+	other *metrics.Counter
+}
+
+func (l labelled[K]) inc(k K) {
+	if c, ok := l.own[k]; ok {
 		c.Inc()
-		return
+	} else {
+		l.other.Inc()
 	}
-	m.otherRequests.Inc()
 }
 
 // errorResponse counts an error response on its way to a client, whoever built it.
 func (m *meters) errorResponse(code int) {
-	if c, ok := m.errors[code]; ok {
-		c.Inc()
-	} else {
-		m.otherErrors.Inc()
-	}
+	m.errors.inc(code)
 	if code == int(stun.CodeStaleNonce) {
 		m.staleNonces.Inc()
 	}

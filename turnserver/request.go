@@ -73,7 +73,7 @@ func (s *Server) handle(r *request) {
 	case m.Type.Class != stun.ClassRequest:
 		return // indications other than Send, stray responses: nothing to do (Binding keep-alives)
 	}
-	s.meters.request(m.Type.Method)
+	s.meters.requests.inc(m.Type.Method)
 	if !s.authenticate(r) {
 		return
 	}

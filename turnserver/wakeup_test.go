@@ -16,7 +16,7 @@ func TestUDPListenerWakesUp(t *testing.T) {
 	s := newTestServer(t, 27300, 27304, withLimits(Limits{AllocationsPerUser: 1}))
 	newClient(t, s, "udp").allocate(t) // alice's one: the Allocates below wait for the lock, then get 486
 	c := newClient(t, s, "udp")        // one client: its datagrams reach one socket of the listener
-	allocates := s.meters.requests[stun.MethodAllocate]
+	allocates := s.meters.requests.own[stun.MethodAllocate]
 	polled := netpollProbe(t)
 	for range 10 {
 		allocate := c.signed(t, stun.MethodAllocate, udpTransport)
