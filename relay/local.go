@@ -39,8 +39,7 @@ type LocalRelay struct {
 
 // NewLocal returns the hand-off for the relays of pool.
 func NewLocal(pool *Pool) *Local {
-	lo, hi := pool.Range()
-	return &Local{min: lo, relays: make([]atomic.Pointer[LocalRelay], hi-lo+1)}
+	return &Local{min: pool.min, relays: make([]atomic.Pointer[LocalRelay], pool.Size())}
 }
 
 // SetPeer makes p the local peer; nil sends everything through the kernel again.

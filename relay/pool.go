@@ -57,9 +57,6 @@ func NewPool(min, max int) (*Pool, error) {
 	return p, nil
 }
 
-// Range returns the pool's first and last port.
-func (p *Pool) Range() (min, max int) { return p.min, p.max }
-
 // Contains reports whether port belongs to the pool's range (free or not).
 func (p *Pool) Contains(port int) bool { return port >= p.min && port <= p.max }
 

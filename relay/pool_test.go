@@ -69,8 +69,8 @@ func TestNewPool(t *testing.T) {
 			if err != nil {
 				t.Fatalf("NewPool(%d, %d): %v", tt.min, tt.max, err)
 			}
-			if lo, hi := p.Range(); lo != tt.min || hi != tt.max {
-				t.Errorf("Range() = %d, %d, want %d, %d", lo, hi, tt.min, tt.max)
+			if !p.Contains(tt.min) || !p.Contains(tt.max) || p.Contains(tt.min-1) || p.Contains(tt.max+1) {
+				t.Errorf("Contains does not match the range %d-%d", tt.min, tt.max)
 			}
 			if p.Size() != tt.max-tt.min+1 {
 				t.Errorf("Size() = %d, want %d", p.Size(), tt.max-tt.min+1)

@@ -98,10 +98,8 @@ func (a *allocation) live(now time.Time) bool {
 	return !a.ended.Load() && now.UnixNano() < a.expires.Load()
 }
 
-// refresh sets the allocation's lifetime to d from now.
 func (a *allocation) refresh(d time.Duration, now time.Time) { a.expires.Store(now.Add(d).UnixNano()) }
 
-// expiry is when the allocation's lifetime runs out.
 func (a *allocation) expiry() time.Time { return time.Unix(0, a.expires.Load()) }
 
 // reaches reports whether the allocation relays to peers of IPv6 (v6) or of IPv4.
@@ -247,7 +245,6 @@ func (a *allocation) publish(now time.Time) {
 	a.publishKernel(t)
 }
 
-// relayedAddrs are the allocation's relayed transport addresses.
 func (a *allocation) relayedAddrs() []netip.AddrPort {
 	if a.tcp != nil {
 		return []netip.AddrPort{a.tcp.public}

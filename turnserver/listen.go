@@ -202,7 +202,6 @@ func (l *listener) readUDP(sock *udpbatch.Conn) {
 	}
 }
 
-// datagram handles one datagram from a UDP client.
 func (l *listener) datagram(b []byte, client netip.AddrPort, w *udpReply, msg *stun.Message, out *relayBatch, now time.Time) {
 	five := fiveTuple{client: client, server: l.addr}
 	switch {

@@ -179,7 +179,7 @@ func (s *Server) Addrs() []netip.AddrPort {
 }
 
 // Allocations returns the number of live allocations.
-func (s *Server) Allocations() int { return s.table.count() }
+func (s *Server) Allocations() int { return int(s.table.live.Load()) }
 
 // Apply puts reloaded settings into effect. Allocations keep running; the new credentials
 // apply from the next request, the new certificates from the next handshake. The peer

@@ -116,7 +116,6 @@ func (c *streamConn) handshake() error {
 	return tc.HandshakeContext(ctx)
 }
 
-// frameIn handles one frame from the client.
 func (c *streamConn) frameIn(frame []byte, out *relayBatch, now time.Time) {
 	s := c.l.s
 	if !s.toPeers(c.alloc.Load(), frame, out, now) && s.decodeMessage(&c.msg, frame) {

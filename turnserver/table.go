@@ -126,9 +126,6 @@ func (t *table) all() []*allocation {
 	return out
 }
 
-// count returns the number of live allocations.
-func (t *table) count() int { return int(t.live.Load()) }
-
 // hash spreads 5-tuples over the buckets of table.udp.
 func (k fiveTuple) hash() uint64 {
 	ip := k.client.Addr().As16()

@@ -165,7 +165,6 @@ func (tc *tcpCounts) register(pc *peerConn, total int) bool {
 	return true
 }
 
-// lookup returns the connection of CONNECTION-ID id.
 func (tc *tcpCounts) lookup(id uint32) *peerConn {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
