@@ -41,7 +41,7 @@ func ListenUDP(pool *Pool, ip netip.Addr) (*net.UDPConn, error) {
 
 // BindUDP binds a UDP socket at ip on port, which the caller has taken from the pool.
 func BindUDP(ip netip.Addr, port int) (*net.UDPConn, error) {
-	conn, err := net.ListenUDP(network("udp", ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
+	conn, err := net.ListenUDP(Network("udp", ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +55,7 @@ func ListenTCP(pool *Pool, ip netip.Addr) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
 	err := bind(pool, TCP, func(port int) (err error) {
-		ln, err = lc.Listen(context.Background(), network("tcp", ip), netip.AddrPortFrom(ip, uint16(port)).String())
+		ln, err = lc.Listen(context.Background(), Network("tcp", ip), netip.AddrPortFrom(ip, uint16(port)).String())
 		return err
 	})
 	if err != nil {
@@ -67,20 +67,20 @@ func ListenTCP(pool *Pool, ip netip.Addr) (*net.TCPListener, error) {
 // DialTCP connects to peer from local, the address of a TCP relay listener (SO_REUSEPORT).
 func DialTCP(ctx context.Context, local, peer netip.AddrPort) (*net.TCPConn, error) {
 	d := net.Dialer{LocalAddr: net.TCPAddrFromAddrPort(local), Control: reuseport.Control}
-	conn, err := d.DialContext(ctx, network("tcp", local.Addr()), peer.String())
+	conn, err := d.DialContext(ctx, Network("tcp", local.Addr()), peer.String())
 	if err != nil {
 		return nil, fmt.Errorf("relay: connect %s from %s: %w", peer, local, err)
 	}
 	return conn.(*net.TCPConn), nil
 }
 
-// network is proto ("udp" or "tcp") for ip's family only, so that IPv4 and IPv6 relays on
+// Network is proto ("udp" or "tcp") for ip's family only, so that IPv4 and IPv6 sockets on
 // one port number never get each other's traffic.
-func network(proto string, ip netip.Addr) string {
-	if ip.Is4() {
-		return proto + "4"
+func Network(proto string, ip netip.Addr) string {
+	if ip.Is6() {
+		return proto + "6"
 	}
-	return proto + "6"
+	return proto + "4"
 }
 
 // bind takes the next free port for proto and calls listen on it. A port another program

@@ -71,7 +71,7 @@ func (l *Local) slot(port uint16) *atomic.Pointer[LocalRelay] {
 // not the local peer's address, and the relay must send them itself.
 func (l *Local) ToPeer(to netip.AddrPort, datagrams [][]byte, from netip.AddrPort) bool {
 	p := l.peer.Load()
-	if p == nil || p.Addr != unmap(to) {
+	if p == nil || p.Addr != Unmap(to) {
 		return false
 	}
 	p.Deliver(datagrams, from)
@@ -86,11 +86,12 @@ func (l *Local) ToRelay(to netip.AddrPort, datagrams [][]byte, from netip.AddrPo
 		return false
 	}
 	r := slot.Load()
-	if r == nil || r.Addr != unmap(to) {
+	if r == nil || r.Addr != Unmap(to) {
 		return false
 	}
 	r.Deliver(datagrams, from)
 	return true
 }
 
-func unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }
+// Unmap gives an IPv4-mapped IPv6 address in its IPv4 form; other addresses stay as they are.
+func Unmap(ap netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()) }

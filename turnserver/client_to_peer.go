@@ -64,7 +64,7 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 	case a == nil:
 		s.meters.dropped[dropUnrelayable].Inc()
 	default:
-		peer = unmapped(peer)
+		peer = relay.Unmap(peer)
 		if (a.only.IsValid() && peer != a.only) || !s.cfg.Policy.PermitAddr(relay.UDP, peer) {
 			s.meters.peerDenied[deniedSend].Inc()
 			return

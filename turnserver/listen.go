@@ -22,6 +22,7 @@ import (
 	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/pionlog"
 	"github.com/ferry-rtc/ferry/internal/udpbatch"
+	"github.com/ferry-rtc/ferry/relay"
 )
 
 var errUnknownProto = errors.New("turnserver: unknown listener proto")
@@ -61,24 +62,20 @@ type listener struct {
 func (s *Server) open(l Listener) (*listener, error) {
 	ln := &listener{s: s, proto: l.Proto, conns: map[*streamConn]struct{}{}}
 	ln.cert.Store(l.Cert)
-	family := "4"
-	if l.Addr.Addr().Is6() {
-		family = "6"
-	}
 	var err error
 	switch l.Proto {
 	case "udp":
-		err = ln.listenUDP("udp"+family, l.Addr)
+		err = ln.listenUDP(l.Addr)
 	case "tcp":
-		ln.ln, err = net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr))
+		ln.ln, err = net.ListenTCP(relay.Network("tcp", l.Addr.Addr()), net.TCPAddrFromAddrPort(l.Addr))
 	case "tls":
 		var tcp *net.TCPListener
-		if tcp, err = net.ListenTCP("tcp"+family, net.TCPAddrFromAddrPort(l.Addr)); err == nil {
+		if tcp, err = net.ListenTCP(relay.Network("tcp", l.Addr.Addr()), net.TCPAddrFromAddrPort(l.Addr)); err == nil {
 			getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return ln.cert.Load(), nil }
 			ln.ln = tls.NewListener(tcp, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12})
 		}
 	case "dtls":
-		ln.ln, err = ln.listenDTLS("udp"+family, l.Addr)
+		ln.ln, err = ln.listenDTLS(l.Addr)
 	default:
 		err = fmt.Errorf("%w %q", errUnknownProto, l.Proto)
 	}
@@ -94,8 +91,8 @@ func (s *Server) open(l Listener) (*listener, error) {
 // listenUDP opens the listener's sockets on one address: the kernel spreads clients over
 // them by their address, and each has a read loop, so one listener uses every core (one
 // socket tops out at one core's worth of reads, pion/turn#288).
-func (l *listener) listenUDP(network string, addr netip.AddrPort) error {
-	lc := net.ListenConfig{Control: reuseport.Control}
+func (l *listener) listenUDP(addr netip.AddrPort) error {
+	lc, network := net.ListenConfig{Control: reuseport.Control}, relay.Network("udp", addr.Addr())
 	for range runtime.GOMAXPROCS(0) {
 		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
 		if err != nil {
@@ -111,7 +108,7 @@ func (l *listener) listenUDP(network string, addr netip.AddrPort) error {
 			return err
 		}
 		l.socks = append(l.socks, c)
-		addr = unmapped(sock.LocalAddr().(*net.UDPAddr).AddrPort()) // port 0: the next sockets take the port the first got
+		addr = relay.Unmap(sock.LocalAddr().(*net.UDPAddr).AddrPort()) // port 0: the next sockets take the port the first got
 	}
 	l.addr = addr
 	return nil
@@ -120,8 +117,8 @@ func (l *listener) listenUDP(network string, addr netip.AddrPort) error {
 // listenDTLS opens a dtls listener: a UDP socket of Ferry's own behind a gate that bounds
 // what a ClientHello flood can cost (internal/dtlsgate). It hands on only connections
 // whose handshake is done.
-func (l *listener) listenDTLS(network string, addr netip.AddrPort) (net.Listener, error) {
-	sock, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(addr))
+func (l *listener) listenDTLS(addr netip.AddrPort) (net.Listener, error) {
+	sock, err := net.ListenUDP(relay.Network("udp", addr.Addr()), net.UDPAddrFromAddrPort(addr))
 	if err != nil {
 		return nil, err
 	}
@@ -243,13 +240,9 @@ func sendBatch(sock *udpbatch.Conn, datagrams [][]byte, to netip.AddrPort) error
 func addrPortOf(a net.Addr) netip.AddrPort {
 	switch a := a.(type) {
 	case *net.UDPAddr:
-		return unmapped(a.AddrPort())
+		return relay.Unmap(a.AddrPort())
 	case *net.TCPAddr:
-		return unmapped(a.AddrPort())
+		return relay.Unmap(a.AddrPort())
 	}
 	return netip.AddrPort{}
-}
-
-func unmapped(ap netip.AddrPort) netip.AddrPort {
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/internal/iplimit"
 	"github.com/ferry-rtc/ferry/internal/turnwire"
+	"github.com/ferry-rtc/ferry/relay"
 )
 
 // request is a STUN request being handled, with where it came from and, once its
@@ -119,7 +120,7 @@ func (s *Server) decodePeers(r *request) bool {
 		if err != nil {
 			return false
 		}
-		r.peers = append(r.peers, unmapped(peer))
+		r.peers = append(r.peers, relay.Unmap(peer))
 	}
 	return true
 }

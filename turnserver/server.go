@@ -311,7 +311,7 @@ func (s *Server) end(a *allocation, why string) {
 func (s *Server) onlyPeer(user string) netip.AddrPort {
 	if s.cfg.PeerLimit != nil {
 		if only, limited := s.cfg.PeerLimit(user); limited {
-			return unmapped(only)
+			return relay.Unmap(only)
 		}
 	}
 	return netip.AddrPort{}
