@@ -8,6 +8,8 @@ import (
 	"net/netip"
 
 	"github.com/pion/transport/v4/reuseport"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 // ErrPoolExhausted is the error of binding when no port of the pool can be bound.
@@ -30,8 +32,8 @@ const readBuffer = 1 << 20
 
 // ListenUDP binds a UDP socket at ip on the least recently released free port of pool. The
 // port is the pool's until the caller puts it back after closing the socket.
-func ListenUDP(pool *Pool, ip netip.Addr) (*net.UDPConn, error) {
-	var conn *net.UDPConn
+func ListenUDP(pool *Pool, ip netip.Addr) (*udpbatch.Conn, error) {
+	var conn *udpbatch.Conn
 	err := bind(pool, UDP, func(port int) (err error) {
 		conn, err = BindUDP(ip, port)
 		return err
@@ -39,14 +41,19 @@ func ListenUDP(pool *Pool, ip netip.Addr) (*net.UDPConn, error) {
 	return conn, err
 }
 
-// BindUDP binds a UDP socket at ip on port, which the caller has taken from the pool.
-func BindUDP(ip netip.Addr, port int) (*net.UDPConn, error) {
+// BindUDP binds a UDP socket at ip on port, which the caller has taken from the pool, ready
+// for batched reads and writes.
+func BindUDP(ip netip.Addr, port int) (*udpbatch.Conn, error) {
 	conn, err := net.ListenUDP(Network("udp", ip), net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, uint16(port))))
 	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetReadBuffer(readBuffer)
-	return conn, nil
+	bc, err := udpbatch.NewConn(conn)
+	if err != nil {
+		_ = conn.Close()
+	}
+	return bc, err
 }
 
 // ListenTCP opens a TCP listener at ip on a port of pool, as ListenUDP does; SO_REUSEPORT

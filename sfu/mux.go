@@ -61,17 +61,13 @@ var handBufs = sync.Pool{New: func() any {
 
 // newMuxConn wraps conn, the socket at addr, and makes it the local peer of the relays of
 // local, if any.
-func newMuxConn(conn *net.UDPConn, local *relay.Local, addr netip.AddrPort, counts muxCounters) (*muxConn, error) {
-	batch, err := udpbatch.NewConn(conn)
-	if err != nil {
-		return nil, err
-	}
-	c := &muxConn{UDPConn: conn, batch: batch, local: local, addr: addr, corks: map[netip.AddrPort]*cork{},
+func newMuxConn(batch *udpbatch.Conn, local *relay.Local, addr netip.AddrPort, counts muxCounters) *muxConn {
+	c := &muxConn{UDPConn: batch.UDPConn, batch: batch, local: local, addr: addr, corks: map[netip.AddrPort]*cork{},
 		queue: make(chan handed, handQueue), counts: counts}
 	if local != nil {
 		local.SetPeer(&relay.LocalPeer{Addr: addr, Deliver: c.handIn})
 	}
-	return c, nil
+	return c
 }
 
 // handIn queues datagrams a relay handed over for ReadFrom; those that do not fit the queue

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 // TestCork: what pion writes to a corked address waits for the last release, or for a
@@ -62,11 +64,11 @@ func newTestMux(t *testing.T) *muxConn {
 	sock := listenUDP(t)
 	set := metrics.NewSet()
 	counts := muxCounters{handoffDropped: set.NewCounter("handoff_dropped"), writeErrors: set.NewCounter("write_errors")}
-	mux, err := newMuxConn(sock, nil, sock.LocalAddr().(*net.UDPAddr).AddrPort(), counts)
+	batch, err := udpbatch.NewConn(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return mux
+	return newMuxConn(batch, nil, sock.LocalAddr().(*net.UDPAddr).AddrPort(), counts)
 }
 
 // TestMuxCountsLosses: datagrams handed over past the queue's room are dropped and counted,

@@ -117,11 +117,7 @@ func (s *SFU) openMux() error {
 		return fmt.Errorf("sfu: no pool port for the ICE socket: %w", err)
 	}
 	s.port = conn.LocalAddr().(*net.UDPAddr).Port
-	if s.mux, err = newMuxConn(conn, s.cfg.Local, s.ICEAddr(), s.meters.mux); err != nil {
-		_ = conn.Close()
-		s.cfg.Pool.Put(s.port)
-		return err
-	}
+	s.mux = newMuxConn(conn, s.cfg.Local, s.ICEAddr(), s.meters.mux)
 	return nil
 }
 

@@ -354,7 +354,7 @@ func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, even, reserve bool)
 		if !ok {
 			break
 		}
-		conn, err := bindUDP(fam, port)
+		conn, err := relay.BindUDP(fam.Bind, port)
 		if err != nil {
 			s.cfg.Pool.Put(port)
 			if reserve {
@@ -379,23 +379,10 @@ func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, even, reserve bool)
 	return nil, nil, errors.Join(relay.ErrPoolExhausted, lastErr)
 }
 
-// bindUDP binds a socket on port of fam, which the caller took from the pool.
-func bindUDP(fam relay.Addrs, port int) (*udpbatch.Conn, error) {
-	conn, err := relay.BindUDP(fam.Bind, port)
-	if err != nil {
-		return nil, err
-	}
-	bc, err := udpbatch.NewConn(conn)
-	if err != nil {
-		_ = conn.Close()
-	}
-	return bc, err
-}
-
 // hold binds port (taken from the pool) and keeps it under a new token.
 func (rs *reservations) hold(fam relay.Addrs, port int) ([8]byte, error) {
 	var token [8]byte
-	bc, err := bindUDP(fam, port)
+	bc, err := relay.BindUDP(fam.Bind, port)
 	if err != nil {
 		return token, err
 	}
