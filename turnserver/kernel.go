@@ -54,7 +54,7 @@ func (s *Server) trackKernel(a *allocation, r *request) {
 	}
 	for _, rl := range a.relays {
 		if rl.public.Addr().Is4() {
-			a.kernel = s.cfg.Offload.Track(r.five.client, r.five.server, netip.AddrPortFrom(s.cfg.V4.Bind, uint16(rl.port)))
+			a.kernel = s.cfg.Offload.Track(r.five.client, r.five.server, netip.AddrPortFrom(s.cfg.V4.Bind, rl.public.Port()))
 			return
 		}
 	}

@@ -23,7 +23,6 @@ type udpRelay struct {
 	s      *Server
 	a      *allocation
 	conn   *udpbatch.Conn
-	port   int
 	public netip.AddrPort    // the relayed transport address clients and peers know
 	local  *relay.LocalRelay // its entry in the in-process hand-off; nil without one
 	closed atomic.Bool
@@ -183,14 +182,14 @@ func (r *udpRelay) close() {
 		r.s.cfg.Local.RemoveRelay(r.local)
 	}
 	_ = r.conn.Close()
-	r.s.cfg.Pool.Put(r.port)
+	r.s.cfg.Pool.Put(int(r.public.Port()))
 }
 
 // relayOn makes the socket c, bound on port, a relay of a advertised at public. A relay of a
 // UDP client takes datagrams handed over in process; one of a stream client does not,
 // since writing to its client's connection can block, which must not hold up the sender.
 func (s *Server) relayOn(a *allocation, c *udpbatch.Conn, port int, public netip.Addr) *udpRelay {
-	r := &udpRelay{s: s, a: a, conn: c, port: port, public: netip.AddrPortFrom(public, uint16(port))}
+	r := &udpRelay{s: s, a: a, conn: c, public: netip.AddrPortFrom(public, uint16(port))}
 	if s.cfg.Local != nil && !a.five.stream {
 		r.local = &relay.LocalRelay{Addr: r.public, Deliver: r.fromLocal}
 	}

@@ -35,7 +35,6 @@ type tcpRelay struct {
 	s      *Server
 	a      *allocation
 	ln     *net.TCPListener
-	port   int
 	public netip.AddrPort
 	ctx    context.Context // ends the dials of Connects when the relay closes
 	cancel context.CancelFunc
@@ -73,7 +72,7 @@ func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) 
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ctx, cancel := context.WithCancel(context.Background())
-	return &tcpRelay{s: s, a: a, ln: ln, port: port, public: netip.AddrPortFrom(fam.Public, uint16(port)),
+	return &tcpRelay{s: s, a: a, ln: ln, public: netip.AddrPortFrom(fam.Public, uint16(port)),
 		ctx: ctx, cancel: cancel, conns: map[netip.AddrPort]*peerConn{}}, nil
 }
 
@@ -245,7 +244,7 @@ func (t *tcpRelay) close() {
 		for _, pc := range conns {
 			pc.close()
 		}
-		t.s.cfg.Pool.Put(t.port)
+		t.s.cfg.Pool.Put(int(t.public.Port()))
 	})
 }
 
