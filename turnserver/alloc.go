@@ -34,10 +34,10 @@ type allocation struct {
 	user      string
 	quotaSlot string // what the quota counts it under: the user, or the user's group
 	created   time.Time
-	client    responder   // the UDP listener socket or stream connection of the Allocate
-	relays    []*udpRelay // UDP relays: one per address family (two for dual stack)
-	tcp       *tcpRelay   // the relay of an RFC 6062 TCP allocation
-	only      netip.AddrPort
+	client    responder      // the UDP listener socket or stream connection of the Allocate
+	relays    []*udpRelay    // UDP relays: one per address family (two for dual stack)
+	tcp       *tcpRelay      // the relay of an RFC 6062 TCP allocation
+	only      netip.AddrPort // the one peer the user may relay to (Config.PeerLimit); zero: no limit
 	traffic   relay.Traffic
 	// createTx and createResp are the Allocate that made it and the answer it got: a
 	// retransmitted Allocate gets the same answer (RFC 8656 section 7.2).
@@ -86,8 +86,13 @@ var emptyPeers = &peerTable{}
 
 // newAllocation is the allocation r asks for, counted under slot, before its relays open.
 func (s *Server) newAllocation(r *request, slot string) *allocation {
-	a := &allocation{five: r.five, transport: r.l.proto, user: r.user, quotaSlot: slot, only: s.onlyPeer(r.user),
+	a := &allocation{five: r.five, transport: r.l.proto, user: r.user, quotaSlot: slot,
 		created: r.now, client: r.w, perms: map[netip.Addr]time.Time{}, channels: map[uint16]*channel{}}
+	if s.cfg.PeerLimit != nil {
+		if only, limited := s.cfg.PeerLimit(r.user); limited {
+			a.only = relay.Unmap(only)
+		}
+	}
 	a.peers.Store(emptyPeers)
 	return a
 }

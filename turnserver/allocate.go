@@ -225,6 +225,30 @@ func (s *Server) openUDPRelay(a *allocation, fam relay.Addrs, spec allocationSpe
 	return rl, token, err
 }
 
+// refresh handles a Refresh request (RFC 8656 section 8): a new lifetime, or LIFETIME 0
+// to delete the allocation. A REQUESTED-ADDRESS-FAMILY must name a family the allocation
+// relays (443 otherwise); the lifetime is the whole allocation's.
+func (s *Server) refresh(r *request) (stun.ErrorCode, []stun.Setter) {
+	a := r.alloc
+	if v, err := r.msg.Get(stun.AttrRequestedAddressFamily); err == nil {
+		fam, err := turnwire.AddressFamily(v)
+		if err != nil {
+			return stun.CodeBadRequest, nil
+		}
+		if !a.reaches(fam == turnwire.FamilyIPv6) {
+			return stun.CodePeerAddrFamilyMismatch, nil
+		}
+	}
+	d := s.lifetime(r.msg)
+	if d == 0 {
+		s.end(a, "deleted")
+	} else {
+		a.refresh(d, r.now)
+	}
+	s.succeed(r, turnwire.LifetimeAttr(d))
+	return 0, nil
+}
+
 // lifetime is the lifetime an Allocate or Refresh gets (RFC 8656 sections 7.2 and 8): the
 // LIFETIME asked for, else the default, and never more than the maximum; 0 only for a
 // Refresh that asks for 0 (which deletes the allocation).

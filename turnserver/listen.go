@@ -3,7 +3,6 @@ package turnserver
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -24,8 +23,6 @@ import (
 	"github.com/ferry-rtc/ferry/internal/udpbatch"
 	"github.com/ferry-rtc/ferry/relay"
 )
-
-var errUnknownProto = errors.New("turnserver: unknown listener proto")
 
 const (
 	// listenerReadBuffer is the receive buffer asked for each UDP listener socket: every
@@ -77,7 +74,7 @@ func (s *Server) open(l Listener) (*listener, error) {
 	case "dtls":
 		ln.ln, err = ln.listenDTLS(l.Addr)
 	default:
-		err = fmt.Errorf("%w %q", errUnknownProto, l.Proto)
+		err = fmt.Errorf("turnserver: unknown listener proto %q", l.Proto)
 	}
 	if err != nil {
 		return nil, err

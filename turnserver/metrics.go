@@ -16,9 +16,6 @@ import (
 	"github.com/ferry-rtc/ferry/relay"
 )
 
-// Transports are the listener protos, as the transport label gives them.
-var transports = []string{"udp", "tcp", "tls", "dtls"}
-
 // labelledCodes are the error codes with their own label value; any other code counts as
 // "other".
 var labelledCodes = []int{300, 400, 401, 403, 420, 437, 438, 440, 441, 442, 443, 446, 447, 486, 500, 508}
@@ -136,7 +133,7 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 	for _, r := range authReasons {
 		m.authFailures = append(m.authFailures, set.NewCounter(fmt.Sprintf("ferry_auth_failures_total{reason=%q}", r.reason)))
 	}
-	for _, t := range transports {
+	for _, t := range []string{"udp", "tcp", "tls", "dtls"} { // the listener protos
 		for _, family := range []string{"ipv4", "ipv6"} {
 			k := allocKey{transport: t, ipv6: family == "ipv6"}
 			labels := fmt.Sprintf("{transport=%q,family=%q}", t, family)
@@ -147,10 +144,7 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 	set.NewGauge("ferry_tcp_peer_connections", func() float64 { return float64(s.tcpConns.count()) })
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		m.lifetime.WritePrometheus(w)
-		m.ended.Lock()
-		ended := m.ended.Usage
-		m.ended.Unlock()
-		writeRelayTotals(w, ended.Add(s.liveUsage()))
+		m.writeRelayTotals(w, s.table)
 	})
 	return m
 }
@@ -164,9 +158,16 @@ func counters(set *metrics.Set, family, label string, values ...string) []*metri
 	return out
 }
 
-// writeRelayTotals writes the relayed traffic u. Each allocation counts its own (no cache
-// line shared between cores on the data path); the totals are summed only when scraped.
-func writeRelayTotals(w io.Writer, u relay.Usage) {
+// writeRelayTotals writes the relayed traffic: what the ended allocations carried and what
+// the live ones have so far. Each allocation counts its own (no cache line shared between
+// cores on the data path); the totals are summed only when scraped.
+func (m *meters) writeRelayTotals(w io.Writer, t *table) {
+	m.ended.Lock()
+	u := m.ended.Usage
+	m.ended.Unlock()
+	for _, a := range t.all() {
+		u = u.Add(a.usage())
+	}
 	metrics.WriteMetadataIfNeeded(w, "ferry_relay_packets_total", "counter")
 	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"client_to_peer\"} %d\n", u.ToPeerPackets)
 	fmt.Fprintf(w, "ferry_relay_packets_total{direction=\"peer_to_client\"} %d\n", u.FromPeerPackets)
@@ -200,15 +201,6 @@ func (m *meters) allocationEnded(a *allocation) {
 	m.ended.Lock()
 	m.ended.Usage = m.ended.Add(u)
 	m.ended.Unlock()
-}
-
-// liveUsage sums what the live allocations have carried so far.
-func (s *Server) liveUsage() relay.Usage {
-	var u relay.Usage
-	for _, a := range s.table.all() {
-		u = u.Add(a.usage())
-	}
-	return u
 }
 
 // labelled is a counter family with a label value of its own for some keys; the others

@@ -305,14 +305,3 @@ func (s *Server) end(a *allocation, why string) {
 		"reason", why, "killed", why == "killed", "to_peer_bytes", u.ToPeerBytes, "from_peer_bytes", u.FromPeerBytes,
 		"kernel_to_peer_packets", k.ToPeerPackets, "kernel_from_peer_packets", k.FromPeerPackets)
 }
-
-// onlyPeer is the one peer address user may relay to, if the user is limited to one; the
-// zero AddrPort if not.
-func (s *Server) onlyPeer(user string) netip.AddrPort {
-	if s.cfg.PeerLimit != nil {
-		if only, limited := s.cfg.PeerLimit(user); limited {
-			return relay.Unmap(only)
-		}
-	}
-	return netip.AddrPort{}
-}

@@ -289,11 +289,10 @@ func (s *Server) dial(r *request, pc *peerConn) {
 	}
 	pc.t.mu.Unlock()
 	switch {
-	case closed:
+	case closed: // the relay's close has closed pc, which was in its conns
 		if conn != nil {
 			_ = conn.Close()
 		}
-		pc.close()
 	case err != nil:
 		pc.close()
 		s.reject(r, stun.CodeConnTimeoutOrFailure)
