@@ -369,12 +369,13 @@ type reservation struct {
 // returning its token. A port another program holds is skipped (and put back: it may be
 // free later). The caller starts the relay.
 func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, even, reserve bool) (*udpRelay, *[8]byte, error) {
+	get := func() (int, bool) { return s.cfg.Pool.Get(relay.UDP) }
+	if even {
+		get = func() (int, bool) { return s.cfg.Pool.GetEven(relay.UDP, reserve) }
+	}
 	var lastErr error
 	for range s.cfg.Pool.Free() {
-		port, ok := s.cfg.Pool.Get(relay.UDP)
-		if even {
-			port, ok = s.cfg.Pool.GetEven(relay.UDP, reserve)
-		}
+		port, ok := get()
 		if !ok {
 			break
 		}

@@ -155,11 +155,17 @@ func TestAllocateEvenPort(t *testing.T) {
 	if even := newClient(t, s, "udp").allocate(t, evenPort(false)); even.Port()%2 != 0 {
 		t.Fatalf("EVEN-PORT got port %d", even.Port())
 	}
+	if n := s.cfg.Pool.InUse(); n != 1 {
+		t.Fatalf("%d pool ports in use after one EVEN-PORT allocation, want 1", n)
+	}
 	resp := newClient(t, s, "udp").want(t, 0, stun.MethodAllocate, udpTransport, evenPort(true))
 	first := relayed(t, resp)[0]
 	token, err := resp.Get(stun.AttrReservationToken)
 	if first.Port()%2 != 0 || err != nil || len(token) != 8 {
 		t.Fatalf("EVEN-PORT with R got port %d and RESERVATION-TOKEN % x (%v)", first.Port(), token, err)
+	}
+	if n := s.cfg.Pool.InUse(); n != 3 {
+		t.Fatalf("%d pool ports in use after an EVEN-PORT allocation with R, want 3 (two relays, one reserved)", n)
 	}
 	next := netip.AddrPortFrom(loopback4, first.Port()+1)
 	if c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(next)); err == nil {
