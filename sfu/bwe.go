@@ -372,18 +372,20 @@ func (w *stampWriter) pad(h *rtp.Header) error {
 	return err
 }
 
-// stamp is the header extension one write adds: pooled, so a write allocates nothing, and
-// one per write, since pion's NACK responder writes beside the track's writer.
+// stamp is the header one write sends: a copy of the caller's with the transport-wide
+// sequence number added. Pooled, so a write allocates nothing; a copy, because the caller's
+// header may be written by others at the same time (pion's NACK responder resends a packet
+// from its buffer once for each sender whose RTCP carries the NACK) and must not change.
 type stamp struct {
+	h    rtp.Header
 	exts []rtp.Extension
 	seq  [2]byte
 }
 
 var stamps = sync.Pool{New: func() any { return &stamp{exts: make([]rtp.Extension, 0, 4)} }}
 
-// Write adds the transport-wide sequence number to the header for the length of the write
-// (the caller's header is left as it was) and records the packet; a retransmission past
-// maxResends is dropped and counted instead.
+// Write sends the packet with its transport-wide sequence number added, and records it; a
+// retransmission past maxResends is dropped and counted instead.
 func (w *stampWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attributes) (int, error) {
 	retx := w.retransmission(h.SequenceNumber)
 	if retx {
@@ -397,27 +399,23 @@ func (w *stampWriter) Write(h *rtp.Header, payload []byte, a interceptor.Attribu
 		return w.next.Write(h, payload, a)
 	}
 	st := stamps.Get().(*stamp)
-	ext, profile, exts := h.Extension, h.ExtensionProfile, h.Extensions
-	h.Extensions = append(st.exts[:0], exts...) // the copy gets ours, within its capacity
+	defer stamps.Put(st)
+	st.h = *h
+	st.h.Extensions = append(st.exts[:0], h.Extensions...) // within the stamp's capacity
 	var err error
 	if w.id > 14 {
-		err = h.SetExtensionWithProfile(w.id, st.seq[:], rtp.ExtensionProfileTwoByte)
+		err = st.h.SetExtensionWithProfile(w.id, st.seq[:], rtp.ExtensionProfileTwoByte)
 	} else {
-		err = h.SetExtension(w.id, st.seq[:])
+		err = st.h.SetExtension(w.id, st.seq[:])
 	}
 	if err != nil { // an extension the header cannot carry: sent unnumbered
-		h.Extension, h.ExtensionProfile, h.Extensions = ext, profile, exts
-		stamps.Put(st)
 		return w.next.Write(h, payload, a)
 	}
-	size := h.MarshalSize() + len(payload) + int(h.PaddingSize)
+	st.exts = st.h.Extensions[:0]
+	size := st.h.MarshalSize() + len(payload) + int(st.h.PaddingSize)
 	seq := w.b.hist.record(size, time.Now(), retx)
 	st.seq = [2]byte{byte(seq >> 8), byte(seq)}
-	n, err := w.next.Write(h, payload, a)
-	st.exts = h.Extensions[:0]
-	h.Extension, h.ExtensionProfile, h.Extensions = ext, profile, exts
-	stamps.Put(st)
-	return n, err
+	return w.next.Write(&st.h, payload, a)
 }
 
 // adjust shares the subscriber's estimate among its tracks (what its audio sends is taken

@@ -3,6 +3,8 @@ package sfu
 import (
 	"encoding/binary"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,6 +253,49 @@ func TestStampWriter(t *testing.T) {
 	w = (&twccStamper{b: plain}).BindLocalStream(&interceptor.StreamInfo{}, next)
 	if _, err := w.Write(&rtp.Header{Version: 2}, payload, nil); err != nil || plain.active.Load() || next.header.Extension {
 		t.Errorf("a stream without transport-cc is numbered")
+	}
+}
+
+// TestStampWriterSharedHeader: two writers send one header at the same time, as pion's
+// NACK responder does when the RTCP that carries a NACK reaches both of a subscriber's
+// senders: the header is only read (go test -race fails a write to it), and each copy
+// leaves numbered.
+func TestStampWriterSharedHeader(t *testing.T) {
+	b := newBWE(newMeters(metrics.NewSet(), &SFU{}))
+	var numbered atomic.Int32
+	w := (&twccStamper{b: b}).BindLocalStream(&interceptor.StreamInfo{RTPHeaderExtensions: []interceptor.RTPHeaderExtension{
+		{URI: "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", ID: 5}}},
+		interceptor.RTPWriterFunc(func(h *rtp.Header, _ []byte, _ interceptor.Attributes) (int, error) {
+			if len(h.GetExtension(5)) == 2 {
+				numbered.Add(1)
+			}
+			return 0, nil
+		}))
+	shared := &rtp.Header{Version: 2}
+	const writes = 200
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for i := range writes {
+				shared := *shared // the sequence number differs; the extensions slice is shared
+				shared.SequenceNumber = uint16(i)
+				if _, err := w.Write(&shared, nil, nil); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range writes {
+			_, _ = w.Write(shared, nil, nil) // the very same header, as the responder's buffer holds it
+		}
+	})
+	wg.Wait()
+	if shared.Extension || len(shared.Extensions) != 0 {
+		t.Errorf("the shared header was changed: %+v", *shared)
+	}
+	if numbered.Load() == 0 {
+		t.Error("no write left numbered")
 	}
 }
 
