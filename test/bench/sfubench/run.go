@@ -12,6 +12,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/test/bench/benchproc"
 )
 
@@ -116,11 +117,13 @@ func connect(ctx context.Context, opts options, f *ferry, mode string, n int) (*
 	return pub, subs, err
 }
 
-// relayServers are the ICE servers of a WHEP answer's Link headers. pion fixes its
+// relayServers are the TURN servers of a WHEP answer's Link headers. pion fixes its
 // candidate policy when it makes its offer, before the answer can tell it the servers (a
 // browser applies them later), so one WHEP session is opened and deleted to learn them,
-// the way an application server would hand them out in advance. Only servers on host are
-// taken: no packet may leave loopback.
+// the way an application server would hand them out in advance. Their credential is that
+// session's, which Ferry revokes when the session ends, so the subscribers get a TURN REST
+// credential of the benchmark's own instead, as an application server would mint one. Only
+// servers on host are taken: no packet may leave loopback.
 func relayServers(ctx context.Context, api *webrtc.API, sfuURL string) ([]webrtc.ICEServer, error) {
 	pc, err := api.NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
@@ -151,7 +154,9 @@ func relayServers(ctx context.Context, api *webrtc.API, sfuURL string) ([]webrtc
 		return nil, err
 	}
 	var turn []webrtc.ICEServer
+	user, pass := auth.RESTCredential(turnSecret, "sfubench", time.Hour, time.Now())
 	for _, srv := range servers {
+		srv.Username, srv.Credential = user, pass
 		uri, err := stun.ParseURI(srv.URLs[0])
 		if err != nil {
 			return nil, fmt.Errorf("link header %s: %w", srv.URLs[0], err)
