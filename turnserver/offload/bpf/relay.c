@@ -304,6 +304,73 @@ static __always_inline int lookup_listener(__be32 ip, __be16 port, __be32 *bound
 	return 0;
 }
 
+// A relayed datagram: its new addresses (network order) and UDP length, its checksum's
+// change in two parts (the pseudo header's, which bpf_l4_csum_replace must know as such for
+// CHECKSUM_PARTIAL packets, and the rest), and where it goes and is counted.
+struct relayed {
+	__be32 src_ip;
+	__be32 dst_ip;
+	__be16 src_port;
+	__be16 dst_port;
+	__u16 udp_len;
+	__u16 old_check;
+	__u32 pseudo;
+	__u32 body;
+	__u32 slot;
+	__u32 ifindex;
+	__u32 length; // payload bytes, as Ferry counts them
+};
+
+// The directions, as struct counters and enum stat lay them out: packets then bytes, to
+// the peer first.
+enum dir {
+	TO_PEER = 0,
+	FROM_PEER = 2,
+};
+
+// csum_headers adds the change of the IP and UDP headers from ip and udp to out's to its
+// checksum diffs, and keeps the old checksum.
+static __always_inline void csum_headers(struct iphdr *ip, struct udphdr *udp, struct relayed *out)
+{
+	__be16 new_len = bpf_htons(out->udp_len);
+	out->pseudo = csum_word32(out->pseudo, ip->saddr, out->src_ip);
+	out->pseudo = csum_word32(out->pseudo, ip->daddr, out->dst_ip);
+	out->pseudo = csum_word(out->pseudo, udp->len, new_len);
+	out->body = csum_word(out->body, udp->source, out->src_port);
+	out->body = csum_word(out->body, udp->dest, out->dst_port);
+	out->body = csum_word(out->body, udp->len, new_len);
+	out->old_check = udp->check;
+}
+
+// send_relayed writes the new IP and UDP headers of a datagram whose payload is in place,
+// updates its UDP checksum (a zero one, "no checksum", stays zero), counts it in direction
+// d and sends it on.
+static __always_inline int send_relayed(struct __sk_buff *skb, const struct relayed *out, enum dir d)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct iphdr *ip = data + ETH_LEN;
+	struct udphdr *udp = data + UDP_OFF;
+	if ((void *)(udp + 1) > data_end)
+		return TC_ACT_SHOT;
+	set_ip(ip, out->src_ip, out->dst_ip, IP_LEN + out->udp_len);
+	udp->source = out->src_port;
+	udp->dest = out->dst_port;
+	udp->len = bpf_htons(out->udp_len);
+	if (out->old_check) {
+		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(out->pseudo), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
+		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(out->body), BPF_F_MARK_MANGLED_0);
+	}
+	__u64 *n = bpf_map_lookup_elem(&usage, &out->slot);
+	if (n) {
+		n[d]++;
+		n[d + 1] += out->length;
+	}
+	count(STAT_TO_PEER_PACKETS + d, 1);
+	count(STAT_TO_PEER_BYTES + d, out->length);
+	return bpf_redirect_neigh(out->ifindex, NULL, 0, 0);
+}
+
 // to_peer relays a ChannelData message from a client to its channel's peer.
 static __always_inline int to_peer(struct __sk_buff *skb, __be32 listener, __u32 udp_payload)
 {
@@ -354,48 +421,27 @@ static __always_inline int to_peer(struct __sk_buff *skb, __be32 listener, __u32
 	if (bpf_check_mtu(skb, c.ifindex, &mtu, diff, 0) != BPF_MTU_CHK_RET_SUCCESS)
 		return pass(STAT_PASS_MTU);
 
-	// The UDP checksum's changes: the pseudo header (addresses, length) and, in the data,
-	// the ports, the length field and the channel header that goes; the payload moves by 4
-	// bytes, which keeps its sum.
-	__u16 old_len = bpf_ntohs(udp->len), new_len = sizeof(struct udphdr) + length;
-	__u32 pseudo = 0, body = 0;
-	pseudo = csum_word32(pseudo, ip->saddr, c.relay_ip);
-	pseudo = csum_word32(pseudo, ip->daddr, c.peer_ip);
-	pseudo = csum_word(pseudo, bpf_htons(old_len), bpf_htons(new_len));
-	body = csum_word(body, udp->source, c.relay_port);
-	body = csum_word(body, udp->dest, c.peer_port);
-	body = csum_word(body, bpf_htons(old_len), bpf_htons(new_len));
-	body = csum_word(body, *(__u16 *)cd, 0);
-	body = csum_word(body, *(__u16 *)(cd + 2), 0);
-	__u16 old_check = udp->check;
+	// The UDP checksum's changes: the headers and, in the data, the channel header that
+	// goes; the payload moves by 4 bytes, which keeps its sum.
+	struct relayed out = {
+		.src_ip = c.relay_ip,
+		.dst_ip = c.peer_ip,
+		.src_port = c.relay_port,
+		.dst_port = c.peer_port,
+		.udp_len = sizeof(struct udphdr) + length,
+		.slot = c.slot,
+		.ifindex = c.ifindex,
+		.length = length,
+	};
+	csum_headers(ip, udp, &out);
+	out.body = csum_word(out.body, *(__u16 *)cd, 0);
+	out.body = csum_word(out.body, *(__u16 *)(cd + 2), 0);
 
 	if (move_down(skb, length) < 0)
 		return pass(STAT_PASS_MALFORMED);
 	if (bpf_skb_change_tail(skb, PAYLOAD_OFF + length, 0) < 0)
 		return pass(STAT_PASS_MALFORMED);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	ip = data + ETH_LEN;
-	udp = data + UDP_OFF;
-	if ((void *)(udp + 1) > data_end)
-		return TC_ACT_SHOT;
-	set_ip(ip, c.relay_ip, c.peer_ip, IP_LEN + new_len);
-	udp->source = c.relay_port;
-	udp->dest = c.peer_port;
-	udp->len = bpf_htons(new_len);
-	if (old_check) {
-		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(pseudo), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
-		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(body), BPF_F_MARK_MANGLED_0);
-	}
-
-	struct counters *n = bpf_map_lookup_elem(&usage, &c.slot);
-	if (n) {
-		n->to_peer_packets++;
-		n->to_peer_bytes += length;
-	}
-	count(STAT_TO_PEER_PACKETS, 1);
-	count(STAT_TO_PEER_BYTES, length);
-	return bpf_redirect_neigh(c.ifindex, NULL, 0, 0);
+	return send_relayed(skb, &out, TO_PEER);
 }
 
 // to_client relays a peer's datagram to the client of its channel as ChannelData.
@@ -419,18 +465,20 @@ static __always_inline int to_client(struct __sk_buff *skb, struct peer_val *v, 
 	if (bpf_check_mtu(skb, c.ifindex, &mtu, CHANNEL_HEADER, 0) != BPF_MTU_CHK_RET_SUCCESS)
 		return pass(STAT_PASS_MTU);
 
-	__u16 old_len = bpf_ntohs(udp->len), new_len = sizeof(struct udphdr) + CHANNEL_HEADER + length;
+	struct relayed out = {
+		.src_ip = c.listener_ip,
+		.dst_ip = c.client_ip,
+		.src_port = c.listener_port,
+		.dst_port = c.client_port,
+		.udp_len = sizeof(struct udphdr) + CHANNEL_HEADER + length,
+		.slot = c.slot,
+		.ifindex = c.ifindex,
+		.length = length,
+	};
 	__be16 hdr[2] = {bpf_htons(c.channel), bpf_htons(length)};
-	__u32 pseudo = 0, body = 0;
-	pseudo = csum_word32(pseudo, ip->saddr, c.listener_ip);
-	pseudo = csum_word32(pseudo, ip->daddr, c.client_ip);
-	pseudo = csum_word(pseudo, bpf_htons(old_len), bpf_htons(new_len));
-	body = csum_word(body, udp->source, c.listener_port);
-	body = csum_word(body, udp->dest, c.client_port);
-	body = csum_word(body, bpf_htons(old_len), bpf_htons(new_len));
-	body = csum_word(body, 0, hdr[0]);
-	body = csum_word(body, 0, hdr[1]);
-	__u16 old_check = udp->check;
+	csum_headers(ip, udp, &out);
+	out.body = csum_word(out.body, 0, hdr[0]);
+	out.body = csum_word(out.body, 0, hdr[1]);
 
 	if (bpf_skb_change_tail(skb, PAYLOAD_OFF + CHANNEL_HEADER + length, 0) < 0)
 		return pass(STAT_PASS_MALFORMED);
@@ -438,30 +486,12 @@ static __always_inline int to_client(struct __sk_buff *skb, struct peer_val *v, 
 		return pass(STAT_PASS_MALFORMED);
 	data = (void *)(long)skb->data;
 	data_end = (void *)(long)skb->data_end;
-	ip = data + ETH_LEN;
-	udp = data + UDP_OFF;
 	__be16 *cd = data + PAYLOAD_OFF;
 	if ((void *)(cd + 2) > data_end)
 		return TC_ACT_SHOT;
 	cd[0] = hdr[0];
 	cd[1] = hdr[1];
-	set_ip(ip, c.listener_ip, c.client_ip, IP_LEN + new_len);
-	udp->source = c.listener_port;
-	udp->dest = c.client_port;
-	udp->len = bpf_htons(new_len);
-	if (old_check) {
-		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(pseudo), BPF_F_PSEUDO_HDR | BPF_F_MARK_MANGLED_0);
-		bpf_l4_csum_replace(skb, CSUM_OFF, 0, csum_fold32(body), BPF_F_MARK_MANGLED_0);
-	}
-
-	struct counters *n = bpf_map_lookup_elem(&usage, &c.slot);
-	if (n) {
-		n->from_peer_packets++;
-		n->from_peer_bytes += length;
-	}
-	count(STAT_FROM_PEER_PACKETS, 1);
-	count(STAT_FROM_PEER_BYTES, length);
-	return bpf_redirect_neigh(c.ifindex, NULL, 0, 0);
+	return send_relayed(skb, &out, FROM_PEER);
 }
 
 SEC("tc")
