@@ -26,8 +26,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
-
-	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 type hookStep struct {
@@ -57,20 +55,24 @@ var hookVariants = []struct {
 }{{"tc", false, true}, {"tc", false, false}, {"xdp", true, false}, {"xdp", false, false}}
 
 func (b *bench) hookRounds() error {
-	var f flow
-	for range b.o.rateConns {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(cliIP)})
-		if err != nil {
+	var mac [2]net.HardwareAddr // c0, s0
+	for i, d := range []struct{ ns, dev string }{{"", "c0"}, {"srv", "s0"}} {
+		var err error
+		if mac[i], err = macOf(d.ns, d.dev); err != nil {
 			return err
 		}
-		defer c.Close()
-		conn, err := udpbatch.NewConn(c)
-		if err != nil {
-			return err
-		}
-		f.conns, f.dests = append(f.conns, conn), append(f.dests, netip.MustParseAddrPort(srvIP+":3478"))
 	}
-	f.frame = make([]byte, 4+b.o.sizes[0])
+	var frames [][]byte
+	for i := range b.o.rateConns {
+		from := netip.AddrPortFrom(netip.MustParseAddr(cliIP), uint16(20000+i))
+		frames = append(frames, udpFrame(mac[0], mac[1], from, netip.MustParseAddrPort(srvIP+":3478"), make([]byte, 4+b.o.sizes[0])))
+	}
+	out, err := newFrameSender("", "c0", frames)
+	if err != nil {
+		return err
+	}
+	defer out.close()
+	f := flow{out: out}
 	sk, err := newSink("peer", "p0")
 	if err != nil {
 		return err

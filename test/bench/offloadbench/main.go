@@ -101,7 +101,7 @@ func main() {
 	flag.StringVar(&sizes, "sizes", "200,1000", "cpu, rate: ChannelData payload sizes in bytes")
 	flag.IntVar(&o.rateConns, "rate-clients", 8, "rate: allocations (each with one channel to a peer socket of its own)")
 	flag.DurationVar(&o.rateStep, "rate-step", 3*time.Second, "rate: the length of each rate step")
-	flag.StringVar(&rates, "rates", "20000,30000,40000,50000,60000,70000,80000,100000,125000,150000,175000,200000,250000,300000",
+	flag.StringVar(&rates, "rates", "20000,30000,40000,50000,60000,70000,80000,100000,125000,150000,175000,200000,250000,300000,350000,400000,500000,600000,800000",
 		"rate: the offered rates, relayed messages per second (half each way)")
 	flag.IntVar(&o.rateFails, "rate-fails", 2, "rate: a server's steps end after this many failing steps in a row")
 	flag.StringVar(&hookRates, "hook-rates", "50000,100000", "hook: the rates, datagrams per second (the first -sizes value their payload)")

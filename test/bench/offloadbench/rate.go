@@ -3,11 +3,12 @@ package main
 // The one-core rate: rateConns allocations, each with a channel bound to a peer socket of
 // its own; at each step this program sends ChannelData from the clients to their peers and
 // datagrams from the peers to the relay addresses (to come back as ChannelData), paced,
-// half of the rate each way, for rateStep, and counts what arrives at c0 and p0 with eBPF
-// sinks that drop it there (sink.go). A step passes when at most 1 % is lost and the load
-// sent at least 97 % of the rate it was asked for. A step in which the load sent less but
-// the server lost at most 1 % ends the steps: the load's core, not the server's, was the
-// limit, and the rate the load did send is the result, a lower bound of the server's.
+// half of the rate each way, for rateStep, as prebuilt frames on AF_PACKET sockets
+// (packet.go), and counts what arrives at c0 and p0 with eBPF sinks that drop it there
+// (sink.go). A step passes when at most 1 % is lost and the load sent at least 97 % of the
+// rate it was asked for. A step in which the load sent less but the server lost at most
+// 1 % ends the steps: the load's core, not the server's, was the limit, and the rate the
+// load did send is the result, a lower bound of the server's.
 
 import (
 	"encoding/binary"
@@ -20,8 +21,6 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
-
-	"github.com/ferry-rtc/ferry/internal/udpbatch"
 )
 
 const (
@@ -120,23 +119,12 @@ func (b *bench) rateLadder(s server, size int) (rateResult, error) {
 			return res, err
 		}
 	}
-	var toPeer, toClient flow
-	cd := make([]byte, 4+size)
-	binary.BigEndian.PutUint16(cd, channel)
-	binary.BigEndian.PutUint16(cd[2:], uint16(size))
-	toPeer.frame, toClient.frame = cd, make([]byte, size)
-	for _, a := range allocs {
-		c, err := udpbatch.NewConn(a.client)
-		if err != nil {
-			return res, err
-		}
-		p, err := udpbatch.NewConn(a.peer)
-		if err != nil {
-			return res, err
-		}
-		toPeer.conns, toPeer.dests = append(toPeer.conns, c), append(toPeer.dests, server)
-		toClient.conns, toClient.dests = append(toClient.conns, p), append(toClient.dests, a.relay)
+	toPeer, toClient, err := rateFlows(allocs, server, size)
+	if err != nil {
+		return res, err
 	}
+	defer toPeer.out.close()
+	defer toClient.out.close()
 	var sinks [2]*sink // at p0 (to peers), at c0 (to clients)
 	if sinks[0], err = newSink("peer", "p0"); err != nil {
 		return res, err
@@ -147,13 +135,13 @@ func (b *bench) rateLadder(s server, size int) (rateResult, error) {
 	}
 	defer sinks[1].close()
 	// Warm up: neighbours resolved, the kernel's maps filled, the server's buffers grown.
-	if _, err := b.rateStep(run, &toPeer, &toClient, sinks, b.o.rates[0], 500*time.Millisecond); err != nil {
+	if _, err := b.rateStep(run, toPeer, toClient, sinks, b.o.rates[0], 500*time.Millisecond); err != nil {
 		return res, err
 	}
 	b.acct.waitQuiet()
 	fails := 0
 	for _, rate := range b.o.rates {
-		st, err := b.rateStep(run, &toPeer, &toClient, sinks, rate, b.o.rateStep)
+		st, err := b.rateStep(run, toPeer, toClient, sinks, rate, b.o.rateStep)
 		if err != nil {
 			return res, err
 		}
@@ -228,29 +216,46 @@ func (b *bench) rateStep(run *running, toPeer, toClient *flow, sinks [2]*sink, r
 	return st, nil
 }
 
-// flow is one direction of the load: the same datagram from every socket to its
-// destination, in batches (sendmmsg), paced to a rate.
+// rateFlows makes the two directions of the load: ChannelData of size bytes from each
+// client to the server, and size-byte datagrams from each peer to its relay address.
+func rateFlows(allocs []*allocation, server netip.AddrPort, size int) (toPeer, toClient *flow, err error) {
+	var mac [4]net.HardwareAddr // c0, s0, p0, s1
+	for i, d := range []struct{ ns, dev string }{{"", "c0"}, {"srv", "s0"}, {"peer", "p0"}, {"srv", "s1"}} {
+		if mac[i], err = macOf(d.ns, d.dev); err != nil {
+			return nil, nil, err
+		}
+	}
+	cd := make([]byte, 4+size)
+	binary.BigEndian.PutUint16(cd, channel)
+	binary.BigEndian.PutUint16(cd[2:], uint16(size))
+	var up, down [][]byte
+	for _, a := range allocs {
+		from := a.client.LocalAddr().(*net.UDPAddr).AddrPort()
+		up = append(up, udpFrame(mac[0], mac[1], from, server, cd))
+		down = append(down, udpFrame(mac[2], mac[3], a.peerAddr, a.relay, make([]byte, size)))
+	}
+	toPeer, toClient = &flow{}, &flow{}
+	if toPeer.out, err = newFrameSender("", "c0", up); err != nil {
+		return nil, nil, err
+	}
+	if toClient.out, err = newFrameSender("peer", "p0", down); err != nil {
+		toPeer.out.close()
+		return nil, nil, err
+	}
+	return toPeer, toClient, nil
+}
+
+// flow is one direction of the load, paced to a rate.
 type flow struct {
-	conns []*udpbatch.Conn
-	dests []netip.AddrPort
-	frame []byte
-	sent  int64
-	w     *udpbatch.Writer
+	out  *frameSender
+	sent int64
 }
 
 func (f *flow) run(rate float64, until time.Time) error {
-	if f.w == nil {
-		f.w = udpbatch.NewWriter(batchMax)
-	}
-	bufs := make([][]byte, batchMax)
-	for i := range bufs {
-		bufs[i] = f.frame
-	}
 	// Send when a batch of at least 50 µs worth is due: fewer wake-ups at high rates, and
 	// short enough bursts for the receiving backlog at any rate.
 	least := max(1, min(batchMax, int64(rate*50e-6)))
 	t0 := time.Now()
-	i := 0
 	for {
 		now := time.Now()
 		if now.After(until) {
@@ -262,11 +267,10 @@ func (f *flow) run(rate float64, until time.Time) error {
 			continue
 		}
 		n := min(due, batchMax)
-		if err := f.w.WriteTo(f.conns[i], bufs[:n], f.dests[i]); err != nil {
+		if err := f.out.send(int(n)); err != nil {
 			return err
 		}
 		f.sent += n
-		i = (i + 1) % len(f.conns)
 	}
 }
 
