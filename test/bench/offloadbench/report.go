@@ -152,14 +152,14 @@ func (b *bench) reportLatency() {
 
 func (b *bench) reportRate() {
 	o := b.o
-	fmt.Printf("\n### One core: rate steps (%d allocations, paced ChannelData to the peers and datagrams from them, half of the rate each way, %s a step; loss %% and the server core's busy %% in each round)\n\n",
-		o.rateConns, o.rateStep)
-	fmt.Println("| size | server | rate/s | loss % by round | server core busy % by round (server process, in no process) |")
-	fmt.Println("| ---: | --- | ---: | --- | --- |")
+	fmt.Printf("\n### One core: rate steps (%d allocations, paced ChannelData to the peers and datagrams from them, half of the rate each way, %s a step; loss %% and the cores' busy %% in each round; a step in which other processes used more than %.0f %% of a core is taken again, up to %d tries)\n\n",
+		o.rateConns, o.rateStep, 100*o.maxOther, o.tries)
+	fmt.Println("| size | server | rate/s | loss % by round | server core busy % by round (server process, in no process, other processes) | load core busy % by round (other processes) |")
+	fmt.Println("| ---: | --- | ---: | --- | --- | --- |")
 	for _, size := range o.sizes {
 		for _, name := range serverNames {
 			for _, rate := range o.rates {
-				var loss, busy []string
+				var loss, busy, load []string
 				for _, r := range b.rate {
 					if r.size != size || r.server != name {
 						continue
@@ -172,13 +172,18 @@ func (b *bench) reportRate() {
 						if st.loadBound {
 							l += fmt.Sprintf(" (load sent %.0f/s)", st.achieved())
 						}
+						if st.try > 1 {
+							l += fmt.Sprintf(" (try %d)", st.try)
+						}
 						loss = append(loss, l)
-						u, sc := st.u, o.serverCPU
-						busy = append(busy, fmt.Sprintf("%.0f (%.0f, %.0f)", 100*u.busy[sc]/u.wall, 100*u.server[sc]/u.wall, 100*u.unowned[sc]/u.wall))
+						u, sc, lc := st.u, o.serverCPU, o.loadCPU
+						busy = append(busy, fmt.Sprintf("%.0f (%.0f, %.0f, %.0f)", 100*u.busy[sc]/u.wall, 100*u.server[sc]/u.wall,
+							100*u.unowned[sc]/u.wall, 100*u.others[sc]/u.wall))
+						load = append(load, fmt.Sprintf("%.0f (%.0f)", 100*u.busy[lc]/u.wall, 100*u.others[lc]/u.wall))
 					}
 				}
 				if len(loss) > 0 {
-					fmt.Printf("| %d | %s | %d | %s | %s |\n", size, name, rate, strings.Join(loss, " / "), strings.Join(busy, " / "))
+					fmt.Printf("| %d | %s | %d | %s | %s | %s |\n", size, name, rate, strings.Join(loss, " / "), strings.Join(busy, " / "), strings.Join(load, " / "))
 				}
 			}
 		}
