@@ -53,8 +53,27 @@ type rateResult struct {
 	server      string
 	size, round int
 	steps       []rateStep
-	max         int  // the highest passing rate (sent, when the load was the limit)
+	max         int  // the highest passing rate (or sent, when the load was the limit and sent more)
 	loadBound   bool // the steps ended because the load could not send faster
+	fails       int  // failing steps in a row
+}
+
+// add records a step and says whether the steps go on: not after a step in which the load
+// could not send its rate but the server kept up with what it sent (a lower bound, which a
+// step before may have passed at a higher rate: the load's core varies), nor after
+// maxFails failing steps in a row.
+func (r *rateResult) add(st rateStep, maxFails int) bool {
+	r.steps = append(r.steps, st)
+	if st.loadBound && st.lossPct() <= maxLossPct {
+		r.loadBound, r.max = true, max(r.max, int(st.achieved()))
+		return false
+	}
+	if st.pass {
+		r.max, r.fails = st.rate, 0
+		return true
+	}
+	r.fails++
+	return r.fails < maxFails
 }
 
 // rateRounds runs the rate steps of every server, in rounds, each size in turn.
@@ -140,23 +159,12 @@ func (b *bench) rateLadder(s server, size int) (rateResult, error) {
 		return res, err
 	}
 	b.acct.waitQuiet()
-	fails := 0
 	for _, rate := range b.o.rates {
 		st, err := b.quietRateStep(run, toPeer, toClient, sinks, rate, fmt.Sprintf("%d B %-16s", size, s.name))
 		if err != nil {
 			return res, err
 		}
-		res.steps = append(res.steps, st)
-		if st.loadBound && st.lossPct() <= maxLossPct {
-			// The server kept up with all the load could send: a lower bound.
-			res.loadBound, res.max = true, int(st.achieved())
-			break
-		}
-		if st.pass {
-			res.max, fails = rate, 0
-			continue
-		}
-		if fails++; fails >= b.o.rateFails {
+		if !res.add(st, b.o.rateFails) {
 			break
 		}
 	}
