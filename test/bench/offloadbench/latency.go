@@ -17,6 +17,7 @@ type latencyResult struct {
 	round    int
 	p50, p99 time.Duration
 	lost     int
+	u        usage // while the round trips ran
 }
 
 // latencyRounds measures each server's round trips, in rounds in which they take turns.
@@ -28,7 +29,8 @@ func (b *bench) latencyRounds() error {
 				return fmt.Errorf("latency %s round %d: %w", s.name, round, err)
 			}
 			r.round = round
-			fmt.Fprintf(os.Stderr, "latency round %d %-16s p50 %v p99 %v lost %d\n", round, s.name, r.p50, r.p99, r.lost)
+			fmt.Fprintf(os.Stderr, "latency round %d %-16s p50 %v p99 %v lost %d, other CPU %.3f s (%.1f %% of %.1f s)\n",
+				round, s.name, r.p50, r.p99, r.lost, r.u.otherAll, 100*r.u.otherAll/r.u.wall, r.u.wall)
 			b.latency = append(b.latency, r)
 		}
 	}
@@ -69,6 +71,10 @@ func (b *bench) latencyRun(s server) (latencyResult, error) {
 	to := &net.UDPAddr{IP: net.ParseIP(peerIP), Port: 3480}
 	msg, buf := make([]byte, 200), make([]byte, 1500)
 	var rtts []time.Duration
+	r0, err := b.acct.read()
+	if err != nil {
+		return res, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := 0; i < b.o.pings+100 && ctx.Err() == nil; i++ {
@@ -95,6 +101,11 @@ func (b *bench) latencyRun(s server) (latencyResult, error) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+	r1, err := b.acct.read()
+	if err != nil {
+		return res, err
+	}
+	res.u = b.acct.window(r0, r1)
 	if len(rtts) == 0 {
 		return res, errNoEcho
 	}

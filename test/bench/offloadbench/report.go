@@ -134,19 +134,23 @@ func (b *bench) reportCPU() {
 
 func (b *bench) reportLatency() {
 	fmt.Printf("\n### Latency: medians over %d rounds (min–max) of each run's percentiles (pion/turn client, %d round trips of 200 bytes, one at a time, 1 ms apart)\n\n", b.o.rounds, b.o.pings)
-	fmt.Println("| server | p50 µs | p99 µs | lost |")
-	fmt.Println("| --- | ---: | ---: | ---: |")
+	fmt.Println("| server | p50 µs | p99 µs | lost | p50 / p99 µs by round | other CPU s by round (% of wall) |")
+	fmt.Println("| --- | ---: | ---: | ---: | --- | --- |")
 	for _, name := range serverNames {
 		var p50, p99 []float64
+		var runs, others []string
 		lost := 0
 		for _, r := range b.latency {
 			if r.server == name {
 				p50 = append(p50, float64(r.p50.Microseconds()))
 				p99 = append(p99, float64(r.p99.Microseconds()))
 				lost += r.lost
+				runs = append(runs, fmt.Sprintf("%d / %d", r.p50.Microseconds(), r.p99.Microseconds()))
+				others = append(others, fmt.Sprintf("%.3f (%.1f %%)", r.u.otherAll, 100*r.u.otherAll/r.u.wall))
 			}
 		}
-		fmt.Printf("| %s | %s | %s | %d |\n", name, spread(p50, "%.0f"), spread(p99, "%.0f"), lost)
+		fmt.Printf("| %s | %s | %s | %d | %s | %s |\n", name, spread(p50, "%.0f"), spread(p99, "%.0f"), lost,
+			strings.Join(runs, ", "), strings.Join(others, ", "))
 	}
 }
 
