@@ -34,8 +34,8 @@ func (s *Server) startCluster(cfg *conf.Config, version string) error {
 		URL: cfg.Cluster.Redis, Node: name, TURN: turnAddr, SFU: sfuURL, TTL: cfg.Cluster.TTL.Duration, Version: version,
 		State: func() (cluster.Load, bool) {
 			load := cluster.Load{Sessions: s.sfuSessions(), CPU: cpu.sample()}
-			if s.turn != nil {
-				load.Allocations = s.turn.Allocations()
+			if turn := s.serving.Load(); turn != nil {
+				load.Allocations = turn.Allocations()
 			}
 			return load, s.draining.Load()
 		},

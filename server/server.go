@@ -58,6 +58,9 @@ type Server struct {
 	stopSelfTest           func()           // stops the self-test and waits for it; nil when none runs
 	cluster                *cluster.Cluster // nil without [cluster] redis
 	clusterMeters          *cluster.Meters
+	// serving is turn once New returned it: the cluster's refresh loop starts before TURN
+	// (TURN counts its quotas through the cluster) and reads the allocations from here.
+	serving atomic.Pointer[turnserver.Server]
 }
 
 // Start opens every listener and starts serving cfg. On error nothing is left open; a
@@ -125,6 +128,7 @@ func Start(opts Options) (*Server, error) {
 		}
 		return nil, err
 	}
+	s.serving.Store(s.turn)
 	s.registerMetrics(opts.Version)
 	if err := s.startHTTP(cfg); err != nil {
 		_ = s.Close()
