@@ -22,7 +22,24 @@ var (
 type Authenticator struct {
 	realm   string
 	users   map[string][]byte // static user name → HA1, for this realm only
+	shared  UserSource        // users shared by several nodes (Redis); nil when none
 	secrets []string          // TURN REST API secrets; the first signs, every one verifies
+}
+
+// UserSource is a store of users that changes while the server runs (users shared through
+// Redis). Key is on every authenticated request's path: it must not block, allocate or take a
+// shared lock, and the key it returns must never be modified afterwards.
+type UserSource interface {
+	// Key is the HA1 of name in the Authenticator's realm.
+	Key(name string) ([]byte, bool)
+}
+
+// WithShared returns a copy of a that also knows the users of src (nil: none), after its
+// own users: a name of the users file wins over the same name in src.
+func (a *Authenticator) WithShared(src UserSource) *Authenticator {
+	b := *a
+	b.shared = src
+	return &b
 }
 
 // New builds an Authenticator for realm from the users file entries and the REST secrets.
@@ -63,7 +80,7 @@ func (a *Authenticator) Realm() string { return a.realm }
 // HasCredentials reports whether any user or secret is configured: a user of this realm or a
 // non-empty secret, that is, whether anyone at all could authenticate.
 func (a *Authenticator) HasCredentials() bool {
-	return len(a.users) > 0 || len(a.secrets) > 0
+	return len(a.users) > 0 || a.shared != nil || len(a.secrets) > 0
 }
 
 // identity is what a username resolves to before any key is checked: a static user's key, or a
@@ -75,13 +92,19 @@ type identity struct {
 }
 
 // resolve applies the rules shared by Verify and Key, in their order: realm, static users (first,
-// since a users-file name may be all digits), then REST usernames if secrets are configured.
+// since a users-file name may be all digits; the users file, then the shared store), then REST
+// usernames if secrets are configured.
 func (a *Authenticator) resolve(username, realm string, now time.Time) (identity, error) {
 	if realm != a.realm {
 		return identity{}, ErrWrongRealm
 	}
 	if key, ok := a.users[username]; ok {
 		return identity{userID: username, staticKey: key}, nil
+	}
+	if a.shared != nil {
+		if key, ok := a.shared.Key(username); ok {
+			return identity{userID: username, staticKey: key}, nil
+		}
 	}
 	if len(a.secrets) == 0 {
 		return identity{}, ErrUnknownUser

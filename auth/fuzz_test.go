@@ -8,7 +8,7 @@ import (
 )
 
 // FuzzParseUsers: any users file is either refused with an error naming the file, or gives
-// users that each pass validateUser, with a lowercase key, and no name and realm twice.
+// users that each pass CheckUser, with a lowercase key, and no name and realm twice.
 func FuzzParseUsers(f *testing.F) {
 	f.Add([]byte("[[user]]\nname = \"alice\"\nrealm = \"ferry.test\"\nha1 = \"0123456789abcdef0123456789ABCDEF\"\n"))
 	f.Add([]byte("[[user]]\nname = \"a:b\"\nrealm = \"r\"\nha1 = \"00\"\n"))
@@ -26,7 +26,7 @@ func FuzzParseUsers(f *testing.F) {
 		type nameRealm struct{ name, realm string }
 		seen := map[nameRealm]bool{}
 		for _, u := range users {
-			if err := validateUser(u); err != nil || u.HA1 != strings.ToLower(u.HA1) {
+			if err := CheckUser(u); err != nil || u.HA1 != strings.ToLower(u.HA1) {
 				t.Fatalf("accepted user %+v: %v", u, err)
 			}
 			if seen[nameRealm{u.Name, u.Realm}] {

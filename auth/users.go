@@ -74,7 +74,7 @@ func parseUsers(path string, data []byte) ([]User, error) {
 	seen := make(map[nameRealm]int, len(f.User))
 	for i := range f.User {
 		u := &f.User[i]
-		if err := validateUser(*u); err != nil {
+		if err := CheckUser(*u); err != nil {
 			return nil, fmt.Errorf("users file %s: entry %d (name %q, realm %q): %w",
 				path, i+1, u.Name, u.Realm, err)
 		}
@@ -88,12 +88,13 @@ func parseUsers(path string, data []byte) ([]User, error) {
 		}
 		seen[k] = i + 1
 	}
-	sortUsers(f.User)
+	SortUsers(f.User)
 	return f.User, nil
 }
 
-// validateUser checks one entry; the error does not name the entry, the caller does.
-func validateUser(u User) error {
+// CheckUser checks one entry as the users file requires it; the error does not name the
+// entry, the caller does. Shared stores (Redis) hold users to the same rules.
+func CheckUser(u User) error {
 	if u.Name == "" {
 		return errors.New("empty name")
 	}
@@ -132,7 +133,8 @@ func checkText(s string) error {
 	return nil
 }
 
-func sortUsers(users []User) {
+// SortUsers sorts users by name, then realm: the order of the users file and of listings.
+func SortUsers(users []User) {
 	slices.SortFunc(users, func(a, b User) int {
 		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.Realm, b.Realm))
 	})
@@ -151,7 +153,7 @@ func AddUser(path string, u User) error {
 // SetUser is AddUser that also reports whether an entry with the same Name and Realm was
 // replaced (a password change) rather than added.
 func SetUser(path string, u User) (replaced bool, err error) {
-	if err := validateUser(u); err != nil {
+	if err := CheckUser(u); err != nil {
 		return false, fmt.Errorf("auth: add user %q (realm %q) to %s: %w", u.Name, u.Realm, path, err)
 	}
 	u.HA1 = strings.ToLower(u.HA1)

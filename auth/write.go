@@ -63,7 +63,7 @@ func updateUsers(path string, mkdir bool, modify func([]User) ([]User, error)) e
 	if err != nil {
 		return err
 	}
-	sortUsers(users)
+	SortUsers(users)
 
 	content, err := encodeUsers(users)
 	if err != nil {

@@ -130,20 +130,12 @@ var ErrDown = errors.New("cluster: Redis unreachable")
 // that cannot reach Redis starts all the same, serves on its own, and registers once Redis
 // answers) and starts the refresh loop. Close leaves.
 func New(cfg Config) (*Cluster, error) {
-	opts, err := redis.ParseURL(cfg.URL)
+	rdb, err := newClient(cfg.URL)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: redis URL: %w", err)
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
-	quietLibrary.Do(func() { redis.SetLogger(debugLogger{}) })
-	opts.DialTimeout = time.Second
-	opts.ReadTimeout = time.Second
-	opts.WriteTimeout = time.Second
-	opts.MaxRetries = 0 // a failed exchange is retried by the next refresh, or decided locally
-	opts.PoolSize = 16
-	opts.MinIdleConns = 1
-	opts.ContextTimeoutEnabled = true
 	c := &Cluster{
-		cfg: cfg, log: cfg.Log, rdb: redis.NewClient(opts), instance: randomID(), started: time.Now(),
+		cfg: cfg, log: cfg.Log, rdb: rdb, instance: randomID(), started: time.Now(),
 		refresh: cfg.TTL / 3, nodes: map[string]Node{}, claims: map[string]time.Time{}, stop: make(chan struct{}),
 		counts: map[string]int{}, dirty: map[string]struct{}{}, wake: make(chan struct{}, 1),
 	}
@@ -467,6 +459,24 @@ func randomID() string {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// newClient is a Redis client for url with the timeouts of a node: an exchange that does
+// not answer within a second fails, and the caller decides without Redis.
+func newClient(url string) (*redis.Client, error) {
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	quietLibrary.Do(func() { redis.SetLogger(debugLogger{}) })
+	opts.DialTimeout = time.Second
+	opts.ReadTimeout = time.Second
+	opts.WriteTimeout = time.Second
+	opts.MaxRetries = 0 // a failed exchange is retried by the next refresh, or decided locally
+	opts.PoolSize = 16
+	opts.MinIdleConns = 1
+	opts.ContextTimeoutEnabled = true
+	return redis.NewClient(opts), nil
 }
 
 // redactedURL is a Redis URL without its password, for logs.

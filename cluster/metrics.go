@@ -83,6 +83,51 @@ func MetricsHelp() map[string]string {
 	}
 }
 
+// UserMeters are the metrics of the users shared through Redis (auth.users_redis). The
+// server makes them whether or not the store is on, so that every family is always exported.
+type UserMeters struct {
+	syncs, updates, errors *metrics.Counter
+	outages, expired       *metrics.Counter
+	users                  atomic.Pointer[Users]
+}
+
+// NewUserMeters registers the metrics of the shared users in set.
+func NewUserMeters(set *metrics.Set) *UserMeters {
+	m := &UserMeters{
+		syncs:   set.NewCounter("ferry_auth_redis_syncs_total"),
+		updates: set.NewCounter("ferry_auth_redis_updates_total"),
+		errors:  set.NewCounter("ferry_auth_redis_errors_total"),
+		outages: set.NewCounter("ferry_auth_redis_outages_total"),
+		expired: set.NewCounter("ferry_auth_redis_expired_total"),
+	}
+	set.NewGauge("ferry_auth_redis_up", func() float64 {
+		if u := m.users.Load(); u != nil && u.up.Load() {
+			return 1
+		}
+		return 0
+	})
+	set.NewGauge("ferry_auth_redis_users", func() float64 {
+		if u := m.users.Load(); u != nil {
+			return float64(u.Len())
+		}
+		return 0
+	})
+	return m
+}
+
+// UserMetricsHelp returns the HELP text of each metric family of the shared users.
+func UserMetricsHelp() map[string]string {
+	return map[string]string{
+		"ferry_auth_redis_up":            "1 while the Redis of auth.users_redis answers, 0 when it does not or users_redis is off.",
+		"ferry_auth_redis_users":         "Users of the server's realm this node holds from Redis (auth.users_redis).",
+		"ferry_auth_redis_syncs_total":   "Full reads of the realm's users from Redis that succeeded (at start, every 10 s, and after each reconnection).",
+		"ferry_auth_redis_updates_total": "Single users read again from Redis because a `ferry user` command published a change.",
+		"ferry_auth_redis_errors_total":  "Exchanges with the Redis of auth.users_redis that failed.",
+		"ferry_auth_redis_outages_total": "Times the Redis of auth.users_redis stopped answering (each is logged once, until it answers again).",
+		"ferry_auth_redis_expired_total": "Times the users read from Redis were dropped because Redis had not answered for auth.users_redis_max_stale.",
+	}
+}
+
 // commandCounter counts the commands sent to Redis.
 type commandCounter struct{ m *Meters }
 

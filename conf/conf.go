@@ -84,6 +84,23 @@ type Auth struct {
 	Secrets       []string `toml:"secrets"`        // TURN REST API shared secrets; each non-empty
 	SecretsFile   string   `toml:"secrets_file"`   // "" = none; one more secret per line
 	CredentialTTL Duration `toml:"credential_ttl"` // > 0
+	// UsersRedis is a shared users store: "" (off), "cluster" (the URL of [cluster] redis)
+	// or a redis:// or rediss:// URL. Restart only.
+	UsersRedis string `toml:"users_redis"`
+	// UsersRedisMaxStale is how long the users last read from Redis keep working while
+	// Redis cannot be reached: > 0. Restart only.
+	UsersRedisMaxStale Duration `toml:"users_redis_max_stale"`
+}
+
+// UsersRedisCluster is the value of auth.users_redis that shares [cluster] redis.
+const UsersRedisCluster = "cluster"
+
+// UsersRedisURL is the Redis URL of the shared users store, "" when off.
+func (a Auth) UsersRedisURL(cl Cluster) string {
+	if a.UsersRedis == UsersRedisCluster {
+		return cl.Redis
+	}
+	return a.UsersRedis
 }
 
 // Limits is the [limits] table.

@@ -37,7 +37,7 @@ func TestDefault(t *testing.T) {
 		Auth: Auth{
 			UsersFile:     "/var/lib/ferry/users.toml",
 			Secrets:       []string{},
-			CredentialTTL: Duration{24 * time.Hour},
+			CredentialTTL: Duration{24 * time.Hour}, UsersRedisMaxStale: Duration{10 * time.Minute},
 		},
 		Limits: Limits{
 			AllocationsPerUser: 10, UnauthenticatedPerIPRate: 20, BindingPerIPRate: 100,
@@ -165,7 +165,7 @@ func TestParse(t *testing.T) {
 				"binding_per_ip_rate = 0\npermissions_per_allocation = 8\nchannels_per_allocation = 0\nmax_allocation_lifetime = \"5m\"\nallocate_timeout = \"10s\"\n" +
 				"connections_per_allocation = 4\ntcp_connections_total = 100\ndtls_handshakes = 0\ndtls_handshakes_per_ip = 5\n",
 			func(c *Config) {
-				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}}
+				c.Auth = Auth{Secrets: []string{"new", "old"}, CredentialTTL: Duration{90 * time.Minute}, UsersRedisMaxStale: Duration{10 * time.Minute}}
 				c.Limits = Limits{AllocationsTotal: 1000, UnauthenticatedPerIPRate: 20, PermissionsPerAllocation: 8,
 					MaxAllocationLifetime: Duration{5 * time.Minute}, AllocateTimeout: Duration{10 * time.Second},
 					ConnectionsPerAllocation: 4, TCPConnectionsTotal: 100, DTLSHandshakesPerIP: 5}

@@ -340,6 +340,32 @@ func (c *Config) validateAuth() error {
 	if ttl := c.Auth.CredentialTTL.Duration; ttl <= 0 {
 		return c.Errorf("auth.credential_ttl", "must be positive, not %s", ttl)
 	}
+	switch r := c.Auth.UsersRedis; {
+	case r == UsersRedisCluster && c.Cluster.Redis == "":
+		return c.Errorf("auth.users_redis", "%q shares [cluster] redis, which is empty: set cluster.redis, or give users_redis a redis:// URL of its own", r)
+	case r != "" && r != UsersRedisCluster:
+		if err := c.checkRedisURL("auth.users_redis", r); err != nil {
+			return err
+		}
+	}
+	if d := c.Auth.UsersRedisMaxStale.Duration; d <= 0 {
+		return c.Errorf("auth.users_redis_max_stale", "must be positive, not %s", d)
+	}
+	return nil
+}
+
+// checkRedisURL checks that s is a redis:// or rediss:// URL with a host; the errors never
+// show its password.
+func (c *Config) checkRedisURL(key, s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return c.Errorf(key, "not a URL (%s): want a redis:// or rediss:// URL, e.g. \"redis://10.0.0.5:6379/0\"", strings.ReplaceAll(err.Error(), s, "..."))
+	case u.Scheme != "redis" && u.Scheme != "rediss":
+		return c.Errorf(key, "%q: want a redis:// or rediss:// URL, e.g. \"redis://10.0.0.5:6379/0\"", u.Redacted())
+	case u.Host == "":
+		return c.Errorf(key, "%q has no host", u.Redacted())
+	}
 	return nil
 }
 
@@ -562,14 +588,8 @@ func (c *Config) validateLog() error {
 func (c *Config) validateCluster() error {
 	cl := c.Cluster
 	if cl.Redis != "" {
-		u, err := url.Parse(cl.Redis)
-		switch {
-		case err != nil:
-			return c.Errorf("cluster.redis", "not a URL (%s)", strings.ReplaceAll(err.Error(), cl.Redis, "..."))
-		case u.Scheme != "redis" && u.Scheme != "rediss":
-			return c.Errorf("cluster.redis", "%q: want a redis:// or rediss:// URL, e.g. \"redis://10.0.0.5:6379/0\"", u.Redacted())
-		case u.Host == "":
-			return c.Errorf("cluster.redis", "%q has no host", u.Redacted())
+		if err := c.checkRedisURL("cluster.redis", cl.Redis); err != nil {
+			return err
 		}
 	}
 	if n := cl.Node; n != "" && !ValidNodeName(n) {

@@ -232,3 +232,43 @@ func TestCluster(t *testing.T) {
 		t.Error("an error quotes the Redis password")
 	}
 }
+
+// TestUsersRedis: auth.users_redis is off, "cluster" (only with a cluster.redis) or a Redis
+// URL; users_redis_max_stale is positive. Each error names the file, line and key, and
+// none shows the Redis password.
+func TestUsersRedis(t *testing.T) {
+	tests := []struct {
+		input string
+		want  string // "" = valid
+	}{
+		{"[auth]\nusers_redis = \"\"\n", ""},
+		{"[auth]\nusers_redis = \"redis://127.0.0.1:6379/2\"\n", ""},
+		{"[auth]\nusers_redis = \"rediss://:pw@redis.example.com:6380\"\nusers_redis_max_stale = \"1h\"\n", ""},
+		{"[auth]\nusers_redis = \"cluster\"\n[cluster]\nredis = \"redis://10.0.0.5:6379/0\"\n", ""},
+		{"[auth]\nusers_redis = \"cluster\"\n", "bad.toml:2: auth.users_redis: \"cluster\" shares [cluster] redis, which is empty"},
+		{"[auth]\n\nusers_redis = \"10.0.0.5:6379\"\n", "bad.toml:3: auth.users_redis: not a URL (parse \"...\": first path segment in URL cannot contain colon): want a redis:// or rediss:// URL"},
+		{"[auth]\nusers_redis = \"http://h:6379\"\n", "bad.toml:2: auth.users_redis: \"http://h:6379\": want a redis:// or rediss:// URL"},
+		{"[auth]\nusers_redis = \"redis://:hunter2@\"\n", "bad.toml:2: auth.users_redis: \"redis://:xxxxx@\" has no host"},
+		{"[auth]\nusers_redis = \"redis://h:1\"\nusers_redis_max_stale = \"0s\"\n", "bad.toml:3: auth.users_redis_max_stale: must be positive, not 0s"},
+		{"[auth]\nusers_redis_max_stale = \"ten minutes\"\n", "bad.toml:2: auth.users_redis_max_stale"},
+	}
+	for _, tt := range tests {
+		_, err := Parse("bad.toml", []byte(tt.input))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.input, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: error %v, want %q", tt.input, err, tt.want)
+		}
+	}
+	if strings.Contains(fmt.Sprint(Parse("bad.toml", []byte("[auth]\nusers_redis = \"ftp://:hunter2@h\"\n"))), "hunter2") {
+		t.Error("an error quotes the Redis password")
+	}
+	cfg, err := Parse("ok.toml", []byte("[auth]\nusers_redis = \"cluster\"\n[cluster]\nredis = \"redis://10.0.0.5:6379/0\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Auth.UsersRedisURL(cfg.Cluster); got != "redis://10.0.0.5:6379/0" {
+		t.Errorf("UsersRedisURL = %q, want the cluster's", got)
+	}
+}
