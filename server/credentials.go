@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ferry-rtc/ferry/auth"
+	"github.com/ferry-rtc/ferry/cluster"
 	"github.com/ferry-rtc/ferry/conf"
 	"github.com/ferry-rtc/ferry/relay"
 )
@@ -23,12 +24,13 @@ type credentials struct {
 	configured  []string // secrets of [auth] secrets, then of secrets_file
 	generated   string   // the zero-config secret of this run, if it started with no credentials
 	missingFile bool     // users_file is set but does not exist
+	usersRedis  bool     // auth.users_redis is on: users may come and go in Redis
 }
 
 // loadCredentials reads the users file and the secrets file of cfg. generated carries the
 // zero-config secret over a reload.
 func loadCredentials(cfg *conf.Config, generated string) (credentials, error) {
-	c := credentials{generated: generated}
+	c := credentials{generated: generated, usersRedis: cfg.Auth.UsersRedisURL(cfg.Cluster) != ""}
 	if path := cfg.Auth.UsersFile; path != "" {
 		var err error
 		if c.users, err = auth.ReadUsers(path); err != nil {
@@ -96,8 +98,12 @@ func (c credentials) warnRealm(log *slog.Logger, cfg *conf.Config) {
 	}
 }
 
-// zeroConfig reports whether nobody could authenticate with the configured credentials.
-func (c credentials) zeroConfig() bool { return len(c.users) == 0 && len(c.configured) == 0 }
+// zeroConfig reports whether nobody could authenticate with the configured credentials. A
+// shared users store counts as credentials even while empty: its users arrive without a
+// reload, and a generated secret would outlive its purpose.
+func (c credentials) zeroConfig() bool {
+	return len(c.users) == 0 && len(c.configured) == 0 && !c.usersRedis
+}
 
 // secrets are the secrets in effect: the configured ones, or the generated one while there
 // are no credentials at all.
@@ -108,8 +114,30 @@ func (c credentials) secrets() []string {
 	return c.configured
 }
 
-func (c credentials) authenticator(realm string) *auth.Authenticator {
-	return auth.New(realm, c.users, c.secrets())
+// authenticator checks the users of the users file, then those of shared (nil: none),
+// then the secrets.
+func (c credentials) authenticator(realm string, shared *cluster.Users) *auth.Authenticator {
+	a := auth.New(realm, c.users, c.secrets())
+	if shared != nil { // a nil *Users in the interface would not be a nil UserSource
+		a = a.WithShared(shared)
+	}
+	return a
+}
+
+// startUsers follows the users of the realm in the Redis of auth.users_redis, if it is set.
+func (s *Server) startUsers(cfg *conf.Config) error {
+	s.userMeters = cluster.NewUserMeters(s.metrics)
+	url := cfg.Auth.UsersRedisURL(cfg.Cluster)
+	if url == "" {
+		return nil
+	}
+	u, err := cluster.StartUsers(cluster.UsersConfig{URL: url, Realm: cfg.Server.Realm,
+		MaxStale: cfg.Auth.UsersRedisMaxStale.Duration, Log: s.log, Meters: s.userMeters})
+	if err != nil {
+		return cfg.Errorf("auth.users_redis", "%v", err)
+	}
+	s.users = u
+	return nil
 }
 
 func printZeroConfig(w io.Writer, cfg *conf.Config, r *relays, secret string) error {

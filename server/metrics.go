@@ -31,6 +31,7 @@ var metricsHelp = sync.OnceValue(func() map[string]string {
 	maps.Copy(help, dtlsgate.MetricsHelp())
 	maps.Copy(help, sfu.MetricsHelp())
 	maps.Copy(help, cluster.MetricsHelp())
+	maps.Copy(help, cluster.UserMetricsHelp())
 	return help
 })
 

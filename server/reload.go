@@ -43,6 +43,8 @@ var settings = []setting{
 	{"auth.secrets", false, func(c *conf.Config) any { return c.Auth.Secrets }},
 	{"auth.secrets_file", false, func(c *conf.Config) any { return c.Auth.SecretsFile }},
 	{"auth.credential_ttl", false, func(c *conf.Config) any { return c.Auth.CredentialTTL }},
+	{"auth.users_redis", true, func(c *conf.Config) any { return c.Auth.UsersRedis }},
+	{"auth.users_redis_max_stale", true, func(c *conf.Config) any { return c.Auth.UsersRedisMaxStale }},
 	{"limits.allocations_per_user", false, func(c *conf.Config) any { return c.Limits.AllocationsPerUser }},
 	{"limits.allocations_total", false, func(c *conf.Config) any { return c.Limits.AllocationsTotal }},
 	{"limits.unauthenticated_per_ip_rate", false, func(c *conf.Config) any { return c.Limits.UnauthenticatedPerIPRate }},
@@ -141,7 +143,7 @@ func (s *Server) reloadFrom(old *conf.Config) (ReloadResult, error) {
 	}
 	// Nothing below can fail: the reload is applied whole.
 	s.turn.Apply(turnserver.Settings{
-		Auth:   creds.authenticator(next.Server.Realm),
+		Auth:   creds.authenticator(next.Server.Realm, s.users),
 		Certs:  certs,
 		Limits: turnLimits(next),
 	})

@@ -58,6 +58,8 @@ type Server struct {
 	stopSelfTest           func()           // stops the self-test and waits for it; nil when none runs
 	cluster                *cluster.Cluster // nil without [cluster] redis
 	clusterMeters          *cluster.Meters
+	users                  *cluster.Users // nil without auth.users_redis
+	userMeters             *cluster.UserMeters
 	// serving is turn once New returned it: the cluster's refresh loop starts before TURN
 	// (TURN counts its quotas through the cluster) and reads the allocations from here.
 	serving atomic.Pointer[turnserver.Server]
@@ -96,6 +98,10 @@ func Start(opts Options) (*Server, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if err := s.startUsers(cfg); err != nil {
+		_ = s.Close()
+		return nil, err
+	}
 	var shared turnserver.SharedQuota
 	if s.cluster != nil {
 		shared = s.cluster
@@ -105,7 +111,7 @@ func Start(opts Options) (*Server, error) {
 		Realm:      cfg.Server.Realm,
 		Software:   cfg.Server.Software,
 		Listeners:  turnListeners(cfg, certs),
-		Auth:       creds.authenticator(cfg.Server.Realm),
+		Auth:       creds.authenticator(cfg.Server.Realm, s.users),
 		Pool:       s.relays.pool,
 		V4:         s.relays.v4,
 		V6:         s.relays.v6,
@@ -202,6 +208,9 @@ func (s *Server) Close() error {
 	}
 	if s.cluster != nil {
 		err = errors.Join(err, s.cluster.Close()) // leaves: other nodes take its rooms at once
+	}
+	if s.users != nil {
+		err = errors.Join(err, s.users.Close())
 	}
 	return err
 }

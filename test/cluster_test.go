@@ -129,17 +129,7 @@ func post(t *testing.T, rawURL, token, body string) (*http.Response, error) {
 // waitMetric polls a node's /metrics until cond holds for series.
 func waitMetric(t *testing.T, n *clusterNode, series string, timeout time.Duration, cond func(float64) bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		v := scrape(t, n.metrics())[series]
-		if cond(v) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node %s: %s = %v, not as wanted within %v", n.name, series, v, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitSeries(t, n.metrics(), series, timeout, cond)
 }
 
 // TestCluster: three nodes and one redis-server, each node in its own namespace. A WHIP to

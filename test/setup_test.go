@@ -18,6 +18,7 @@ type setup struct {
 	maxPort    int
 	allowPeers []string
 	usersFile  string
+	usersRedis string // auth.users_redis; "" = off
 	secrets    []string
 	perUser    int
 	total      int
@@ -104,7 +105,7 @@ func (s *setup) toml() string {
 	if s.denyPeers != nil {
 		fmt.Fprintf(&b, "deny_peers = %s\n", tomlList(s.denyPeers))
 	}
-	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\n", s.usersFile, tomlList(s.secrets))
+	fmt.Fprintf(&b, "[auth]\nusers_file = %q\nsecrets = %s\nusers_redis = %q\n", s.usersFile, tomlList(s.secrets), s.usersRedis)
 	fmt.Fprintf(&b, "[limits]\nallocations_per_user = %d\nallocations_total = %d\nunauthenticated_per_ip_rate = %d\n",
 		s.perUser, s.total, s.unauthRate)
 	s.writeAllocationLimits(&b)
