@@ -187,3 +187,24 @@ func TestParseUserKey(t *testing.T) {
 		t.Errorf("userPattern = %q", got)
 	}
 }
+
+// TestUsersStartWithoutRedis: a node that starts while Redis is down serves no Redis users,
+// and follows them (published changes included) once Redis answers; a node that has been
+// through many empty waits (its full re-read every 100 ms) still gets published changes.
+func TestUsersStartWithoutRedis(t *testing.T) {
+	t.Parallel()
+	r := testkit.StartRedis(t, "127.0.0.1")
+	r.Stop()
+	u := follow(t, r.URL(), 100*time.Millisecond, time.Hour)
+	if _, ok := u.Key("gorst"); ok || u.up.Load() {
+		t.Fatal("a user, or Redis up, with Redis down")
+	}
+	r.Start()
+	eventually(t, 5*time.Second, "Redis answers", func() bool { return u.up.Load() })
+	eventually(t, 5*time.Second, "several full reads", func() bool { return u.meters.syncs.Get() >= 5 })
+	if _, err := openStore(t, r.URL()).Set(context.Background(), user("gorst", testRealm, "hero")); err != nil {
+		t.Fatal(err)
+	}
+	hasKey(t, u, 2*time.Second, "gorst", "hero")
+	eventually(t, 2*time.Second, "the change came as a message", func() bool { return u.meters.updates.Get() == 1 })
+}

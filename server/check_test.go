@@ -138,6 +138,11 @@ func TestCheck(t *testing.T) {
 	if r, err = Check(cfg); err != nil || len(r.Notes) != 3 {
 		t.Fatalf("a missing users file, no credentials and no SFU token key: %+v, %v; want three notes", r, err)
 	}
+	// Users in Redis are credentials even when none is there yet: no zero-config secret.
+	cfg, _ = conf.Parse("cfg.toml", []byte(base+"[auth]\nusers_file = \"\"\nusers_redis = \"redis://127.0.0.1:1/0\"\n[sfu]\nenabled = false\n"))
+	if r, err = Check(cfg); err != nil || len(r.Notes) != 0 {
+		t.Fatalf("users in Redis: %+v, %v; want no note", r, err)
+	}
 }
 
 func TestListenerList(t *testing.T) {

@@ -1,6 +1,9 @@
 package test
 
 import (
+	"fmt"
+	"net"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -138,5 +141,35 @@ func waitSeries(t *testing.T, addr, series string, timeout time.Duration, cond f
 			t.Fatalf("%s at %s = %v, not as wanted within %v", series, addr, v, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUsersRedisTurnadmin: coturn's turnadmin and `ferry user` share one Redis user
+// database. A user turnadmin adds allocates on Ferry; one `ferry user add` writes is in
+// turnadmin's list.
+func TestUsersRedisTurnadmin(t *testing.T) {
+	needTool(t, "turnadmin")
+	redis := testkit.StartRedis(t, "127.0.0.1")
+	host, port, _ := net.SplitHostPort(redis.Addr)
+	userdb := fmt.Sprintf("ip=%s port=%s dbname=0 connect_timeout=5", host, port)
+	turnadmin := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command("turnadmin", append(args, "-N", userdb)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("turnadmin %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	turnadmin("-a", "-u", "gorst", "-r", testRealm, "-p", "hero")
+
+	s, ferryPort := newSetup(t, 4)
+	s.usersRedis = redis.URL()
+	startFerry(t, s.toml())
+	if got := allocateAs(t, addrString("127.0.0.1", ferryPort), "gorst", "hero"); got != 0 {
+		t.Errorf("Allocate as the user turnadmin added: %v", got)
+	}
+	userCLI(t, "eve-1\n", "add", "eve", "--realm", testRealm, "--users-redis", redis.URL(), "--password-stdin")
+	if out := turnadmin("-l"); !strings.Contains(out, "eve") || !strings.Contains(out, "gorst") {
+		t.Errorf("turnadmin -l does not list both users:\n%s", out)
 	}
 }
