@@ -61,8 +61,9 @@ func TestDeployClusterSystemd(t *testing.T) {
 }
 
 // TestDeployClusterKubernetes: the cluster overlay's config is deploy/k8s/ferry.toml's plus
-// [cluster], whose Redis is redis.yaml's Service in the overlay's namespace; the overlay
-// builds on deploy/k8s, and its patch replaces the DaemonSet's config volume.
+// [cluster], whose Redis is redis.yaml's Service in the overlay's namespace, and users
+// shared through that Redis (auth.users_redis = "cluster"); the overlay builds on
+// deploy/k8s, and its patch replaces the DaemonSet's config volume.
 func TestDeployClusterKubernetes(t *testing.T) {
 	var base, overlay map[string]any
 	if _, err := toml.Decode(readDeploy(t, "k8s/ferry.toml"), &base); err != nil {
@@ -73,6 +74,12 @@ func TestDeployClusterKubernetes(t *testing.T) {
 	}
 	cluster, _ := overlay["cluster"].(map[string]any)
 	delete(overlay, "cluster")
+	if a, _ := overlay["auth"].(map[string]any); a["users_redis"] != "cluster" {
+		t.Errorf("k8s/cluster/ferry.toml: auth.users_redis = %v, want \"cluster\"", a["users_redis"])
+	} else {
+		delete(a, "users_redis")
+		delete(a, "users_redis_max_stale")
+	}
 	if !equalTOML(base, overlay) {
 		t.Errorf("k8s/cluster/ferry.toml is not k8s/ferry.toml with a [cluster] table:\n%v\n%v", base, overlay)
 	}
