@@ -27,8 +27,30 @@ type RoomInfo struct {
 	TTLMS int64  `json:"ttl_ms"` // until the claim lapses unless its owner renews it
 }
 
-// scanBatch is how many keys one SCAN of the room directory asks for.
+// scanBatch is how many keys one SCAN asks for, and the most keys scanKeys hands over at once.
 const scanBatch = 1000
+
+// scanKeys SCANs the keys that match pattern and calls read with them, scanBatch at most
+// at a time (a key may come twice: SCAN's guarantee).
+func scanKeys(ctx context.Context, rdb *redis.Client, pattern string, read func(batch []string) error) error {
+	iter := rdb.Scan(ctx, 0, pattern, scanBatch).Iterator()
+	var batch []string
+	for iter.Next(ctx) {
+		if batch = append(batch, iter.Val()); len(batch) == scanBatch {
+			if err := read(batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	return read(batch)
+}
 
 // ReadStatus reads the cluster's status from the Redis at url, as any node sees it: it
 // needs no node to be up (ferry cluster status).
@@ -58,9 +80,7 @@ func ReadStatus(ctx context.Context, url string) (Status, error) {
 // TTL in one pipeline per batch.
 func readRooms(ctx context.Context, rdb *redis.Client) ([]RoomInfo, error) {
 	rooms := []RoomInfo{}
-	iter := rdb.Scan(ctx, 0, roomKey("*"), scanBatch).Iterator()
-	var batch []string
-	flush := func() error {
+	err := scanKeys(ctx, rdb, roomKey("*"), func(batch []string) error {
 		var owners []*redis.StringCmd
 		var ttls []*redis.DurationCmd
 		if _, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -78,20 +98,9 @@ func readRooms(ctx context.Context, rdb *redis.Client) ([]RoomInfo, error) {
 					TTLMS: ttls[i].Val().Milliseconds()})
 			}
 		}
-		batch = batch[:0]
 		return nil
-	}
-	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == scanBatch {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(rooms, func(a, b RoomInfo) int { return cmp.Compare(a.Room, b.Room) })

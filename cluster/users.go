@@ -33,8 +33,6 @@ const (
 	usersResync  = 10 * time.Second
 	// usersRetry is the pause after a failed exchange before the next try.
 	usersRetry = time.Second
-	// usersBatch is the COUNT of each SCAN and the keys of each MGET of a full read.
-	usersBatch = 1000
 )
 
 func userKey(realm, name string) string { return "turn/realm/" + realm + "/user/" + name + "/key" }
@@ -205,12 +203,7 @@ func (u *Users) sync() bool {
 func (u *Users) read(ctx context.Context) (map[string][]byte, error) {
 	keys := map[string][]byte{}
 	invalid := 0
-	iter := u.rdb.Scan(ctx, 0, userPattern(u.cfg.Realm), usersBatch).Iterator()
-	var batch []string
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
+	err := scanKeys(ctx, u.rdb, userPattern(u.cfg.Realm), func(batch []string) error {
 		vals, err := u.rdb.MGet(ctx, batch...).Result()
 		if err != nil {
 			return err
@@ -223,20 +216,9 @@ func (u *Users) read(ctx context.Context) (map[string][]byte, error) {
 				invalid++
 			}
 		}
-		batch = batch[:0]
 		return nil
-	}
-	for iter.Next(ctx) {
-		if batch = append(batch, iter.Val()); len(batch) == usersBatch {
-			if err := flush(); err != nil {
-				return nil, err
-			}
-		}
-	}
-	if err := iter.Err(); err != nil {
-		return nil, err
-	}
-	if err := flush(); err != nil {
+	})
+	if err != nil {
 		return nil, err
 	}
 	if invalid > 0 && invalid != u.invalid {

@@ -141,6 +141,8 @@ func TestUsersOutage(t *testing.T) {
 
 	r.Stop()
 	eventually(t, 5*time.Second, "the outage is counted", func() bool { return meters.outages.Get() == 1 && !u.up.Load() })
+	// Failed full reads (each retry is a failed subscription, then a failed read) keep the key.
+	eventually(t, 10*time.Second, "retries", func() bool { return meters.errors.Get() >= 3 })
 	hasKey(t, u, 0, "gorst", "hero")
 	r.Start()
 	eventually(t, 5*time.Second, "Redis answers again", func() bool { return u.up.Load() })
@@ -155,6 +157,8 @@ func TestUsersOutage(t *testing.T) {
 
 	short := follow(t, r.URL(), time.Hour, 500*time.Millisecond)
 	hasKey(t, short, 2*time.Second, "gorst", "again")
+	// Its read at start, then the one its subscription's confirmation brings: it is settled.
+	eventually(t, 2*time.Second, "short subscribed", func() bool { return short.meters.syncs.Get() >= 2 })
 	r.Stop()
 	hasKey(t, short, 5*time.Second, "gorst", "")
 	if n := short.meters.expired.Get(); n != 1 {

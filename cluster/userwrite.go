@@ -83,17 +83,19 @@ func (s *UserStore) List(ctx context.Context) ([]auth.User, error) {
 		return nil, fmt.Errorf("users: list users of %s: %w", s.url, err)
 	}
 	auth.SortUsers(users)
-	return users, nil
+	return slices.Compact(users), nil // SCAN may return a key twice
 }
 
 // scan returns the users whose keys match pattern.
 func (s *UserStore) scan(ctx context.Context, pattern string) ([]auth.User, error) {
 	var users []auth.User
-	iter := s.rdb.Scan(ctx, 0, pattern, usersBatch).Iterator()
-	for iter.Next(ctx) {
-		if realm, name, ok := parseUserKey(iter.Val()); ok {
-			users = append(users, auth.User{Name: name, Realm: realm})
+	err := scanKeys(ctx, s.rdb, pattern, func(batch []string) error {
+		for _, k := range batch {
+			if realm, name, ok := parseUserKey(k); ok {
+				users = append(users, auth.User{Name: name, Realm: realm})
+			}
 		}
-	}
-	return users, iter.Err()
+		return nil
+	})
+	return users, err
 }

@@ -205,10 +205,7 @@ func TestCheckValueBool(t *testing.T) {
 
 // TestCluster: [cluster] keys are checked for their form, each error at its line.
 func TestCluster(t *testing.T) {
-	tests := []struct {
-		input string
-		want  string // "" = valid
-	}{
+	parseCases(t, []parseCase{
 		{"[cluster]\nredis = \"redis://10.0.0.5:6379/0\"\nnode = \"a-1.x_y\"\n", ""},
 		{"[cluster]\nredis = \"rediss://:secret@redis.example.com:6380\"\nadvertise_turn = \"203.0.113.10:3478\"\nadvertise_sfu = \"https://sfu1.example.com\"\nttl = \"30s\"\n", ""},
 		{"[cluster]\nredis = \"http://10.0.0.5:6379\"\n", "bad.toml:2: cluster.redis: \"http://10.0.0.5:6379\": want a redis:// or rediss:// URL"},
@@ -218,16 +215,7 @@ func TestCluster(t *testing.T) {
 		{"[cluster]\nadvertise_turn = \"turn.example.com:3478\"\n", "bad.toml:2: cluster.advertise_turn: \"turn.example.com:3478\" is not IP:port"},
 		{"[cluster]\nadvertise_sfu = \"https://sfu1.example.com/whip\"\n", "bad.toml:2: cluster.advertise_sfu: \"https://sfu1.example.com/whip\": want an http or https URL without path"},
 		{"[cluster]\nttl = \"1s\"\n", "bad.toml:2: cluster.ttl: must be between 3s and 10m0s, not 1s"},
-	}
-	for _, tt := range tests {
-		_, err := Parse("bad.toml", []byte(tt.input))
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("%q: %v", tt.input, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("%q: error %v, want %q", tt.input, err, tt.want)
-		}
-	}
+	})
 	if strings.Contains(fmt.Sprint(Parse("bad.toml", []byte("[cluster]\nredis = \"ftp://:hunter2@h\"\n"))), "hunter2") {
 		t.Error("an error quotes the Redis password")
 	}
@@ -237,10 +225,7 @@ func TestCluster(t *testing.T) {
 // URL; users_redis_max_stale is positive. Each error names the file, line and key, and
 // none shows the Redis password.
 func TestUsersRedis(t *testing.T) {
-	tests := []struct {
-		input string
-		want  string // "" = valid
-	}{
+	parseCases(t, []parseCase{
 		{"[auth]\nusers_redis = \"\"\n", ""},
 		{"[auth]\nusers_redis = \"redis://127.0.0.1:6379/2\"\n", ""},
 		{"[auth]\nusers_redis = \"rediss://:pw@redis.example.com:6380\"\nusers_redis_max_stale = \"1h\"\n", ""},
@@ -251,16 +236,7 @@ func TestUsersRedis(t *testing.T) {
 		{"[auth]\nusers_redis = \"redis://:hunter2@\"\n", "bad.toml:2: auth.users_redis: \"redis://:xxxxx@\" has no host"},
 		{"[auth]\nusers_redis = \"redis://h:1\"\nusers_redis_max_stale = \"0s\"\n", "bad.toml:3: auth.users_redis_max_stale: must be positive, not 0s"},
 		{"[auth]\nusers_redis_max_stale = \"ten minutes\"\n", "bad.toml:2: auth.users_redis_max_stale"},
-	}
-	for _, tt := range tests {
-		_, err := Parse("bad.toml", []byte(tt.input))
-		switch {
-		case tt.want == "" && err != nil:
-			t.Errorf("%q: %v", tt.input, err)
-		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-			t.Errorf("%q: error %v, want %q", tt.input, err, tt.want)
-		}
-	}
+	})
 	if strings.Contains(fmt.Sprint(Parse("bad.toml", []byte("[auth]\nusers_redis = \"ftp://:hunter2@h\"\n"))), "hunter2") {
 		t.Error("an error quotes the Redis password")
 	}
@@ -270,5 +246,21 @@ func TestUsersRedis(t *testing.T) {
 	}
 	if got := cfg.Auth.UsersRedisURL(cfg.Cluster); got != "redis://10.0.0.5:6379/0" {
 		t.Errorf("UsersRedisURL = %q, want the cluster's", got)
+	}
+}
+
+// parseCase is a config and the error Parse must give for it ("" = valid).
+type parseCase struct{ input, want string }
+
+func parseCases(t *testing.T, tests []parseCase) {
+	t.Helper()
+	for _, tt := range tests {
+		_, err := Parse("bad.toml", []byte(tt.input))
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%q: %v", tt.input, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%q: error %v, want %q", tt.input, err, tt.want)
+		}
 	}
 }

@@ -112,6 +112,8 @@ func TestUsersRedis(t *testing.T) {
 	for _, m := range metricsAddrs {
 		waitSeries(t, m, "ferry_auth_redis_up", 5*time.Second, func(v float64) bool { return v == 0 })
 		waitSeries(t, m, "ferry_auth_redis_outages_total", 5*time.Second, func(v float64) bool { return v == 1 })
+		// A retry is a failed subscription, then a failed full read: the key must outlive both.
+		waitSeries(t, m, "ferry_auth_redis_errors_total", 10*time.Second, func(v float64) bool { return v >= 3 })
 	}
 	for _, server := range servers {
 		if got := allocateAs(t, server, "carol", "carol-1"); got != 0 {
