@@ -26,8 +26,8 @@ type bwe struct {
 	remb   atomic.Uint64 // the subscriber's last REMB, bits/s
 	meters *meters
 	// padders are the numbering writers of the subscriber's streams by SSRC, copied on
-	// write (at a stream's binding): a probe's padding goes through them, below pion's NACK
-	// responder, so that a lost padding packet is never sent again.
+	// write (at a stream's binding): a probe's padding goes through them, apart from the
+	// downTrack's history, so that a lost padding packet is never sent again.
 	padders atomic.Pointer[map[uint32]*stampWriter]
 	bindMu  sync.Mutex
 
@@ -208,7 +208,7 @@ func (b *bwe) parse(fb *rtcp.TransportLayerCC, now time.Duration) []pktResult {
 
 // sendHistory records each packet sent to one subscriber: its transport-wide sequence
 // number, size and send time, in a ring of atomic words, so that the writers of the
-// subscriber's tracks (and pion's NACK responder) record without a lock and the feedback
+// subscriber's tracks (retransmissions too) record without a lock and the feedback
 // reads without one.
 type sendHistory struct {
 	base  time.Time
@@ -257,7 +257,7 @@ func (h *sendHistory) lookup(seq uint16, now time.Duration) (time.Duration, int,
 }
 
 // twccFactory makes, for one subscriber's connection, the interceptor that numbers its
-// packets. It is the innermost interceptor: retransmissions of pion's NACK responder pass
+// packets. It is the innermost interceptor: retransmissions (downTrack.resend) pass
 // it too, get numbers of their own, and are capped there (maxResends).
 type twccFactory struct{ b *bwe }
 
@@ -318,7 +318,7 @@ type stampWriter struct {
 	ssrc uint32 // the stream's, and its payload type, for padding
 	pt   uint8
 	// highest is the newest RTP sequence number written, with bit 16 set once there is
-	// one: a packet not newer is a retransmission (pion's NACK responder's, or a late packet
+	// one: a packet not newer is a retransmission (a downTrack's resend, or a late packet
 	// of the publisher's). resends counts the retransmissions of each of the last
 	// resendSlots sequence numbers (seq<<16 | count).
 	highest atomic.Uint32
@@ -373,9 +373,9 @@ func (w *stampWriter) pad(h *rtp.Header) error {
 }
 
 // stamp is the header one write sends: a copy of the caller's with the transport-wide
-// sequence number added. Pooled, so a write allocates nothing; a copy, because the caller's
-// header may be written by others at the same time (pion's NACK responder resends a packet
-// from its buffer once for each sender whose RTCP carries the NACK) and must not change.
+// sequence number added. Pooled, so a write allocates nothing (the caller's header has no
+// room for the extension); a copy, so that the caller's header is left as it was: it may be
+// shared with other writers.
 type stamp struct {
 	h    rtp.Header
 	exts []rtp.Extension

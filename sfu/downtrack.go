@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -38,12 +39,18 @@ type choice struct {
 
 // queued is a packet waiting for a subscriber's writer, with the sequence number and
 // timestamp it goes out with: the packet is shared, these are the subscriber's own. A nil
-// packet is padding.
+// packet is padding, or, with resend, the subscriber's NACK of packet seq.
 type queued struct {
-	pkt *packet
-	seq uint16
-	ts  uint32
+	pkt    *packet
+	seq    uint16
+	ts     uint32
+	resend bool
 }
+
+// historyLen is how many of the last packets a video subscriber was sent can be sent again
+// when it NACKs them, by its sequence number: as many as pion's NACK responder keeps, a few
+// seconds of video, far more than a round trip.
+const historyLen = 1024
 
 // verdict is what a downTrack did with a packet offered to it.
 type verdict int
@@ -101,11 +108,20 @@ type downTrack struct {
 	stopped   atomic.Bool // set under mu; the writer reads it without
 
 	out rtp.Packet // the writer's: pion copies what it writes
+	// history is the writer's: the packets a video subscriber was sent lately, each slot
+	// keeping the hold its queue entry had, so that a NACK is answered from the packet its
+	// subscribers share rather than from a copy per subscriber (pion's NACK responder copies
+	// every packet written into a buffer of its own: 1,024 copies per subscriber). nil for
+	// audio, which negotiates no NACK.
+	history *[historyLen]queued
 }
 
 func newDownTrack(t *track, local *webrtc.TrackLocalStaticRTP, requested string, path *sendPath, bw *bwe) *downTrack {
 	d := &downTrack{track: t, local: local, path: path, bw: bw, video: t.kind == webrtc.RTPCodecTypeVideo,
 		queue: make(chan queued, queueLen)}
+	if d.video {
+		d.history = new([historyLen]queued)
+	}
 	d.want.Store(&choice{rid: t.pick(requested, d.budget(), ""), auto: requested == ""})
 	return d
 }
@@ -310,9 +326,10 @@ func (d *downTrack) offsets(p *packet, now int64) (uint16, uint32) {
 	return d.lastSeq + 1 - p.SequenceNumber, d.lastTS + max(ticks, 1) - p.Timestamp
 }
 
-// run is the writer: it sends what offer queued until stop, then gives back what is left.
-// A burst (a video frame's packets) goes out corked: in one system call.
+// run is the writer: it sends what offer queued until stop, then gives back what is left,
+// and its history. A burst (a video frame's packets) goes out corked: in one system call.
 func (d *downTrack) run() {
+	defer d.forget()
 	for q := range d.queue {
 		var dst netip.AddrPort
 		held := false
@@ -347,23 +364,92 @@ func (d *downTrack) drain(n int) bool {
 	return true
 }
 
-// deliver sends q unless the downTrack has stopped, and gives back its hold on the packet.
+// deliver sends q unless the downTrack has stopped, and keeps its hold on the packet in
+// the history, or gives it back.
 func (d *downTrack) deliver(q queued) {
-	if q.pkt == nil {
-		if !d.stopped.Load() {
+	stopped := d.stopped.Load()
+	switch {
+	case q.resend:
+		if !stopped {
+			d.resend(q.seq)
+		}
+	case q.pkt == nil:
+		if !stopped {
 			d.sendPadding(q)
 		}
+	case stopped:
+		q.pkt.release()
+	default:
+		d.send(q)
+		d.keep(q)
+	}
+}
+
+// keep puts a packet just sent into the history, giving back the one it replaces; without
+// a history (audio) it gives back the packet.
+func (d *downTrack) keep(q queued) {
+	if d.history == nil {
+		q.pkt.release()
 		return
 	}
-	if !d.stopped.Load() {
+	slot := &d.history[q.seq%historyLen]
+	if slot.pkt != nil {
+		slot.pkt.release()
+	}
+	*slot = q
+}
+
+// resend sends packet seq again if the history still holds it. A sequence number that
+// padding or a dropped frame's renumbering left behind, or one too old, is not sent: pion's
+// responder did not send those either.
+func (d *downTrack) resend(seq uint16) {
+	if d.history == nil {
+		return
+	}
+	if q := d.history[seq%historyLen]; q.pkt != nil && q.seq == seq {
 		d.send(q)
 	}
-	q.pkt.release()
+}
+
+// forget gives back the packets of the history, once the writer ends.
+func (d *downTrack) forget() {
+	if d.history == nil {
+		return
+	}
+	for i := range d.history {
+		if q := d.history[i]; q.pkt != nil {
+			q.pkt.release()
+		}
+		d.history[i] = queued{}
+	}
+}
+
+// nacked queues the packets the subscriber's NACK asks for, to be sent again by the
+// writer: it alone reads and writes the history, so a NACK takes no lock of its. A request
+// that finds the queue full is dropped, and counted: the subscriber is congested, and
+// what it asks for would come too late anyway.
+func (d *downTrack) nacked(nack *rtcp.TransportLayerNack) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped.Load() || d.history == nil {
+		return
+	}
+	for _, pair := range nack.Nacks {
+		pair.Range(func(seq uint16) bool {
+			select {
+			case d.queue <- queued{seq: seq, resend: true}:
+				return true
+			default:
+				d.track.meters.retransmissions[false].Inc()
+				return false
+			}
+		})
+	}
 }
 
 // sendPadding writes a padding packet (no payload, padSize bytes of padding) through the
-// stream's numbering writer, below pion's NACK responder: the subscriber may ask for a lost
-// one again, but it is not sent again (a storm of retransmitted padding would fill the
+// stream's numbering writer, and keeps it out of the history: the subscriber may ask for a
+// lost one again, but it is not sent again (a storm of retransmitted padding would fill the
 // link the probe found full).
 func (d *downTrack) sendPadding(q queued) {
 	w := d.bw.padder(d.ssrc)

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -196,6 +197,51 @@ func TestStuckSubscriber(t *testing.T) {
 		t.Errorf("the stuck subscriber wrote %d packets after it left, want only the one it was stuck on", n-1)
 	}
 	for i, p := range pkts { // the pool may have handed one packet out again and again
+		if refs := p.refs.Load(); refs != 0 {
+			t.Fatalf("packet %d is still held %d times", i, refs)
+		}
+	}
+}
+
+// TestNACKFromHistory: a subscriber's NACK is answered by its writer from the packets
+// the subscribers share: the packet sent again is the publisher's buffer, not a copy, with
+// the subscriber's own numbers. A sequence number the history does not hold is not sent,
+// and once the subscriber leaves every packet the history held goes back to the pool.
+func TestNACKFromHistory(t *testing.T) {
+	tr, _ := testTrack(t, nil, "")
+	d, s := testDownTrack(t, tr, "")
+	s.keep = true
+	other, _ := testDownTrack(t, tr, "")
+	tr.addDown(d)
+	tr.addDown(other)
+	var pkts []*packet
+	for i := range 5 {
+		pkts = append(pkts, publish(tr, rawPacket(t, uint16(100+i), i == 0)))
+	}
+	waitUntil(t, "the packets to be sent", func() bool { return s.written.Load() == 5 })
+
+	d.nacked(&rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: rtcp.NackPairsFromSequenceNumbers([]uint16{101, 103, 900, 1124})})
+	waitUntil(t, "the NACKed packets to be sent again", func() bool { return s.written.Load() == 7 })
+	s.mu.Lock()
+	seqs := slices.Clone(s.seqs)
+	s.mu.Unlock()
+	if want := []uint16{100, 101, 102, 103, 104, 101, 103}; !slices.Equal(seqs, want) {
+		t.Fatalf("sent %v, want %v", seqs, want)
+	}
+	if s.lastPayload() != &pkts[3].buf[rtpHeaderSize] {
+		t.Error("the packet sent again is a copy")
+	}
+	if n := tr.meters.retransmissions[false].Get(); n != 0 {
+		t.Errorf("%d NACKed packets dropped", n)
+	}
+
+	tr.removeDown(d)
+	tr.removeDown(other)
+	waitUntil(t, "the writers to end", func() bool { return writers() == 0 })
+	if n := s.written.Load(); n != 7 {
+		t.Errorf("%d packets sent, want 7: packets 900 and 1124 were never sent", n)
+	}
+	for i, p := range pkts {
 		if refs := p.refs.Load(); refs != 0 {
 			t.Fatalf("packet %d is still held %d times", i, refs)
 		}

@@ -55,6 +55,11 @@ var videoFeedback = []webrtc.RTCPFeedback{
 // subscriber's bandwidth from the feedback; a subscriber without transport-cc reports its
 // bandwidth with REMB instead. Either picks its simulcast layer. Both sides share the ICE
 // UDP mux on the pool port.
+//
+// pion's NACK interceptors run on the publisher's side only: its generator asks the
+// publisher for lost packets. A subscriber's NACKs are answered by its downTracks from the
+// packets its subscribers share (downTrack.history); the videoFeedback of its codecs
+// negotiates them.
 func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec, sub *bwe) (*webrtc.API, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range offered {
@@ -78,8 +83,7 @@ func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec, sub 
 			}
 		}
 		ir.Add(twccFactory{b: sub})
-	}
-	if err := webrtc.ConfigureNack(m, ir); err != nil {
+	} else if err := webrtc.ConfigureNack(m, ir); err != nil {
 		return nil, fmt.Errorf("sfu: nack: %w", err)
 	}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {

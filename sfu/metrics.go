@@ -9,7 +9,7 @@ type meters struct {
 	drops            *metrics.Counter
 	framesDropped    *metrics.Counter
 	probes           map[probeOutcome]*metrics.Counter // read-only once made
-	retransmissions  map[bool]*metrics.Counter         // sent, or not (past maxResends)
+	retransmissions  map[bool]*metrics.Counter         // sent, or not (past maxResends, or a full queue)
 	nacks            *metrics.Counter
 	keyframeRequests *metrics.Counter
 	layerSwitches    *metrics.Counter
@@ -93,7 +93,7 @@ func MetricsHelp() map[string]string {
 		"ferry_sfu_dropped_packets_total":   "RTP packets not sent to a slow subscriber, one per subscriber: its queue was full, or their video frame was dropped whole.",
 		"ferry_sfu_dropped_frames_total":    "Video frames dropped whole for slow subscribers, one per subscriber (the frame its congested queue would not take, or one before the keyframe it waits for).",
 		"ferry_sfu_probes_total":            "Bandwidth probes (padding toward a subscriber to see if a better simulcast layer fits), by result.",
-		"ferry_sfu_retransmissions_total":   "RTP packets sent to subscribers again (NACK), or dropped: a packet is sent again at most 3 times.",
+		"ferry_sfu_retransmissions_total":   "RTP packets sent to subscribers again (NACK), or not: a packet is sent again at most 3 times, and not while the subscriber's queue is full.",
 		"ferry_sfu_nacks_total":             "NACKs received from subscribers.",
 		"ferry_sfu_keyframe_requests_total": "Keyframe requests (PLI) sent to publishers.",
 		"ferry_sfu_layer_switches_total":    "Simulcast layer changes of subscribers.",

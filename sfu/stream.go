@@ -221,8 +221,10 @@ type subscription struct {
 }
 
 // readRTCP handles what a subscriber says about one of its tracks: keyframe requests go
-// upstream (paced), transport-cc feedback and REMB estimates pick its layers, NACKs are
-// counted (pion's responder answers them from its packet cache).
+// upstream (paced), transport-cc feedback and REMB estimates pick its layers, NACKs of the
+// track are counted and answered from its writer's history. pion hands each sender the
+// whole compound packet, so a NACK of another track of the subscriber is left to that
+// track's reader.
 func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
 	for {
 		pkts, _, err := sender.ReadRTCP()
@@ -241,7 +243,10 @@ func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
 				sub.bw.remb.Store(uint64(p.Bitrate))
 				estimated = true
 			case *rtcp.TransportLayerNack:
-				sub.stream.meters.nacks.Inc()
+				if p.MediaSSRC == d.ssrc {
+					sub.stream.meters.nacks.Inc()
+					d.nacked(p)
+				}
 			}
 		}
 		if estimated {
