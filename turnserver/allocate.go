@@ -41,7 +41,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	a = s.newAllocation(r, slot)
 	extra, err := s.openRelays(a, spec)
 	if err != nil {
-		s.releaseUnused(slot)
+		s.table.release(slot)
 		s.cfg.Log.Info("allocation failed", "user", r.user, "client", r.five.client.String(), "err", err)
 		return codeOf(err), nil
 	}
@@ -49,7 +49,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 	a.createTx, a.createResp = r.msg.TransactionID, s.allocated(r, a, extra)
 	s.trackKernel(a, r)
 	if !s.table.add(a) { // another Allocate of this 5-tuple won the race
-		s.releaseUnused(slot)
+		s.table.release(slot)
 		a.endKernel()
 		a.closeRelays()
 		return stun.CodeAllocMismatch, nil
@@ -286,24 +286,7 @@ func (s *Server) admit(slot string, limit, total int) bool {
 			limit -= others
 		}
 	}
-	if !s.table.admit(slot, limit, total) {
-		return false
-	}
-	s.quotaChanged(slot)
-	return true
-}
-
-// releaseUnused gives back a place admit took for an allocation that was never made.
-func (s *Server) releaseUnused(slot string) {
-	s.table.releaseUnused(slot)
-	s.quotaChanged(slot)
-}
-
-// quotaChanged tells the shared quota, if any, this server's count of slot.
-func (s *Server) quotaChanged(slot string) {
-	if s.cfg.Shared != nil {
-		s.cfg.Shared.Changed(slot, s.table.slotCount(slot))
-	}
+	return s.table.admit(slot, limit, total)
 }
 
 // drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the

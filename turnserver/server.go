@@ -146,7 +146,7 @@ func New(cfg Config) (*Server, error) {
 		logLimit: rate.NewLimiter(rate.Every(time.Second), 20),
 		unauth:   iplimit.New(cfg.Limits.UnauthenticatedRate),
 		bindings: iplimit.New(cfg.Limits.BindingRate),
-		nonces:   newNonces(), table: newTable(), stop: make(chan struct{}),
+		nonces:   newNonces(), table: newTable(cfg.Shared), stop: make(chan struct{}),
 	}
 	if cfg.Software != "" {
 		s.software = stun.NewSoftware(cfg.Software)
@@ -292,7 +292,7 @@ func (s *Server) end(a *allocation, why string) {
 	}
 	a.endKernel() // before the relay ports go back to the pool
 	if s.table.remove(a) {
-		s.quotaChanged(a.quotaSlot)
+		s.table.release(a.quotaSlot)
 	}
 	a.closeRelays()
 	if c, ok := a.client.(*streamConn); ok {

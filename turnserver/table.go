@@ -29,10 +29,11 @@ type table struct {
 	lastID uint64
 	udp    snapmap.Map[fiveTuple, *allocation] // the UDP allocations, for ChannelData and Send
 	live   atomic.Int64
+	shared SharedQuota // told each change of a slot's count, under mu: in the order they happen
 }
 
-func newTable() *table {
-	return &table{byID: map[uint64]*allocation{}, users: map[string]int{}}
+func newTable(shared SharedQuota) *table {
+	return &table{byID: map[uint64]*allocation{}, users: map[string]int{}, shared: shared}
 }
 
 // allocationOf returns the allocation of r's 5-tuple, if it has one, without a lock.
@@ -60,8 +61,8 @@ func (t *table) add(a *allocation) bool {
 	return true
 }
 
-// remove forgets a, which has ended, and gives back its place in the quotas; false if it was
-// gone already.
+// remove forgets a, which has ended; false if it was gone already. Its place in the quotas
+// is the caller's to release.
 func (t *table) remove(a *allocation) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -72,7 +73,6 @@ func (t *table) remove(a *allocation) bool {
 	if !a.five.stream {
 		t.udp.Delete(a.five.hash(), a.five)
 	}
-	t.release(a.quotaSlot)
 	t.live.Add(-1)
 	return true
 }
@@ -87,31 +87,27 @@ func (t *table) admit(slot string, limit, total int) bool {
 	}
 	t.users[slot]++
 	t.held++
+	t.changed(slot)
 	return true
 }
 
-// slotCount is the places slot holds.
-func (t *table) slotCount(slot string) int {
+// release gives back a place admit gave: of an allocation that ended, or was never made.
+func (t *table) release(slot string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.users[slot]
-}
-
-// release gives back a place admit gave; t.mu is held.
-func (t *table) release(slot string) {
-	if t.users[slot] <= 1 {
+	t.users[slot]--
+	if t.users[slot] == 0 {
 		delete(t.users, slot)
-	} else {
-		t.users[slot]--
 	}
 	t.held--
+	t.changed(slot)
 }
 
-// releaseUnused gives back a place for an allocation that was never added.
-func (t *table) releaseUnused(slot string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.release(slot)
+// changed tells the shared quota, if any, the places slot holds now; t.mu is held.
+func (t *table) changed(slot string) {
+	if t.shared != nil {
+		t.shared.Changed(slot, t.users[slot])
+	}
 }
 
 // all returns the live allocations, oldest first.
