@@ -318,7 +318,7 @@ func (s *Server) started(r *request, a *allocation) {
 		rl.start()
 	}
 	if a.tcp != nil {
-		s.wg.Go(a.tcp.accept)
+		s.wg.Go(func() { s.acceptLoop(a.tcp.ln, a.tcp.accepted) })
 	}
 	if r.conn != nil {
 		r.conn.allocated(a)

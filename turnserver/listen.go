@@ -148,7 +148,7 @@ func (l *listener) serve() {
 		l.s.wg.Go(func() { l.readUDP(sock) })
 	}
 	if l.ln != nil {
-		l.s.wg.Go(l.accept)
+		l.s.wg.Go(func() { l.s.acceptLoop(l.ln, l.take) })
 	}
 }
 

@@ -23,19 +23,20 @@ import (
 // that announces 64 KiB frames and sends nothing holds no 64 KiB buffer.
 const frameChunk = 2048
 
-// accept takes the listener's connections until it closes, each served by a goroutine of
-// its own. It keeps accepting after transient errors (a failed handshake, EMFILE).
-func (l *listener) accept() {
+// acceptLoop hands each connection of ln to take until ln closes: a stream listener's
+// clients, or the peers of an RFC 6062 relay. It keeps accepting after transient errors (a
+// failed handshake, EMFILE), pausing longer while they go on.
+func (s *Server) acceptLoop(ln net.Listener, take func(net.Conn)) {
 	backoff := 5 * time.Millisecond
 	for {
-		conn, err := l.ln.Accept()
+		conn, err := ln.Accept()
 		if errors.Is(err, net.ErrClosed) {
 			return
 		}
 		if err != nil {
-			l.s.cfg.Log.Warn("accept failed", "listener", l.addr.String(), "err", err)
+			s.cfg.Log.Warn("accept failed", "listener", ln.Addr().String(), "err", err)
 			select {
-			case <-l.s.stop:
+			case <-s.stop:
 				return
 			case <-time.After(backoff):
 			}
@@ -43,25 +44,23 @@ func (l *listener) accept() {
 			continue
 		}
 		backoff = 5 * time.Millisecond
-		if c := l.track(conn); c != nil {
-			l.s.wg.Go(c.serve)
-		}
+		take(conn)
 	}
 }
 
-// track registers a new connection, so that the listener's close ends it; nil once the
-// listener is closed.
-func (l *listener) track(conn net.Conn) *streamConn {
+// take serves a new client connection on a goroutine of its own, registered so that the
+// listener's close ends it; once the listener is closed, it is closed at once.
+func (l *listener) take(conn net.Conn) {
 	c := &streamConn{l: l, conn: conn, r: bufio.NewReader(conn),
 		five: fiveTuple{client: addrPortOf(conn.RemoteAddr()), server: addrPortOf(conn.LocalAddr()), stream: true}}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.done {
 		_ = conn.Close()
-		return nil
+		return
 	}
 	l.conns[c] = struct{}{}
-	return c
+	l.s.wg.Go(c.serve)
 }
 
 // streamConn is one TCP, TLS or DTLS client connection: a control connection that may
@@ -84,13 +83,20 @@ type streamConn struct {
 	bound *peerConn
 }
 
-// serve runs the connection until it closes: the handshake, then one frame at a time,
-// then, for a data connection, the pipe to its peer.
+// serve runs the connection until it closes: the TLS handshake under a deadline (DTLS
+// connections arrive handshaken), then one frame at a time, then, for a data connection,
+// the pipe to its peer.
 func (c *streamConn) serve() {
 	defer c.close()
-	c.awaitAllocation(c.l.s.limits.Load().AllocateTimeout) // the handshake's reads too
-	if err := c.handshake(); err != nil {
-		return
+	s := c.l.s
+	c.awaitAllocation(s.limits.Load().AllocateTimeout) // the handshake's reads too
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			return
+		}
 	}
 	out := &relayBatch{}
 	for c.bound == nil {
@@ -99,28 +105,13 @@ func (c *streamConn) serve() {
 			out.flush()
 			return
 		}
-		c.frameIn(frame, out, time.Now())
+		now := time.Now()
+		if !s.toPeers(c.alloc.Load(), frame, out, now) && s.decodeMessage(&c.msg, frame) {
+			s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
+		}
 	}
 	out.flush()
 	c.bound.pipe(c)
-}
-
-// handshake runs the TLS handshake under a deadline (DTLS connections arrive handshaken).
-func (c *streamConn) handshake() error {
-	tc, ok := c.conn.(*tls.Conn)
-	if !ok {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
-	defer cancel()
-	return tc.HandshakeContext(ctx)
-}
-
-func (c *streamConn) frameIn(frame []byte, out *relayBatch, now time.Time) {
-	s := c.l.s
-	if !s.toPeers(c.alloc.Load(), frame, out, now) && s.decodeMessage(&c.msg, frame) {
-		s.handle(&request{msg: &c.msg, five: c.five, l: c.l, conn: c, w: c, now: now})
-	}
 }
 
 // readFrame reads one STUN message or ChannelData frame. A frame that one read of the

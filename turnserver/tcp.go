@@ -76,17 +76,6 @@ func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) 
 		ctx: ctx, cancel: cancel, conns: map[netip.AddrPort]*peerConn{}}, nil
 }
 
-// accept takes peers' connections until the relay closes.
-func (t *tcpRelay) accept() {
-	for {
-		conn, err := t.ln.Accept()
-		if err != nil {
-			return
-		}
-		t.accepted(conn)
-	}
-}
-
 // accepted takes a peer's connection (RFC 6062 section 5.3): from a source the policy
 // allows, with a permission, within the limits; the client is told with a
 // ConnectionAttempt indication.
