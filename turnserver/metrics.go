@@ -141,7 +141,7 @@ func newMeters(set *metrics.Set, s *Server) *meters {
 			m.active[k] = set.NewGauge("ferry_allocations_active"+labels, nil)
 		}
 	}
-	set.NewGauge("ferry_tcp_peer_connections", func() float64 { return float64(s.tcpConns.count()) })
+	set.NewGauge("ferry_tcp_peer_connections", func() float64 { return float64(s.table.connCount()) })
 	set.RegisterMetricsWriter(func(w io.Writer) {
 		m.lifetime.WritePrometheus(w)
 		m.writeRelayTotals(w, s.table)

@@ -123,7 +123,6 @@ type Server struct {
 	nonces   *nonces
 	meters   *meters
 	table    *table
-	tcpConns tcpCounts
 	reserved reservations
 
 	draining  atomic.Bool

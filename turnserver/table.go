@@ -29,11 +29,13 @@ type table struct {
 	lastID uint64
 	udp    snapmap.Map[fiveTuple, *allocation] // the UDP allocations, for ChannelData and Send
 	live   atomic.Int64
-	shared SharedQuota // told each change of a slot's count, under mu: in the order they happen
+	shared SharedQuota          // told each change of a count, under mu: in the order they happen
+	conns  map[uint32]*peerConn // the RFC 6062 peer connections, by CONNECTION-ID
 }
 
 func newTable(shared SharedQuota) *table {
-	return &table{byID: map[uint64]*allocation{}, users: map[string]int{}, shared: shared}
+	return &table{byID: map[uint64]*allocation{}, users: map[string]int{}, shared: shared,
+		conns: map[uint32]*peerConn{}}
 }
 
 // allocationOf returns the allocation of r's 5-tuple, if it has one, without a lock.

@@ -2,7 +2,6 @@ package turnserver
 
 import (
 	"context"
-	"errors"
 	"io"
 	"maps"
 	"math/rand/v2"
@@ -36,13 +35,12 @@ type tcpRelay struct {
 	a      *allocation
 	ln     *net.TCPListener
 	public netip.AddrPort
-	ctx    context.Context // ends the dials of Connects when the relay closes
+	ctx    context.Context // done once the relay closes: ends the dials of Connects
 	cancel context.CancelFunc
 
-	mu     sync.Mutex                   // guards the fields below and those of the relay's peerConns
-	conns  map[netip.AddrPort]*peerConn // by peer, dialling or pending or bound
-	closed bool
-	once   sync.Once
+	mu    sync.Mutex                   // guards conns and the fields of the relay's peerConns
+	conns map[netip.AddrPort]*peerConn // by peer, dialling or pending or bound
+	once  sync.Once
 }
 
 // peerConn is one connection to a peer, from a Connect or accepted. conn and data are
@@ -56,14 +54,6 @@ type peerConn struct {
 	timer *time.Timer // ends it if no ConnectionBind comes in time
 	once  sync.Once
 }
-
-// tcpCounts are the server's RFC 6062 peer connections, by CONNECTION-ID.
-type tcpCounts struct {
-	mu   sync.Mutex
-	byID map[uint32]*peerConn
-}
-
-var errConnLimit = errors.New("turnserver: TCP peer connection limit reached")
 
 func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) {
 	ln, err := relay.ListenTCP(s.cfg.Pool, fam.Bind)
@@ -93,8 +83,8 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	pc, err := t.add(peer, conn)
-	if err != nil {
+	pc, code := t.add(peer, conn)
+	if code != 0 {
 		_ = conn.Close()
 		return
 	}
@@ -106,64 +96,60 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 }
 
 // add registers a peer connection (conn nil: still dialling) within the limits, and
-// starts its wait for a ConnectionBind once connected.
-func (t *tcpRelay) add(peer netip.AddrPort, conn net.Conn) (*peerConn, error) {
+// starts its wait for a ConnectionBind once connected. If it cannot, the code is a
+// Connect's answer: 446 when the peer has a connection, 508 past a limit or once the relay
+// has closed.
+func (t *tcpRelay) add(peer netip.AddrPort, conn net.Conn) (*peerConn, stun.ErrorCode) {
 	s := t.s
 	lim := s.limits.Load()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
-		return nil, net.ErrClosed
-	}
-	if t.conns[peer] != nil {
-		return nil, errConnExists
-	}
-	if lim.ConnectionsPerAllocation > 0 && len(t.conns) >= lim.ConnectionsPerAllocation {
+	switch {
+	case t.ctx.Err() != nil:
+		return nil, stun.CodeInsufficientCapacity
+	case t.conns[peer] != nil:
+		return nil, stun.CodeConnAlreadyExists
+	case lim.ConnectionsPerAllocation > 0 && len(t.conns) >= lim.ConnectionsPerAllocation:
 		s.meters.tcpRefused[refusedPerAllocation].Inc()
-		return nil, errConnLimit
+		return nil, stun.CodeInsufficientCapacity
 	}
 	pc := &peerConn{t: t, peer: peer, conn: conn}
-	if !s.tcpConns.register(pc, lim.TCPConnections) {
+	if !s.table.registerConn(pc, lim.TCPConnections) {
 		s.meters.tcpRefused[refusedTotal].Inc()
-		return nil, errConnLimit
+		return nil, stun.CodeInsufficientCapacity
 	}
 	t.conns[peer] = pc
 	if conn != nil {
 		pc.awaitBind()
 	}
-	return pc, nil
+	return pc, 0
 }
 
-var errConnExists = errors.New("turnserver: a connection to the peer exists")
-
-// register gives pc a CONNECTION-ID and counts it, within total (0: no limit).
-func (tc *tcpCounts) register(pc *peerConn, total int) bool {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if total > 0 && len(tc.byID) >= total {
+// registerConn gives pc a CONNECTION-ID and counts it, within total (0: no limit).
+func (t *table) registerConn(pc *peerConn, total int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if total > 0 && len(t.conns) >= total {
 		return false
 	}
-	if tc.byID == nil {
-		tc.byID = map[uint32]*peerConn{}
-	}
-	for pc.id == 0 || tc.byID[pc.id] != nil {
+	for pc.id == 0 || t.conns[pc.id] != nil {
 		pc.id = rand.Uint32()
 	}
-	tc.byID[pc.id] = pc
+	t.conns[pc.id] = pc
 	return true
 }
 
-func (tc *tcpCounts) lookup(id uint32) *peerConn {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return tc.byID[id]
+func (t *table) peerConn(id uint32) *peerConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conns[id]
 }
 
 // bind joins the connection, if it is connected and not bound yet, to data; false if not.
 func (pc *peerConn) bind(data *streamConn) bool {
 	pc.t.mu.Lock()
 	defer pc.t.mu.Unlock()
-	if pc.conn == nil || pc.data != nil || pc.t.closed {
+	if pc.conn == nil || pc.data != nil || pc.t.ctx.Err() != nil {
 		return false
 	}
 	pc.data = data
@@ -171,19 +157,19 @@ func (pc *peerConn) bind(data *streamConn) bool {
 	return true
 }
 
-func (tc *tcpCounts) forget(pc *peerConn) {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	if tc.byID[pc.id] == pc {
-		delete(tc.byID, pc.id)
+func (t *table) forgetConn(pc *peerConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.conns[pc.id] == pc {
+		delete(t.conns, pc.id)
 	}
 }
 
-// count returns the live connections, for the metrics.
-func (tc *tcpCounts) count() int {
-	tc.mu.Lock()
-	defer tc.mu.Unlock()
-	return len(tc.byID)
+// connCount returns the live peer connections, for the metrics.
+func (t *table) connCount() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.conns)
 }
 
 // awaitBind ends the connection unless a ConnectionBind joins it within bindTimeout;
@@ -217,7 +203,7 @@ func (pc *peerConn) close() {
 		if data != nil {
 			data.close()
 		}
-		pc.t.s.tcpConns.forget(pc)
+		pc.t.s.table.forgetConn(pc)
 	})
 }
 
@@ -227,7 +213,6 @@ func (t *tcpRelay) close() {
 		_ = t.ln.Close()
 		t.cancel()
 		t.mu.Lock()
-		t.closed = true
 		conns := slices.Collect(maps.Values(t.conns))
 		t.mu.Unlock()
 		for _, pc := range conns {
@@ -252,12 +237,9 @@ func (s *Server) connect(r *request) (stun.ErrorCode, []stun.Setter) {
 		s.meters.limitRejections[limitPermissions].Inc()
 		return stun.CodeInsufficientCapacity, nil
 	}
-	pc, err := a.tcp.add(peer, nil)
-	switch {
-	case errors.Is(err, errConnExists):
-		return stun.CodeConnAlreadyExists, nil
-	case err != nil:
-		return stun.CodeInsufficientCapacity, nil
+	pc, code := a.tcp.add(peer, nil)
+	if code != 0 {
+		return code, nil
 	}
 	later := r.detach()
 	s.wg.Go(func() { s.dial(later, pc) })
@@ -271,7 +253,7 @@ func (s *Server) dial(r *request, pc *peerConn) {
 	// From the bound address: the advertised one may be a 1:1 NAT's, not this host's.
 	conn, err := relay.DialTCP(ctx, addrPortOf(pc.t.ln.Addr()), pc.peer)
 	pc.t.mu.Lock()
-	closed := pc.t.closed
+	closed := pc.t.ctx.Err() != nil
 	if err == nil && !closed {
 		pc.conn = conn
 		pc.awaitBind()
@@ -302,7 +284,7 @@ func (s *Server) connectionBind(r *request) (stun.ErrorCode, []stun.Setter) {
 	if err != nil {
 		return stun.CodeBadRequest, nil
 	}
-	pc := s.tcpConns.lookup(id)
+	pc := s.table.peerConn(id)
 	if pc == nil {
 		return stun.CodeBadRequest, nil
 	}
