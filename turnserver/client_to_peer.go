@@ -37,12 +37,11 @@ func isSendIndication(b []byte) bool {
 // channelData relays a ChannelData message from the client of a (nil: none) to the peer
 // its channel is bound to, if the binding and the peer's permission are live.
 func (s *Server) channelData(a *allocation, channel uint16, payload []byte, out *relayBatch, now time.Time) {
-	if a == nil {
-		s.meters.dropped[dropUnrelayable].Inc()
-		return
+	var r route // an unbound channel's: expired
+	if a != nil {
+		r = a.peers.Load().byNumber[channel]
 	}
-	r, ok := a.peers.Load().byNumber[channel]
-	if !ok || now.UnixNano() >= r.until {
+	if now.UnixNano() >= r.until {
 		s.meters.dropped[dropUnrelayable].Inc()
 		return
 	}

@@ -63,13 +63,11 @@ func (s *Server) open(l Listener) (*listener, error) {
 	switch l.Proto {
 	case "udp":
 		err = ln.listenUDP(l.Addr)
-	case "tcp":
-		ln.ln, err = net.ListenTCP(relay.Network("tcp", l.Addr.Addr()), net.TCPAddrFromAddrPort(l.Addr))
-	case "tls":
-		var tcp *net.TCPListener
-		if tcp, err = net.ListenTCP(relay.Network("tcp", l.Addr.Addr()), net.TCPAddrFromAddrPort(l.Addr)); err == nil {
+	case "tcp", "tls":
+		ln.ln, err = net.Listen(relay.Network("tcp", l.Addr.Addr()), l.Addr.String())
+		if err == nil && l.Proto == "tls" {
 			getCert := func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return ln.cert.Load(), nil }
-			ln.ln = tls.NewListener(tcp, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12})
+			ln.ln = tls.NewListener(ln.ln, &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12})
 		}
 	case "dtls":
 		ln.ln, err = ln.listenDTLS(l.Addr)
@@ -125,7 +123,10 @@ func (l *listener) listenDTLS(addr netip.AddrPort) (net.Listener, error) {
 			dtls.WithGetCertificate(func(*dtls.ClientHelloInfo) (*tls.Certificate, error) { return l.cert.Load(), nil }),
 			dtls.WithLoggerFactory(pionlog.Factory{Log: l.s.cfg.Log}),
 		},
-		Limits:  l.s.dtlsLimits,
+		Limits: func() dtlsgate.Limits { // as the last reload left them
+			lim := l.s.limits.Load()
+			return dtlsgate.Limits{Handshakes: lim.DTLSHandshakes, HandshakesPerIP: lim.DTLSHandshakesPerIP}
+		},
 		Timeout: handshakeTimeout,
 		Events:  l.s.meters.dtls,
 	})
@@ -134,12 +135,6 @@ func (l *listener) listenDTLS(addr netip.AddrPort) (net.Listener, error) {
 		return nil, fmt.Errorf("turnserver: dtls listener on %s: %w", addr, err)
 	}
 	return gate, nil
-}
-
-// dtlsLimits are the caps on DTLS handshakes as the last reload left them.
-func (s *Server) dtlsLimits() dtlsgate.Limits {
-	l := s.limits.Load()
-	return dtlsgate.Limits{Handshakes: l.DTLSHandshakes, HandshakesPerIP: l.DTLSHandshakesPerIP}
 }
 
 // serve starts the listener's loops, owned by the server.
@@ -235,10 +230,7 @@ func sendBatch(sock *udpbatch.Conn, datagrams [][]byte, to netip.AddrPort) error
 
 // addrPortOf converts a UDP or TCP address, IPv4-mapped addresses unmapped.
 func addrPortOf(a net.Addr) netip.AddrPort {
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		return relay.Unmap(a.AddrPort())
-	case *net.TCPAddr:
+	if a, ok := a.(interface{ AddrPort() netip.AddrPort }); ok {
 		return relay.Unmap(a.AddrPort())
 	}
 	return netip.AddrPort{}
