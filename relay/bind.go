@@ -108,7 +108,7 @@ const readBuffer = 1 << 20
 // port is the pool's until the caller puts it back after closing the socket.
 func ListenUDP(pool *Pool, ip netip.Addr) (*udpbatch.Conn, error) {
 	var conn *udpbatch.Conn
-	err := bind(pool, UDP, func(port int) (err error) {
+	err := Bind(pool, UDP, false, false, func(port int) (err error) {
 		conn, err = BindUDP(ip, port)
 		return err
 	})
@@ -135,7 +135,7 @@ func BindUDP(ip netip.Addr, port int) (*udpbatch.Conn, error) {
 func ListenTCP(pool *Pool, ip netip.Addr) (*net.TCPListener, error) {
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
-	err := bind(pool, TCP, func(port int) (err error) {
+	err := Bind(pool, TCP, false, false, func(port int) (err error) {
 		ln, err = lc.Listen(context.Background(), Network("tcp", ip), netip.AddrPortFrom(ip, uint16(port)).String())
 		return err
 	})
@@ -164,13 +164,18 @@ func Network(proto string, ip netip.Addr) string {
 	return proto + "4"
 }
 
-// bind takes the next free port for proto and calls listen on it. A port another program
-// holds is skipped (and put back: it may be free later), so binding fails only when every
-// free port has been tried.
-func bind(pool *Pool, proto Proto, listen func(port int) error) error {
+// Bind takes the next free port for proto, or with even the next even one (and with pair
+// the port after it too, as Pool.GetEven does), and calls listen on it. A port another
+// program holds is skipped (and put back, its pair too: it may be free later), so binding
+// fails only when every free port has been tried.
+func Bind(pool *Pool, proto Proto, even, pair bool, listen func(port int) error) error {
+	get := func() (int, bool) { return pool.Get(proto) }
+	if even {
+		get = func() (int, bool) { return pool.GetEven(proto, pair) }
+	}
 	var lastErr error
 	for range pool.Free() {
-		port, ok := pool.Get(proto)
+		port, ok := get()
 		if !ok {
 			break
 		}
@@ -179,6 +184,9 @@ func bind(pool *Pool, proto Proto, listen func(port int) error) error {
 			return nil
 		}
 		pool.Put(port)
+		if pair {
+			pool.Put(port + 1)
+		}
 		lastErr = err
 	}
 	if lastErr != nil {

@@ -101,3 +101,29 @@ func TestGetEven(t *testing.T) {
 		t.Fatalf("GetEven = %d with no even port free", port)
 	}
 }
+
+// TestBindEvenPairSkipsBusyPort: an even port another program holds is skipped, and it and
+// the port after it, taken as a pair, both go back to the pool.
+func TestBindEvenPairSkipsBusyPort(t *testing.T) {
+	pool := mustPool(t, 31946, 31949)
+	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback4, 31946)))
+	if err != nil {
+		t.Skipf("port 31946 is taken: %v", err)
+	}
+	defer busy.Close()
+	var bound int
+	err = Bind(pool, UDP, true, true, func(port int) error {
+		conn, err := BindUDP(loopback4, port)
+		if err == nil {
+			bound = port
+			_ = conn.Close()
+		}
+		return err
+	})
+	if err != nil || bound != 31948 || !pool.Held(31949, UDP) {
+		t.Fatalf("Bind = %v, bound %d, 31949 held %v; want 31948 with 31949 held", err, bound, pool.Held(31949, UDP))
+	}
+	if pool.Held(31946, UDP) || pool.Held(31947, UDP) {
+		t.Fatalf("the busy pair stays held: 31946 %v, 31947 %v", pool.Held(31946, UDP), pool.Held(31947, UDP))
+	}
+}

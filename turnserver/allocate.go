@@ -349,42 +349,27 @@ type reservation struct {
 
 // newUDPRelay binds a relay for a on a free pool port of fam: any port, or with even an even
 // one (RFC 8656 section 7.2, EVEN-PORT), and with reserve then holds the next port too,
-// returning its token. A port another program holds is skipped (and put back: it may be
-// free later). The caller starts the relay.
+// returning its token. The caller starts the relay.
 func (s *Server) newUDPRelay(a *allocation, fam relay.Addrs, even, reserve bool) (*udpRelay, *[8]byte, error) {
-	get := func() (int, bool) { return s.cfg.Pool.Get(relay.UDP) }
-	if even {
-		get = func() (int, bool) { return s.cfg.Pool.GetEven(relay.UDP, reserve) }
-	}
-	var lastErr error
-	for range s.cfg.Pool.Free() {
-		port, ok := get()
-		if !ok {
-			break
-		}
+	var rl *udpRelay
+	var token *[8]byte
+	err := relay.Bind(s.cfg.Pool, relay.UDP, even, reserve, func(port int) error {
 		conn, err := relay.BindUDP(fam.Bind, port)
 		if err != nil {
-			s.cfg.Pool.Put(port)
-			if reserve {
-				s.cfg.Pool.Put(port + 1)
+			return err
+		}
+		if reserve {
+			tok, err := s.reserved.hold(fam, port+1)
+			if err != nil {
+				_ = conn.Close()
+				return err
 			}
-			lastErr = err
-			continue
+			token = &tok
 		}
-		rl := s.relayOn(a, conn, port, fam.Public)
-		if !reserve {
-			return rl, nil, nil
-		}
-		token, err := s.reserved.hold(fam, port+1)
-		if err != nil {
-			rl.close()
-			s.cfg.Pool.Put(port + 1)
-			lastErr = err
-			continue
-		}
-		return rl, &token, nil
-	}
-	return nil, nil, errors.Join(relay.ErrPoolExhausted, lastErr)
+		rl = s.relayOn(a, conn, port, fam.Public)
+		return nil
+	})
+	return rl, token, err
 }
 
 // hold binds port (taken from the pool) and keeps it under a new token.
