@@ -96,24 +96,17 @@ func parsePeers(entries []string, recommendedOK bool) ([]netip.Prefix, error) {
 			out = append(out, RecommendedDeny()...)
 			continue
 		}
-		pfx, err := parsePeer(e)
-		if err != nil {
-			return nil, err
+		if pfx, err := netip.ParsePrefix(e); err == nil {
+			out = append(out, pfx.Masked())
+			continue
 		}
-		out = append(out, pfx)
+		ip, err := netip.ParseAddr(e)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", e)
+		}
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
 	}
 	return out, nil
-}
-
-func parsePeer(s string) (netip.Prefix, error) {
-	if pfx, err := netip.ParsePrefix(s); err == nil {
-		return pfx.Masked(), nil
-	}
-	ip, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
-	}
-	return netip.PrefixFrom(ip, ip.BitLen()), nil
 }
 
 // canonical gives the IPv4 address hidden in an IPv4-mapped or IPv4-compatible IPv6 address

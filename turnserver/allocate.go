@@ -321,7 +321,8 @@ func (s *Server) started(r *request, a *allocation) {
 		s.wg.Go(func() { s.acceptLoop(a.tcp.ln, a.tcp.accepted) })
 	}
 	if r.conn != nil {
-		r.conn.allocated(a)
+		r.conn.alloc.Store(a)
+		r.conn.awaitAllocation(0) // it may stay open as long as a lives
 	}
 	s.meters.allocationCreated(a) // before the answer: a client that has it sees it counted
 	r.w.respond(a.createResp, r.five.client)
@@ -382,9 +383,6 @@ func (rs *reservations) hold(fam relay.Addrs, port int) ([8]byte, error) {
 	_, _ = rand.Read(token[:])
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
-	if rs.held == nil {
-		rs.held = map[[8]byte]*reservation{}
-	}
 	rs.held[token] = &reservation{conn: bc, port: port, fam: fam, expires: time.Now().Add(reservationLifetime)}
 	return token, nil
 }

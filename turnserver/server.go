@@ -146,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 		unauth:   iplimit.New(cfg.Limits.UnauthenticatedRate),
 		bindings: iplimit.New(cfg.Limits.BindingRate),
 		nonces:   newNonces(), table: newTable(cfg.Shared), stop: make(chan struct{}),
+		reserved: reservations{held: map[[8]byte]*reservation{}},
 	}
 	if cfg.Software != "" {
 		s.software = stun.NewSoftware(cfg.Software)

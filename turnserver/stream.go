@@ -163,12 +163,6 @@ func (c *streamConn) awaitAllocation(timeout time.Duration) {
 	_ = c.conn.SetReadDeadline(deadline)
 }
 
-// allocated makes a the connection's allocation: it may stay open as long as a lives.
-func (c *streamConn) allocated(a *allocation) {
-	c.alloc.Store(a)
-	c.awaitAllocation(0)
-}
-
 // allocationEnded is told that a, the connection's allocation, has ended: the connection
 // then has allocate_timeout to make another before it is closed.
 func (c *streamConn) allocationEnded(a *allocation) {
