@@ -73,18 +73,16 @@ func (t *tcpRelay) accepted(conn net.Conn) {
 	s := t.s
 	peer := addrPortOf(conn.RemoteAddr())
 	exp, ok := t.a.peers.Load().perms[peer.Addr()]
-	if !s.cfg.Policy.PermitSource(relay.TCP, peer) {
+	var pc *peerConn
+	switch {
+	case !s.cfg.Policy.PermitSource(relay.TCP, peer):
 		s.meters.peerDenied[deniedInbound].Inc()
-		_ = conn.Close()
-		return
-	}
-	if !ok || time.Now().UnixNano() >= exp {
+	case !ok || time.Now().UnixNano() >= exp:
 		s.meters.dropped[dropNoPermission].Inc()
-		_ = conn.Close()
-		return
+	default:
+		pc, _ = t.add(peer, conn) // nil past a limit, which add counts
 	}
-	pc, code := t.add(peer, conn)
-	if code != 0 {
+	if pc == nil {
 		_ = conn.Close()
 		return
 	}
@@ -276,22 +274,19 @@ func (s *Server) dial(r *request, pc *peerConn) {
 // a new connection of the client's: it joins that connection to the pending peer
 // connection of its CONNECTION-ID, after which the two pipe bytes.
 func (s *Server) connectionBind(r *request) (stun.ErrorCode, []stun.Setter) {
+	var pc *peerConn // the one it names, if it comes over a stream without an allocation
 	v, err := r.msg.Get(stun.AttrConnectionID)
-	if r.conn == nil || r.conn.alloc.Load() != nil || err != nil {
-		return stun.CodeBadRequest, nil
+	if err == nil && r.conn != nil && r.conn.alloc.Load() == nil {
+		if id, err := turnwire.ConnectionID(v); err == nil {
+			pc = s.table.peerConn(id)
+		}
 	}
-	id, err := turnwire.ConnectionID(v)
-	if err != nil {
+	switch {
+	case pc == nil:
 		return stun.CodeBadRequest, nil
-	}
-	pc := s.table.peerConn(id)
-	if pc == nil {
-		return stun.CodeBadRequest, nil
-	}
-	if pc.t.a.user != r.user {
+	case pc.t.a.user != r.user:
 		return stun.CodeWrongCredentials, nil
-	}
-	if !pc.bind(r.conn) {
+	case !pc.bind(r.conn):
 		return stun.CodeBadRequest, nil
 	}
 	s.succeed(r)
