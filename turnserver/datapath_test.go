@@ -312,3 +312,19 @@ func (c *ctlClient) expectData(tb testing.TB, from netip.AddrPort, payload strin
 		tb.Fatalf("Data indication of %q from %v, want %q from %v", data, peer, payload, from)
 	}
 }
+
+// TestInboundFromOwnAddress: a permission for Ferry's own relay IP, which the policy denies,
+// lets in datagrams only from the ports Ferry holds (another relay's), not from another
+// program on that IP; those are dropped and counted as inbound denials.
+func TestInboundFromOwnAddress(t *testing.T) {
+	set := metrics.NewSet()
+	s := newTestServer(t, 27280, 27284, withMetrics(set), allowOnly(t, "127.0.0.2/32"))
+	a, b := newClient(t, s, "udp"), newClient(t, s, "udp")
+	relayA, relayB := a.allocate(t), b.allocate(t)
+	a.want(t, 0, stun.MethodCreatePermission, testkit.PeerAddr(relayB))
+	b.want(t, 0, stun.MethodCreatePermission, testkit.PeerAddr(relayA))
+	writeTo(t, listenPeer(t, "127.0.0.1"), "from another program", relayA)
+	waitMetric(t, set, `ferry_peer_denied_total{op="inbound"}`, 1)
+	b.write(t, sendIndication(t, relayA, "from the other relay"))
+	a.expectData(t, relayB, "from the other relay") // not the other program's datagram
+}

@@ -86,34 +86,21 @@ func (r *udpRelay) drain(f *frames) error {
 		if err != nil || n == 0 {
 			return err
 		}
-		k := 0
 		for i := range n {
 			b, src := f.r.Datagram(i)
-			if r.admit(src) {
-				f.out[k], f.from[k] = f.bufs[i][:turnwire.Headroom+len(b)], src
-				k++
-			}
+			f.out[i], f.from[i] = f.bufs[i][:turnwire.Headroom+len(b)], src
 		}
-		r.toClient(f.out[:k], f.from[:k])
+		r.toClient(f.out[:n], f.from[:n])
 		if n < readBatch {
 			return nil
 		}
 	}
 }
 
-// admit applies the policy to a datagram from src: Ferry's own relay IP is a source only
-// from a port Ferry holds.
-func (r *udpRelay) admit(src netip.AddrPort) bool {
-	if !r.s.cfg.Policy.PermitSource(relay.UDP, src) {
-		r.s.meters.peerDenied[deniedInbound].Inc()
-		return false
-	}
-	return true
-}
-
 // toClient sends datagrams from peers (each after turnwire.Headroom in its frame) to the
 // client, counted as relayed: as ChannelData if the peer has a live channel, as a Data
-// indication if it has a live permission, not at all otherwise.
+// indication if it has a live permission, not at all otherwise, nor from a source the
+// policy refuses (Ferry's own relay IP is a source only from a port Ferry holds).
 func (r *udpRelay) toClient(frames [][]byte, from []netip.AddrPort) {
 	t := r.a.peers.Load()
 	now := time.Now().UnixNano()
@@ -122,6 +109,10 @@ func (r *udpRelay) toClient(frames [][]byte, from []netip.AddrPort) {
 	for i, frame := range frames {
 		peer := from[i]
 		size := len(frame) - turnwire.Headroom
+		if !r.s.cfg.Policy.PermitSource(relay.UDP, peer) {
+			r.s.meters.peerDenied[deniedInbound].Inc()
+			continue
+		}
 		if c, ok := t.byPeer[peer]; ok && now < c.until {
 			frames[k] = turnwire.FrameChannelData(frame, c.number, padded)
 		} else if exp, ok := t.perms[peer.Addr()]; ok && now < exp {
@@ -148,7 +139,7 @@ func (r *udpRelay) fromLocal(datagrams [][]byte, from netip.AddrPort) {
 	for len(datagrams) > 0 {
 		k := 0
 		for _, p := range datagrams[:min(len(datagrams), readBatch)] {
-			if len(p) <= maxDatagram && r.admit(from) {
+			if len(p) <= maxDatagram {
 				f.out[k] = f.bufs[k][:turnwire.Headroom+copy(f.bufs[k][turnwire.Headroom:], p)]
 				f.from[k] = from
 				k++
