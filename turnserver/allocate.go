@@ -21,7 +21,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 		r.w.respond(a.createResp, r.five.client) // a retransmission: the same answer
 		return 0, nil
 	}
-	if s.draining.Load() {
+	if s.drain.Load() != nil {
 		return s.drainAnswer()
 	}
 	if a != nil {
@@ -292,7 +292,7 @@ func (s *Server) admit(slot string, limit, total int) bool {
 // drainAnswer is the answer to an Allocate while draining: 300 Try Alternate with the
 // alternate server if one is configured, else 508 Insufficient Capacity.
 func (s *Server) drainAnswer() (stun.ErrorCode, []stun.Setter) {
-	if alt := s.alternate.Load(); alt != nil {
+	if alt := s.drain.Load(); alt.IP != nil {
 		return stun.CodeTryAlternate, []stun.Setter{alt}
 	}
 	return stun.CodeInsufficientCapacity, nil

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/pion/stun/v4"
 
 	"github.com/ferry-rtc/ferry/auth"
@@ -141,8 +142,8 @@ func (s *Server) authenticate(r *request) bool {
 	m := r.msg
 	hasSHA256 := m.Contains(stun.AttrMessageIntegritySHA256)
 	if !m.Contains(stun.AttrMessageIntegrity) && !hasSHA256 {
-		if m.Type.Method == stun.MethodAllocate && s.draining.Load() {
-			if s.underCap(r) { // no need to learn a nonce for an Allocate that cannot succeed
+		if m.Type.Method == stun.MethodAllocate && s.drain.Load() != nil {
+			if s.underCap(r, s.unauth, s.meters.unauthDropped) { // no need to learn a nonce for an Allocate that cannot succeed
 				code, extra := s.drainAnswer()
 				s.reject(r, code, extra...)
 			}
@@ -215,7 +216,7 @@ func (s *Server) authFailed(r *request, username string, err error) {
 // is not signed: there is no key to sign it with.
 func (s *Server) unauthorized(r *request, code stun.ErrorCode) {
 	switch {
-	case !s.underCap(r):
+	case !s.underCap(r, s.unauth, s.meters.unauthDropped):
 	case code == stun.CodeBadRequest:
 		s.reject(r, code)
 	default:
@@ -223,13 +224,14 @@ func (s *Server) unauthorized(r *request, code stun.ErrorCode) {
 	}
 }
 
-// underCap applies the answer cap of requests without valid credentials: false, and the
-// request refused, when r is over it.
-func (s *Server) underCap(r *request) bool {
-	if r.w.allow(s.unauth, r.five.client, r.now) {
+// underCap applies an answer cap to r (that of requests without valid credentials, or of
+// Binding requests): false, and the request refused and counted as dropped, when r is over
+// it.
+func (s *Server) underCap(r *request, cap *iplimit.Limiter, dropped *metrics.Counter) bool {
+	if r.w.allow(cap, r.five.client, r.now) {
 		return true
 	}
-	s.meters.unauthDropped.Inc()
+	dropped.Inc()
 	r.w.refuse()
 	return false
 }
@@ -325,9 +327,7 @@ func (s *Server) build(r *request, class stun.MessageClass, attrs ...stun.Setter
 // per source like 401s: a Binding answer is larger than the request.
 func (s *Server) binding(r *request) {
 	s.meters.bindings.Inc()
-	if !r.w.allow(s.bindings, r.five.client, r.now) {
-		s.meters.bindingDropped.Inc()
-		r.w.refuse()
+	if !s.underCap(r, s.bindings, s.meters.bindingDropped) {
 		return
 	}
 	if unknown := turnwire.UnknownRequired(r.msg); unknown != nil {

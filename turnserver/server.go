@@ -125,8 +125,9 @@ type Server struct {
 	table    *table
 	reserved reservations
 
-	draining  atomic.Bool
-	alternate atomic.Pointer[stun.AlternateServer] // while draining: answer Allocate 300 with it
+	// drain is set while draining: the alternate server to answer Allocate 300 with, or one
+	// with no IP for 508.
+	drain atomic.Pointer[stun.AlternateServer]
 
 	listeners []*listener
 	stop      chan struct{}
@@ -201,17 +202,16 @@ func (s *Server) Apply(st Settings) {
 // Drain stops new allocations: every Allocate is answered 508 Insufficient Capacity, or
 // 300 Try Alternate with alternate when it is valid. Existing allocations go on.
 func (s *Server) Drain(alternate netip.AddrPort) {
+	alt := &stun.AlternateServer{}
 	if alternate.IsValid() {
-		ip := alternate.Addr().Unmap()
-		s.alternate.Store(&stun.AlternateServer{IP: ip.AsSlice(), Port: int(alternate.Port())})
+		alt.IP, alt.Port = alternate.Addr().Unmap().AsSlice(), int(alternate.Port())
 	}
-	s.draining.Store(true)
+	s.drain.Store(alt)
 }
 
 // Resume ends a drain: Allocates are served again.
 func (s *Server) Resume() {
-	s.draining.Store(false)
-	s.alternate.Store(nil)
+	s.drain.Store(nil)
 }
 
 // Kill ends the allocation with id: its relay closes at once, and the client's next
