@@ -390,16 +390,12 @@ func (rs *reservations) hold(fam relay.Addrs, port int) ([8]byte, error) {
 // claimReservation makes the socket a token holds the relay of a: 508 when the token is
 // unknown or expired.
 func (s *Server) claimReservation(a *allocation, token [8]byte) (*udpRelay, error) {
+	s.reserved.expire(time.Now(), s.cfg.Pool) // those expired but not swept yet go first
 	s.reserved.mu.Lock()
 	res := s.reserved.held[token]
 	delete(s.reserved.held, token)
 	s.reserved.mu.Unlock()
 	if res == nil {
-		return nil, errNoReservation
-	}
-	if time.Now().After(res.expires) { // not swept yet
-		_ = res.conn.Close()
-		s.cfg.Pool.Put(res.port)
 		return nil, errNoReservation
 	}
 	return s.relayOn(a, res.conn, res.port, res.fam.Public), nil

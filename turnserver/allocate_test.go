@@ -179,6 +179,27 @@ func TestAllocateEvenPort(t *testing.T) {
 	newClient(t, s, "udp").want(t, stun.CodeInsufficientCapacity, stun.MethodAllocate, udpTransport, claim)
 }
 
+// TestAllocateExpiredReservation: a RESERVATION-TOKEN past its lifetime is 508 even before
+// the sweep has let it go, and its port goes back to the pool.
+func TestAllocateExpiredReservation(t *testing.T) {
+	s := newTestServer(t, 27285, 27289)
+	resp := newClient(t, s, "udp").want(t, 0, stun.MethodAllocate, udpTransport, evenPort(true))
+	token, err := resp.Get(stun.AttrReservationToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.reserved.mu.Lock()
+	for _, res := range s.reserved.held {
+		res.expires = time.Now().Add(-time.Millisecond) // the sweep, once a second, may not have run
+	}
+	s.reserved.mu.Unlock()
+	claim := testkit.Attr(stun.AttrReservationToken, token)
+	newClient(t, s, "udp").want(t, stun.CodeInsufficientCapacity, stun.MethodAllocate, udpTransport, claim)
+	if n := s.cfg.Pool.InUse(); n != 1 {
+		t.Fatalf("%d pool ports in use after the reservation expired, want 1 (the first relay)", n)
+	}
+}
+
 // TestAllocateLifetime: an Allocate gets the default lifetime without LIFETIME, and no more
 // than Limits.MaxLifetime with a longer one.
 func TestAllocateLifetime(t *testing.T) {
