@@ -19,18 +19,14 @@ const Recommended = "recommended"
 // Policy checks every address in its IPv4 form too, which is what CVE-2020-26262 got around
 // in coturn with 0.0.0.0, [::] and [::1].
 func RecommendedDeny() []netip.Prefix {
-	return mustPrefixes(
+	var out []netip.Prefix
+	for _, c := range []string{
 		"0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
 		"172.16.0.0/12", "192.168.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "255.255.255.255/32",
 		"::/128", "::1/128", "fc00::/7", "fe80::/10", "ff00::/8",
 		"64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32",
-	)
-}
-
-func mustPrefixes(cidrs ...string) []netip.Prefix {
-	out := make([]netip.Prefix, len(cidrs))
-	for i, c := range cidrs {
-		out[i] = netip.MustParsePrefix(c)
+	} {
+		out = append(out, netip.MustParsePrefix(c))
 	}
 	return out
 }
