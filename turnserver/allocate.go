@@ -75,10 +75,7 @@ type allocationSpec struct {
 func (s *Server) allocationSpec(r *request) (allocationSpec, stun.ErrorCode) {
 	m := r.msg
 	var spec allocationSpec
-	v, err := m.Get(stun.AttrRequestedTransport)
-	if err != nil {
-		return spec, stun.CodeBadRequest
-	}
+	v, _ := m.Get(stun.AttrRequestedTransport) // absent: no bytes, which the decoder refuses
 	proto, err := turnwire.RequestedTransport(v)
 	switch {
 	case err != nil:

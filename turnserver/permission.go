@@ -37,12 +37,9 @@ func (s *Server) createPermission(r *request) (stun.ErrorCode, []stun.Setter) {
 // installed or refreshed with it.
 func (s *Server) channelBind(r *request) (stun.ErrorCode, []stun.Setter) {
 	a := r.alloc
-	v, err := r.msg.Get(stun.AttrChannelNumber)
-	if err != nil || len(r.peers) != 1 || a.tcp != nil {
-		return stun.CodeBadRequest, nil
-	}
+	v, _ := r.msg.Get(stun.AttrChannelNumber) // absent: no bytes, which the decoder refuses
 	number, err := turnwire.ChannelNumber(v)
-	if err != nil {
+	if err != nil || len(r.peers) != 1 || a.tcp != nil {
 		return stun.CodeBadRequest, nil
 	}
 	peer := r.peers[0]

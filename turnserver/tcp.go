@@ -275,11 +275,10 @@ func (s *Server) dial(r *request, pc *peerConn) {
 // connection of its CONNECTION-ID, after which the two pipe bytes.
 func (s *Server) connectionBind(r *request) (stun.ErrorCode, []stun.Setter) {
 	var pc *peerConn // the one it names, if it comes over a stream without an allocation
-	v, err := r.msg.Get(stun.AttrConnectionID)
+	v, _ := r.msg.Get(stun.AttrConnectionID) // absent: no bytes, which the decoder refuses
+	id, err := turnwire.ConnectionID(v)
 	if err == nil && r.conn != nil && r.conn.alloc.Load() == nil {
-		if id, err := turnwire.ConnectionID(v); err == nil {
-			pc = s.table.peerConn(id)
-		}
+		pc = s.table.peerConn(id)
 	}
 	switch {
 	case pc == nil:
