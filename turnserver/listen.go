@@ -75,6 +75,7 @@ func (s *Server) open(l Listener) (*listener, error) {
 		err = fmt.Errorf("turnserver: unknown listener proto %q", l.Proto)
 	}
 	if err != nil {
+		ln.close() // the sockets a udp listener opened before one failed
 		return nil, err
 	}
 	if ln.ln != nil {
@@ -91,7 +92,6 @@ func (l *listener) listenUDP(addr netip.AddrPort) error {
 	for range runtime.GOMAXPROCS(0) {
 		pc, err := lc.ListenPacket(context.Background(), network, addr.String())
 		if err != nil {
-			l.close()
 			return err
 		}
 		sock := pc.(*net.UDPConn)
@@ -99,7 +99,6 @@ func (l *listener) listenUDP(addr netip.AddrPort) error {
 		c, err := udpbatch.NewConn(sock)
 		if err != nil {
 			_ = sock.Close()
-			l.close()
 			return err
 		}
 		l.socks = append(l.socks, c)
