@@ -274,9 +274,9 @@ func (s *Server) dial(r *request, pc *peerConn) {
 // a new connection of the client's: it joins that connection to the pending peer
 // connection of its CONNECTION-ID, after which the two pipe bytes.
 func (s *Server) connectionBind(r *request) (stun.ErrorCode, []stun.Setter) {
-	var pc *peerConn // the one it names, if it comes over a stream without an allocation
 	v, _ := r.msg.Get(stun.AttrConnectionID) // absent: no bytes, which the decoder refuses
 	id, err := turnwire.ConnectionID(v)
+	var pc *peerConn // the one it names, if it comes over a stream without an allocation
 	if err == nil && r.conn != nil && r.conn.alloc.Load() == nil {
 		pc = s.table.peerConn(id)
 	}
