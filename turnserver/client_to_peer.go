@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/pion/stun/v4"
+
 	"github.com/ferry-rtc/ferry/internal/turnwire"
 	"github.com/ferry-rtc/ferry/relay"
 )
@@ -53,6 +55,7 @@ func (s *Server) channelData(a *allocation, channel uint16, payload []byte, out 
 // is allowed. Whatever it cannot relay is dropped and counted by its reason.
 func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now time.Time) {
 	peer, data, err := turnwire.ParseSend(b)
+	peer = relay.Unmap(peer)
 	switch {
 	case errors.Is(err, turnwire.ErrFingerprint):
 		s.meters.dropped[dropFingerprint].Inc()
@@ -62,12 +65,9 @@ func (s *Server) sendIndication(a *allocation, b []byte, out *relayBatch, now ti
 		s.meters.dropped[dropMalformed].Inc()
 	case a == nil:
 		s.meters.dropped[dropUnrelayable].Inc()
+	case s.checkPeer(a, peer, relay.UDP, false, deniedSend) == stun.CodeForbidden:
+		// counted as a denial by checkPeer; a peer of another family has no relay below
 	default:
-		peer = relay.Unmap(peer)
-		if (a.only.IsValid() && peer != a.only) || !s.cfg.Policy.PermitAddr(relay.UDP, peer) {
-			s.meters.peerDenied[deniedSend].Inc()
-			return
-		}
 		exp, ok := a.peers.Load().perms[peer.Addr()]
 		rl := a.relayFor(peer.Addr().Is6())
 		if !ok || now.UnixNano() >= exp || rl == nil {
