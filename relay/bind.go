@@ -132,17 +132,14 @@ func BindUDP(ip netip.Addr, port int) (*udpbatch.Conn, error) {
 
 // ListenTCP opens a TCP listener at ip on a port of pool, as ListenUDP does; SO_REUSEPORT
 // lets Dial connect to peers from the same port (RFC 6062 section 5.2).
-func ListenTCP(pool *Pool, ip netip.Addr) (*net.TCPListener, error) {
+func ListenTCP(pool *Pool, ip netip.Addr) (net.Listener, error) {
 	lc := net.ListenConfig{Control: reuseport.Control}
 	var ln net.Listener
 	err := Bind(pool, TCP, false, false, func(port int) (err error) {
 		ln, err = lc.Listen(context.Background(), Network("tcp", ip), netip.AddrPortFrom(ip, uint16(port)).String())
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return ln.(*net.TCPListener), nil
+	return ln, err
 }
 
 // DialTCP connects to peer from local, the address of a TCP relay listener (SO_REUSEPORT).

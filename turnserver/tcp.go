@@ -33,7 +33,7 @@ const (
 type tcpRelay struct {
 	s      *Server
 	a      *allocation
-	ln     *net.TCPListener
+	ln     net.Listener
 	public netip.AddrPort
 	ctx    context.Context // done once the relay closes: ends the dials of Connects
 	cancel context.CancelFunc
@@ -60,10 +60,10 @@ func (s *Server) newTCPRelay(a *allocation, fam relay.Addrs) (*tcpRelay, error) 
 	if err != nil {
 		return nil, err
 	}
-	port := ln.Addr().(*net.TCPAddr).Port
 	ctx, cancel := context.WithCancel(context.Background())
-	return &tcpRelay{s: s, a: a, ln: ln, public: netip.AddrPortFrom(fam.Public, uint16(port)),
-		ctx: ctx, cancel: cancel, conns: map[netip.AddrPort]*peerConn{}}, nil
+	return &tcpRelay{s: s, a: a, ln: ln, ctx: ctx, cancel: cancel,
+		public: netip.AddrPortFrom(fam.Public, addrPortOf(ln.Addr()).Port()),
+		conns:  map[netip.AddrPort]*peerConn{}}, nil
 }
 
 // accepted takes a peer's connection (RFC 6062 section 5.3): from a source the policy
