@@ -15,51 +15,45 @@ import (
 // Both directions are batch-shaped: one call carries what one read returned, all from one
 // sender to one receiver. The datagrams are only valid during the call.
 type Local struct {
-	peer   atomic.Pointer[LocalPeer]
+	peer   atomic.Pointer[LocalSocket]
 	min    int
-	relays []atomic.Pointer[LocalRelay] // by port - min
+	relays []atomic.Pointer[LocalSocket] // by port - min
 }
 
-// LocalPeer is the socket of this process that relays exchange datagrams with.
-type LocalPeer struct {
-	// Addr is the peer's address as clients name it (the address its candidates advertise).
+// LocalSocket is a socket of this process that takes datagrams handed over in process: a
+// UDP relay, or the local peer that relays exchange datagrams with.
+type LocalSocket struct {
+	// Addr is its address as clients name it: a relay's advertised address, the peer's
+	// address its candidates advertise.
 	Addr netip.AddrPort
-	// Deliver takes datagrams a relay sent to Addr from its advertised address.
-	Deliver func(datagrams [][]byte, from netip.AddrPort)
-}
-
-// LocalRelay is a UDP relay that takes datagrams handed over in process.
-type LocalRelay struct {
-	// Addr is the relay's advertised address.
-	Addr netip.AddrPort
-	// Deliver takes datagrams sent to Addr from the address from (the local peer's, or
-	// another relay's).
+	// Deliver takes datagrams sent to Addr from the address from (a relay's advertised
+	// address, or the local peer's).
 	Deliver func(datagrams [][]byte, from netip.AddrPort)
 }
 
 // NewLocal returns the hand-off for the relays of pool.
 func NewLocal(pool *Pool) *Local {
-	return &Local{min: pool.min, relays: make([]atomic.Pointer[LocalRelay], pool.Size())}
+	return &Local{min: pool.min, relays: make([]atomic.Pointer[LocalSocket], pool.Size())}
 }
 
 // SetPeer makes p the local peer; nil sends everything through the kernel again.
-func (l *Local) SetPeer(p *LocalPeer) { l.peer.Store(p) }
+func (l *Local) SetPeer(p *LocalSocket) { l.peer.Store(p) }
 
 // AddRelay makes r take the local peer's datagrams to its address.
-func (l *Local) AddRelay(r *LocalRelay) {
+func (l *Local) AddRelay(r *LocalSocket) {
 	if slot := l.slot(r.Addr.Port()); slot != nil {
 		slot.Store(r)
 	}
 }
 
 // RemoveRelay undoes AddRelay, unless another relay has taken the port since.
-func (l *Local) RemoveRelay(r *LocalRelay) {
+func (l *Local) RemoveRelay(r *LocalSocket) {
 	if slot := l.slot(r.Addr.Port()); slot != nil {
 		slot.CompareAndSwap(r, nil)
 	}
 }
 
-func (l *Local) slot(port uint16) *atomic.Pointer[LocalRelay] {
+func (l *Local) slot(port uint16) *atomic.Pointer[LocalSocket] {
 	i := int(port) - l.min
 	if i < 0 || i >= len(l.relays) {
 		return nil

@@ -27,8 +27,8 @@ func TestLocalHandOff(t *testing.T) {
 	if l.ToPeer(peerAddr, batch, relayAddr) {
 		t.Fatal("ToPeer handed over without a local peer")
 	}
-	l.SetPeer(&LocalPeer{Addr: peerAddr, Deliver: record(&atPeer)})
-	r := &LocalRelay{Addr: relayAddr, Deliver: record(&atRelay)}
+	l.SetPeer(&LocalSocket{Addr: peerAddr, Deliver: record(&atPeer)})
+	r := &LocalSocket{Addr: relayAddr, Deliver: record(&atRelay)}
 	if l.ToRelay(relayAddr, batch, peerAddr) {
 		t.Fatal("ToRelay handed over to a relay not added")
 	}
@@ -53,7 +53,7 @@ func TestLocalHandOff(t *testing.T) {
 		t.Error("ToPeer handed over to an address that is not the peer's")
 	}
 
-	other := &LocalRelay{Addr: relayAddr, Deliver: record(&atRelay)}
+	other := &LocalSocket{Addr: relayAddr, Deliver: record(&atRelay)}
 	l.AddRelay(other) // a new relay on the port
 	l.RemoveRelay(r)  // the old one's removal must not take it away
 	if !l.ToRelay(relayAddr, batch, peerAddr) {

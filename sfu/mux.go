@@ -65,7 +65,7 @@ func newMuxConn(batch *udpbatch.Conn, local *relay.Local, addr netip.AddrPort, c
 	c := &muxConn{UDPConn: batch.UDPConn, batch: batch, local: local, addr: addr, corks: map[netip.AddrPort]*cork{},
 		queue: make(chan handed, handQueue), counts: counts}
 	if local != nil {
-		local.SetPeer(&relay.LocalPeer{Addr: addr, Deliver: c.handIn})
+		local.SetPeer(&relay.LocalSocket{Addr: addr, Deliver: c.handIn})
 	}
 	return c
 }

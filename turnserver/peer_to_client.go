@@ -23,8 +23,8 @@ type udpRelay struct {
 	s      *Server
 	a      *allocation
 	conn   *udpbatch.Conn
-	public netip.AddrPort    // the relayed transport address clients and peers know
-	local  *relay.LocalRelay // its entry in the in-process hand-off; nil without one
+	public netip.AddrPort     // the relayed transport address clients and peers know
+	local  *relay.LocalSocket // its entry in the in-process hand-off; nil without one
 	closed atomic.Bool
 }
 
@@ -182,7 +182,7 @@ func (r *udpRelay) close() {
 func (s *Server) relayOn(a *allocation, c *udpbatch.Conn, port int, public netip.Addr) *udpRelay {
 	r := &udpRelay{s: s, a: a, conn: c, public: netip.AddrPortFrom(public, uint16(port))}
 	if s.cfg.Local != nil && !a.five.stream {
-		r.local = &relay.LocalRelay{Addr: r.public, Deliver: r.fromLocal}
+		r.local = &relay.LocalSocket{Addr: r.public, Deliver: r.fromLocal}
 	}
 	return r
 }
