@@ -32,8 +32,7 @@ func (s *Server) toPeers(a *allocation, b []byte, out *relayBatch, now time.Time
 
 // isSendIndication reports whether b starts like a Send indication (RFC 8656 section 17).
 func isSendIndication(b []byte) bool {
-	return len(b) >= turnwire.HeaderSize && b[0] == 0x00 && b[1] == 0x16 &&
-		b[4] == 0x21 && b[5] == 0x12 && b[6] == 0xA4 && b[7] == 0x42
+	return stun.IsMessage(b) && b[0] == 0x00 && b[1] == 0x16 // a header with the magic cookie
 }
 
 // channelData relays a ChannelData message from the client of a (nil: none) to the peer
