@@ -32,8 +32,7 @@ func (s *Server) allocate(r *request) (stun.ErrorCode, []stun.Setter) {
 		return code, nil
 	}
 	slot, limit := s.quotaSlot(r.user)
-	lim := s.limits.Load()
-	if !s.admit(slot, limit, lim.AllocationsTotal) {
+	if !s.admit(slot, limit, s.limits.Load().AllocationsTotal) {
 		s.meters.quota.Inc()
 		s.cfg.Log.Info("allocation quota reached", "user", r.user, "client", r.five.client.String())
 		return stun.CodeAllocQuotaReached, nil
