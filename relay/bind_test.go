@@ -13,11 +13,7 @@ var loopback4 = netip.MustParseAddr("127.0.0.1")
 // pool; the socket binds the next one, which the pool then holds for UDP.
 func TestListenUDPSkipsBusyPort(t *testing.T) {
 	pool := mustPool(t, 31930, 31933)
-	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback4, 31930)))
-	if err != nil {
-		t.Skipf("port 31930 is taken: %v", err)
-	}
-	defer busy.Close()
+	occupy(t, 31930)
 	conn, err := ListenUDP(pool, loopback4)
 	if err != nil {
 		t.Fatal(err)
@@ -27,6 +23,15 @@ func TestListenUDPSkipsBusyPort(t *testing.T) {
 	if port != 31931 || !pool.Held(uint16(port), UDP) || pool.Held(31930, UDP) {
 		t.Fatalf("bound %d; held 31930 %v, %d %v", port, pool.Held(31930, UDP), port, pool.Held(uint16(port), UDP))
 	}
+}
+
+// occupy binds UDP port on 127.0.0.1 as another program would, for the rest of the test.
+func occupy(t *testing.T, port uint16) {
+	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback4, port)))
+	if err != nil {
+		t.Skipf("port %d is taken: %v", port, err)
+	}
+	t.Cleanup(func() { _ = busy.Close() })
 }
 
 // TestListenExhaustsPool: once every port is held, binding fails with ErrPoolExhausted, for
@@ -106,13 +111,9 @@ func TestGetEven(t *testing.T) {
 // the port after it, taken as a pair, both go back to the pool.
 func TestBindEvenPairSkipsBusyPort(t *testing.T) {
 	pool := mustPool(t, 31946, 31949)
-	busy, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(loopback4, 31946)))
-	if err != nil {
-		t.Skipf("port 31946 is taken: %v", err)
-	}
-	defer busy.Close()
+	occupy(t, 31946)
 	var bound int
-	err = Bind(pool, UDP, true, true, func(port int) error {
+	err := Bind(pool, UDP, true, true, func(port int) error {
 		conn, err := BindUDP(loopback4, port)
 		if err == nil {
 			bound = port
