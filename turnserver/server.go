@@ -64,7 +64,8 @@ type SharedQuota interface {
 	// Others returns the allocations that other servers hold of slot; ok false when that
 	// is not known now (the local count alone decides).
 	Others(slot string) (n int, ok bool)
-	// Changed is told the allocations this server holds of slot after each change.
+	// Changed is told the allocations this server holds of slot after each change, in
+	// order: it runs under the allocation table's lock, so it must not block.
 	Changed(slot string, n int)
 }
 
