@@ -296,8 +296,8 @@ func (s *Server) end(a *allocation, why string) {
 		s.table.release(a.quotaSlot)
 	}
 	a.closeRelays()
-	if c, ok := a.client.(*streamConn); ok {
-		c.allocationEnded(a)
+	if c, ok := a.client.(*streamConn); ok && c.alloc.CompareAndSwap(a, nil) {
+		c.awaitAllocation(s.limits.Load().AllocateTimeout) // to make another, or be closed
 	}
 	s.meters.allocationEnded(a)
 	u, k := a.usage(), a.kernelUsage()

@@ -163,14 +163,6 @@ func (c *streamConn) awaitAllocation(timeout time.Duration) {
 	_ = c.conn.SetReadDeadline(deadline)
 }
 
-// allocationEnded is told that a, the connection's allocation, has ended: the connection
-// then has allocate_timeout to make another before it is closed.
-func (c *streamConn) allocationEnded(a *allocation) {
-	if c.alloc.CompareAndSwap(a, nil) {
-		c.awaitAllocation(c.l.s.limits.Load().AllocateTimeout)
-	}
-}
-
 // respond, allow and refuse make the connection a responder.
 func (c *streamConn) respond(msg []byte, _ netip.AddrPort) { _, _ = c.Write(msg) }
 

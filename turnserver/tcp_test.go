@@ -1,6 +1,7 @@
 package turnserver
 
 import (
+	"errors"
 	"io"
 	"net"
 	"net/netip"
@@ -144,5 +145,18 @@ func expectStream(t *testing.T, c net.Conn, want string) {
 	_ = c.SetReadDeadline(time.Now().Add(readTimeout))
 	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
 		t.Fatalf("read %q (%v), want %q", buf, err, want)
+	}
+}
+
+// TestStreamClosedAfterAllocationEnds: a TCP connection whose allocation ends has
+// AllocateTimeout to make another, as a new connection has; past it the server closes it.
+func TestStreamClosedAfterAllocationEnds(t *testing.T) {
+	s := newTestServer(t, 27290, 27294, withLimits(Limits{AllocateTimeout: 200 * time.Millisecond}))
+	c := newClient(t, s, "tcp")
+	c.allocate(t)
+	c.want(t, 0, stun.MethodRefresh, lifetime(0))
+	_ = c.conn.SetReadDeadline(time.Now().Add(readTimeout))
+	if n, err := c.conn.Read(make([]byte, 64)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read %d bytes, %v; want the server to close the connection", n, err)
 	}
 }
