@@ -18,6 +18,7 @@ type Conn struct {
 	// the socket's one reading goroutine uses them.
 	woke bool
 	wait func(fd uintptr) bool
+	gso  *gsoState // nil: Writers send every datagram on its own
 }
 
 // NewConn prepares conn for Readers and Writers.

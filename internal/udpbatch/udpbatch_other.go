@@ -32,3 +32,6 @@ func (sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
 	}
 	return nil
 }
+
+// EnableGSO reports that GSO is not available: Writers send datagrams one by one.
+func (c *Conn) EnableGSO(GSOStats) bool { return false }

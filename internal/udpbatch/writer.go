@@ -3,7 +3,8 @@ package udpbatch
 import "net/netip"
 
 // Writer sends several datagrams to one address per system call (sendmmsg on Linux), for
-// one goroutine at a time, through any Conn.
+// one goroutine at a time, through any Conn. Through a Conn with GSO enabled, each run of
+// equal-size datagrams (and a shorter last one) goes as one GSO datagram.
 type Writer struct {
 	sys sysWriter
 }

@@ -12,13 +12,41 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// EnableGSO makes Writers send runs of equal-size datagrams through c as GSO datagrams
+// (UDP_SEGMENT), which cross the kernel's IP and device layers once per run instead of
+// once per datagram. It reports whether the kernel supports GSO on the socket (Linux
+// 4.18); if not, or if the kernel refuses a GSO send later (a device without checksum
+// offload), Writers send the datagrams one by one with sendmmsg, and count each run so
+// sent in stats.Fallbacks. Call it before any write.
+func (c *Conn) EnableGSO(stats GSOStats) bool {
+	c.gso = &gsoState{stats: stats}
+	var err error
+	if cerr := c.rc.Control(func(fd uintptr) {
+		_, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_UDP, unix.UDP_SEGMENT)
+	}); cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		c.gso.off.Store(true)
+	}
+	return err == nil
+}
+
+// cmsgSpace is the control message room of one GSO message: UDP_SEGMENT's uint16.
+var cmsgSpace = unix.CmsgSpace(2)
+
 type sysWriter struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
+	ctrl  []byte // one UDP_SEGMENT control message per message, cmsgSpace bytes each
+	first []int  // the datagram each message starts with
 	name4 unix.RawSockaddrInet4
 	name6 unix.RawSockaddrInet6
-	n     int // datagrams of the batch being sent
-	done  int // of them, those sent
+	// the batch being sent: its datagrams, GSO (nil: off), messages, and those sent
+	bufs  [][]byte
+	gso   *gsoState
+	n     int
+	done  int
 	errno syscall.Errno
 	// send is w.sendmmsg bound once: a closure made per write would be allocated per write.
 	send func(fd uintptr) bool
@@ -27,9 +55,12 @@ type sysWriter struct {
 func (s *sysWriter) init(n int) {
 	s.hdrs = make([]mmsghdr, n)
 	s.iovs = make([]unix.Iovec, n)
-	for i := range s.hdrs {
-		s.hdrs[i].hdr.Iov = &s.iovs[i]
-		s.hdrs[i].hdr.SetIovlen(1)
+	s.ctrl = make([]byte, n*cmsgSpace)
+	s.first = make([]int, n)
+	for i := range n {
+		h := (*unix.Cmsghdr)(unsafe.Pointer(&s.ctrl[i*cmsgSpace]))
+		h.Level, h.Type = unix.IPPROTO_UDP, unix.UDP_SEGMENT
+		h.SetLen(unix.CmsgLen(2))
 	}
 	s.send = s.sendmmsg
 }
@@ -45,11 +76,15 @@ func (s *sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
 		s.hdrs[i].hdr.Name = name
 		s.hdrs[i].hdr.Namelen = namelen
 	}
-	s.n, s.done, s.errno = len(bufs), 0, 0
+	s.bufs, s.gso = bufs, c.gso
+	s.done, s.errno = 0, 0
+	s.n = s.layout(0, 0)
 	err := c.rc.Write(s.send)
+	s.countSent()
 	for i := range bufs {
 		s.iovs[i].Base = nil // keep no buffer alive
 	}
+	s.bufs, s.gso = nil, nil
 	if err != nil {
 		return err
 	}
@@ -59,24 +94,84 @@ func (s *sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
 	return nil
 }
 
+// layout makes messages k on of the datagrams from bufs[i] on, a GSO message per run while
+// GSO is on, else one per datagram (counting the runs so split), and returns the number of
+// messages.
+func (s *sysWriter) layout(k, i int) int {
+	for i < len(s.bufs) {
+		j := i + 1
+		if s.gso != nil {
+			j = gsoRun(s.bufs, i)
+		}
+		if j-i > 1 && s.gso.off.Load() {
+			s.gso.stats.Fallbacks.Add(1)
+			for ; i < j; i, k = i+1, k+1 {
+				s.message(k, i, 1)
+			}
+			continue
+		}
+		s.message(k, i, j-i)
+		i, k = j, k+1
+	}
+	return k
+}
+
+// message makes message k of the n datagrams from bufs[i] on: a GSO one if n > 1.
+func (s *sysWriter) message(k, i, n int) {
+	h := &s.hdrs[k].hdr
+	s.first[k], h.Iov, h.Control = i, &s.iovs[i], nil
+	h.SetIovlen(n)
+	h.SetControllen(0)
+	if n > 1 {
+		c := s.ctrl[k*cmsgSpace : (k+1)*cmsgSpace]
+		binary.NativeEndian.PutUint16(c[unix.CmsgLen(0):], uint16(len(s.bufs[i])))
+		h.Control = &c[0]
+		h.SetControllen(cmsgSpace)
+	}
+}
+
 // sendmmsg is the RawConn.Write callback: it sends what is left of the batch, and asks the
-// runtime to wait (false) while the socket buffer is full.
+// runtime to wait (false) while the socket buffer is full. A GSO message the kernel
+// refuses turns GSO off for the socket and is sent again as separate datagrams.
 func (s *sysWriter) sendmmsg(fd uintptr) bool {
 	for s.done < s.n {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.done])),
 			uintptr(s.n-s.done), 0, 0, 0)
-		switch errno {
-		case 0:
+		switch {
+		case errno == 0:
 			s.done += int(n)
-		case unix.EINTR:
-		case unix.EAGAIN:
+		case errno == unix.EINTR:
+		case errno == unix.EAGAIN:
 			return false
+		case s.hdrs[s.done].hdr.Controllen > 0 && refusesGSO(errno):
+			s.gso.off.Store(true)
+			s.n = s.layout(s.done, s.first[s.done])
 		default:
 			s.errno = errno
 			return true
 		}
 	}
 	return true
+}
+
+// refusesGSO tells whether errno is the kernel refusing GSO on the socket's path: EIO
+// (the device cannot checksum) or EINVAL (no checksums on the socket, a segment above the
+// path MTU).
+func refusesGSO(errno syscall.Errno) bool {
+	return errno == unix.EIO || errno == unix.EINVAL
+}
+
+// countSent counts the GSO messages sent and their datagrams.
+func (s *sysWriter) countSent() {
+	if s.gso == nil {
+		return
+	}
+	for k := range s.done {
+		if s.hdrs[k].hdr.Controllen > 0 {
+			s.gso.stats.Sends.Add(1)
+			s.gso.stats.Segments.Add(int(s.hdrs[k].hdr.Iovlen))
+		}
+	}
 }
 
 // sockaddr encodes to for the batch's headers.

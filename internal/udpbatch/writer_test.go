@@ -45,25 +45,34 @@ func TestWriter(t *testing.T) {
 	}
 }
 
-// BenchmarkWriter sends batches of 8 datagrams; allocations must be zero.
+// BenchmarkWriter sends batches of 8 datagrams of a video frame's size, one by one
+// (sendmmsg) and as one GSO datagram; allocations must be zero.
 func BenchmarkWriter(b *testing.B) {
-	c, err := NewConn(listen(b, "127.0.0.1"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	rcv := listen(b, "127.0.0.1")
-	r, rc := newReader(b, rcv, 8, 256)
-	to := rcv.LocalAddr().(*net.UDPAddr).AddrPort()
-	w := NewWriter(8)
-	bufs := make([][]byte, 8)
-	for i := range bufs {
-		bufs[i] = make([]byte, 200)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := w.WriteTo(c, bufs, to); err != nil {
-			b.Fatal(err)
-		}
-		readN(b, r, rc, 8)
+	for _, gso := range []bool{false, true} {
+		b.Run(map[bool]string{false: "sendmmsg", true: "gso"}[gso], func(b *testing.B) {
+			c, err := NewConn(listen(b, "127.0.0.1"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var t gsoTallies
+			if gso && !c.EnableGSO(t.stats()) {
+				b.Skip("no UDP GSO")
+			}
+			rcv := listen(b, "127.0.0.1")
+			r, rc := newReader(b, rcv, 8, 1500)
+			to := rcv.LocalAddr().(*net.UDPAddr).AddrPort()
+			w := NewWriter(8)
+			bufs := make([][]byte, 8)
+			for i := range bufs {
+				bufs[i] = make([]byte, 1100)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := w.WriteTo(c, bufs, to); err != nil {
+					b.Fatal(err)
+				}
+				readN(b, r, rc, 8)
+			}
+		})
 	}
 }
