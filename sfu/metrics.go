@@ -1,6 +1,10 @@
 package sfu
 
-import "github.com/VictoriaMetrics/metrics"
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"github.com/ferry-rtc/ferry/internal/udpbatch"
+)
 
 // meters are the SFU's counters; the gauges (rooms, publishers, subscribers, tracks) are
 // read from the SFU's state when scraped.
@@ -19,9 +23,10 @@ type meters struct {
 }
 
 // muxCounters count what the ICE socket loses: datagrams relays handed over that its queue
-// had no room for, and batches whose write failed.
+// had no room for, and batches whose write failed; and how its bursts went out (UDP GSO).
 type muxCounters struct {
 	handoffDropped, writeErrors *metrics.Counter
+	gso                         udpbatch.GSOStats
 }
 
 func newMeters(set *metrics.Set, s *SFU) *meters {
@@ -58,6 +63,11 @@ func newMeters(set *metrics.Set, s *SFU) *meters {
 		mux: muxCounters{
 			handoffDropped: set.NewCounter("ferry_sfu_handoff_dropped_total"),
 			writeErrors:    set.NewCounter("ferry_sfu_write_errors_total"),
+			gso: udpbatch.GSOStats{
+				Sends:     set.NewCounter("ferry_sfu_gso_sends_total"),
+				Segments:  set.NewCounter("ferry_sfu_gso_segments_total"),
+				Fallbacks: set.NewCounter("ferry_sfu_gso_fallbacks_total"),
+			},
 		},
 	}
 }
@@ -101,5 +111,8 @@ func MetricsHelp() map[string]string {
 		"ferry_sfu_connect_timeouts_total":  "Sessions ended because their connection was not up within sfu.connect_timeout.",
 		"ferry_sfu_handoff_dropped_total":   "Datagrams TURN relays handed to the SFU in process that its full queue dropped.",
 		"ferry_sfu_write_errors_total":      "Batches of packets to subscribers whose write to the ICE socket failed.",
+		"ferry_sfu_gso_sends_total":         "UDP GSO datagrams the ICE socket sent: each a run of equal-size packets to one subscriber that the kernel splits.",
+		"ferry_sfu_gso_segments_total":      "Packets to subscribers sent inside UDP GSO datagrams.",
+		"ferry_sfu_gso_fallbacks_total":     "Runs of packets to one subscriber sent one by one because the kernel lacks or refused UDP GSO on the ICE socket.",
 	}
 }

@@ -23,8 +23,10 @@ import (
 //   - corks: a subscriber's writer sends a video frame's packets in a burst, all to one
 //     address; while it holds a cork on that address, the socket keeps what pion writes
 //     there (after SRTP) and sends it in one system call (sendmmsg), or one hand-off, when
-//     the cork is released or full. The system call, not SRTP, is most of what a forwarded
-//     packet costs.
+//     the cork is released or full. The kernel's work per datagram, not SRTP, is most of
+//     what a forwarded packet costs: a frame's packets have one size but the last, so the
+//     batch goes as UDP GSO datagrams (udpbatch), which cross the kernel's IP and device
+//     layers once per run of packets instead of once per packet.
 type muxConn struct {
 	*net.UDPConn
 	batch *udpbatch.Conn
@@ -64,6 +66,7 @@ var handBufs = sync.Pool{New: func() any {
 func newMuxConn(batch *udpbatch.Conn, local *relay.Local, addr netip.AddrPort, counts muxCounters) *muxConn {
 	c := &muxConn{UDPConn: batch.UDPConn, batch: batch, local: local, addr: addr, corks: map[netip.AddrPort]*cork{},
 		queue: make(chan handed, handQueue), counts: counts}
+	batch.EnableGSO(counts.gso) // where the kernel lacks it, the fallbacks count says so
 	if local != nil {
 		local.SetPeer(&relay.LocalSocket{Addr: addr, Deliver: c.handIn})
 	}

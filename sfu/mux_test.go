@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -58,12 +59,44 @@ func TestCork(t *testing.T) {
 	}
 }
 
+// TestCorkGSO: a corked video frame (packets of one size, a shorter last one) and an audio
+// packet among them leave as UDP GSO datagrams, counted, and arrive as the packets they
+// were, whole and in order, at a plain socket.
+func TestCorkGSO(t *testing.T) {
+	mux := newTestMux(t)
+	rcv := listenUDP(t)
+	path := &sendPath{mux: mux}
+	ap := rcv.LocalAddr().(*net.UDPAddr).AddrPort()
+	path.dst.Store(&ap)
+	var sent []string
+	held, _ := path.hold()
+	for i, size := range []int{1100, 1100, 1100, 700, 160, 1100, 1100, 1100, 1100, 1100, 300} {
+		p := fmt.Sprintf("%d:%s", i, strings.Repeat("x", size))[:size]
+		if _, err := mux.WriteTo([]byte(p), net.UDPAddrFromAddrPort(ap)); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, p)
+	}
+	path.release(held)
+	// two batches of corkBatch = 8 and 3: 1100×3+700 | 160 | 1100×3 ; 1100×2+300
+	for _, p := range sent {
+		expect(t, rcv, p)
+	}
+	c := mux.counts.gso
+	got := fmt.Sprint(c.Sends.(*metrics.Counter).Get(), c.Segments.(*metrics.Counter).Get(), c.Fallbacks.(*metrics.Counter).Get())
+	if got != "3 10 0" {
+		t.Fatalf("GSO sends, segments, fallbacks: %s, want 3 10 0", got)
+	}
+}
+
 // newTestMux opens an ICE socket on 127.0.0.1 with counters of its own.
 func newTestMux(t *testing.T) *muxConn {
 	t.Helper()
 	sock := listenUDP(t)
 	set := metrics.NewSet()
-	counts := muxCounters{handoffDropped: set.NewCounter("handoff_dropped"), writeErrors: set.NewCounter("write_errors")}
+	counts := muxCounters{handoffDropped: set.NewCounter("handoff_dropped"), writeErrors: set.NewCounter("write_errors"),
+		gso: udpbatch.GSOStats{Sends: set.NewCounter("gso_sends"), Segments: set.NewCounter("gso_segments"),
+			Fallbacks: set.NewCounter("gso_fallbacks")}}
 	batch, err := udpbatch.NewConn(sock)
 	if err != nil {
 		t.Fatal(err)
@@ -117,7 +150,7 @@ func listenUDP(t *testing.T) *net.UDPConn {
 
 func expect(t *testing.T, c *net.UDPConn, want string) {
 	t.Helper()
-	buf := make([]byte, 64)
+	buf := make([]byte, 2048)
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	n, err := c.Read(buf)
 	if err != nil || string(buf[:n]) != want {
