@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -69,26 +71,33 @@ func (g *gsoTallies) stats() GSOStats {
 }
 
 // TestWriterGSO sends batches of video-like bursts (equal sizes, a shorter last one, audio
-// among them) through a socket with GSO, through one GSO is forced off on, and through
-// one whose kernel refuses GSO (no UDP checksums): a plain receiver gets every datagram
-// whole and in order either way, and the counters say how they went.
+// among them) through a socket with GSO; through one GSO is forced off on; through ones
+// whose kernel refuses GSO for good (no UDP checksums: EINVAL; UDP-Lite: EIO); and through
+// one whose path MTU is below the first batch's segments (EMSGSIZE, for that batch only).
+// A plain receiver gets every datagram whole and in order each time, and the counters say
+// how they went.
 func TestWriterGSO(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("GSO is Linux's")
 	}
 	for _, tc := range []struct {
 		name, ip string
+		open     func(t *testing.T, ip string) *net.UDPConn
 		prepare  func(t *testing.T, c *Conn)
-		// the counts after the two batches
+		// the counts after the two batches, and whether GSO is off then
 		sends, segments, fallbacks tally
+		off                        bool
 	}{
-		{"gso4", "127.0.0.1", nil, 4, 83, 0},
-		{"gso6", "::1", nil, 4, 83, 0},
-		{"off", "127.0.0.1", func(_ *testing.T, c *Conn) { c.gso.off.Store(true) }, 0, 0, 4},
-		{"refused", "127.0.0.1", noChecksums, 0, 0, 4},
+		{"gso4", "127.0.0.1", listenT, nil, 4, 83, 0, false},
+		{"gso6", "::1", listenT, nil, 4, 83, 0, false},
+		{"off", "127.0.0.1", listenT, func(_ *testing.T, c *Conn) { c.gso.off.Store(true) }, 0, 0, 4, true},
+		{"einval", "127.0.0.1", listenT, sockopt(unix.SOL_SOCKET, unix.SO_NO_CHECK, 1), 0, 0, 4, true},
+		{"eio", "127.0.0.1", udpLite, nil, 0, 0, 4, true},
+		// 1300-byte segments with IPv6 and UDP headers are above 1280 bytes; 1000-byte ones fit
+		{"emsgsize", "::1", listenT, sockopt(unix.IPPROTO_IPV6, unix.IPV6_MTU, 1280), 2, 70, 2, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sock := listen(t, tc.ip)
+			sock := tc.open(t, tc.ip)
 			c, err := NewConn(sock)
 			if err != nil {
 				t.Fatal(err)
@@ -100,13 +109,13 @@ func TestWriterGSO(t *testing.T) {
 			if tc.prepare != nil {
 				tc.prepare(t, c)
 			}
-			rcv := listen(t, tc.ip)
+			rcv := tc.open(t, tc.ip)
 			_ = rcv.SetReadBuffer(1 << 20)
 			to := rcv.LocalAddr().(*net.UDPAddr).AddrPort()
 			w := NewWriter(70)
 			// a keyframe's burst: 8 video packets and an audio one, then a frame of 5; then
 			// 70 equal ones: 64, the most one GSO send takes, and 6
-			first := burst(1, 1100, 1100, 1100, 1100, 1100, 1100, 1100, 700, 160, 1100, 1100, 1100, 1100, 300)
+			first := burst(1, 1300, 1300, 1300, 1300, 1300, 1300, 1300, 700, 160, 1300, 1300, 1300, 1300, 300)
 			second := burst(100, repeat(1000, 70)...)
 			for _, batch := range [][][]byte{first, second} {
 				if err := w.WriteTo(c, batch, to); err != nil {
@@ -115,21 +124,45 @@ func TestWriterGSO(t *testing.T) {
 				receive(t, rcv, batch)
 			}
 			want := gsoTallies{tc.sends, tc.segments, tc.fallbacks}
-			if got != want {
-				t.Fatalf("GSO sends, segments, fallbacks: %v, want %v", got, want)
+			if got != want || c.gso.off.Load() != tc.off {
+				t.Fatalf("GSO sends, segments, fallbacks: %v, off %v; want %v, off %v", got, c.gso.off.Load(), want, tc.off)
 			}
 		})
 	}
 }
 
-// noChecksums turns UDP checksums off on c: Linux then refuses GSO sends (EINVAL).
-func noChecksums(t *testing.T, c *Conn) {
-	var err error = unix.EINVAL
-	if cerr := c.rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_NO_CHECK, 1) }); cerr != nil {
-		t.Fatal(cerr)
-	}
+func listenT(t *testing.T, ip string) *net.UDPConn { return listen(t, ip) }
+
+// udpLite opens a UDP-Lite socket on ip (IPv4): Linux refuses GSO on it with EIO, as on
+// a device that cannot checksum. Only UDP-Lite sockets receive what it sends.
+func udpLite(t *testing.T, ip string) *net.UDPConn {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM, unix.IPPROTO_UDPLITE)
 	if err != nil {
-		t.Fatalf("SO_NO_CHECK: %v", err)
+		t.Skipf("no UDP-Lite in this kernel (%v): the EIO refusal is not tested", err)
+	}
+	f := os.NewFile(uintptr(fd), "udplite")
+	defer f.Close()
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: netip.MustParseAddr(ip).As4()}); err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pc.Close() })
+	return pc.(*net.UDPConn)
+}
+
+// sockopt sets an integer socket option on the Conn.
+func sockopt(level, opt, value int) func(t *testing.T, c *Conn) {
+	return func(t *testing.T, c *Conn) {
+		var err error
+		if cerr := c.rc.Control(func(fd uintptr) { err = unix.SetsockoptInt(int(fd), level, opt, value) }); cerr != nil {
+			t.Fatal(cerr)
+		}
+		if err != nil {
+			t.Fatalf("setsockopt %d/%d: %v", level, opt, err)
+		}
 	}
 }
 

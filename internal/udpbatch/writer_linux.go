@@ -42,9 +42,11 @@ type sysWriter struct {
 	first []int  // the datagram each message starts with
 	name4 unix.RawSockaddrInet4
 	name6 unix.RawSockaddrInet6
-	// the batch being sent: its datagrams, GSO (nil: off), messages, and those sent
+	// the batch being sent: its datagrams, GSO (nil: off), whether GSO was refused for it,
+	// its messages, and those sent
 	bufs  [][]byte
 	gso   *gsoState
+	plain bool
 	n     int
 	done  int
 	errno syscall.Errno
@@ -76,7 +78,7 @@ func (s *sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
 		s.hdrs[i].hdr.Name = name
 		s.hdrs[i].hdr.Namelen = namelen
 	}
-	s.bufs, s.gso = bufs, c.gso
+	s.bufs, s.gso, s.plain = bufs, c.gso, false
 	s.done, s.errno = 0, 0
 	s.n = s.layout(0, 0)
 	err := c.rc.Write(s.send)
@@ -95,15 +97,15 @@ func (s *sysWriter) write(c *Conn, bufs [][]byte, to netip.AddrPort) error {
 }
 
 // layout makes messages k on of the datagrams from bufs[i] on, a GSO message per run while
-// GSO is on, else one per datagram (counting the runs so split), and returns the number of
-// messages.
+// GSO is on for the socket and the batch, else one per datagram (counting the runs so
+// split), and returns the number of messages.
 func (s *sysWriter) layout(k, i int) int {
 	for i < len(s.bufs) {
 		j := i + 1
 		if s.gso != nil {
 			j = gsoRun(s.bufs, i)
 		}
-		if j-i > 1 && s.gso.off.Load() {
+		if j-i > 1 && (s.plain || s.gso.off.Load()) {
 			s.gso.stats.Fallbacks.Add(1)
 			for ; i < j; i, k = i+1, k+1 {
 				s.message(k, i, 1)
@@ -131,34 +133,46 @@ func (s *sysWriter) message(k, i, n int) {
 }
 
 // sendmmsg is the RawConn.Write callback: it sends what is left of the batch, and asks the
-// runtime to wait (false) while the socket buffer is full. A GSO message the kernel
-// refuses turns GSO off for the socket and is sent again as separate datagrams.
+// runtime to wait (false) while the socket buffer is full.
 func (s *sysWriter) sendmmsg(fd uintptr) bool {
 	for s.done < s.n {
 		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[s.done])),
 			uintptr(s.n-s.done), 0, 0, 0)
-		switch {
-		case errno == 0:
+		switch errno {
+		case 0:
 			s.done += int(n)
-		case errno == unix.EINTR:
-		case errno == unix.EAGAIN:
+		case unix.EINTR:
+		case unix.EAGAIN:
 			return false
-		case s.hdrs[s.done].hdr.Controllen > 0 && refusesGSO(errno):
-			s.gso.off.Store(true)
-			s.n = s.layout(s.done, s.first[s.done])
 		default:
-			s.errno = errno
-			return true
+			if !s.refused(errno) {
+				s.errno = errno
+				return true
+			}
 		}
 	}
 	return true
 }
 
-// refusesGSO tells whether errno is the kernel refusing GSO on the socket's path: EIO
-// (the device cannot checksum) or EINVAL (no checksums on the socket, a segment above the
-// path MTU).
-func refusesGSO(errno syscall.Errno) bool {
-	return errno == unix.EIO || errno == unix.EINVAL
+// refused tells whether errno is the kernel refusing the GSO message the batch is at; if
+// so, that message and the rest of the batch are laid out again as separate datagrams.
+// EIO (the device cannot checksum, or IPsec) and EINVAL (no UDP checksums on the socket)
+// refuse GSO on the socket for good; EMSGSIZE (a segment above the path MTU) only toward
+// the batch's address.
+func (s *sysWriter) refused(errno syscall.Errno) bool {
+	if s.hdrs[s.done].hdr.Controllen == 0 {
+		return false
+	}
+	switch errno {
+	case unix.EIO, unix.EINVAL:
+		s.gso.off.Store(true)
+	case unix.EMSGSIZE:
+	default:
+		return false
+	}
+	s.plain = true
+	s.n = s.layout(s.done, s.first[s.done])
+	return true
 }
 
 // countSent counts the GSO messages sent and their datagrams.
