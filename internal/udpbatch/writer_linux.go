@@ -15,9 +15,10 @@ import (
 // EnableGSO makes Writers send runs of equal-size datagrams through c as GSO datagrams
 // (UDP_SEGMENT), which cross the kernel's IP and device layers once per run instead of
 // once per datagram. It reports whether the kernel supports GSO on the socket (Linux
-// 4.18); if not, or if the kernel refuses a GSO send later (a device without checksum
-// offload), Writers send the datagrams one by one with sendmmsg, and count each run so
-// sent in stats.Fallbacks. Call it before any write.
+// 4.18). Writers send the datagrams one by one with sendmmsg, and count each run so sent
+// in stats.Fallbacks, if it does not, from the first time the kernel refuses a GSO send on
+// the socket's path (a device without checksum offload), and for a batch whose segments
+// are above the path MTU toward its address. Call it before any write.
 func (c *Conn) EnableGSO(stats GSOStats) bool {
 	c.gso = &gsoState{stats: stats}
 	var err error
