@@ -9,11 +9,11 @@ type Counter interface{ Add(n int) }
 type GSOStats struct {
 	Sends     Counter // GSO datagrams sent, each a run of datagrams the kernel splits
 	Segments  Counter // the datagrams in those runs
-	Fallbacks Counter // runs sent as separate datagrams because the socket cannot do GSO
+	Fallbacks Counter // runs sent as separate datagrams: no GSO on the socket, or the path MTU is below their size
 }
 
-// gsoState is a Conn's GSO: on unless the kernel lacked it at the start or refused a
-// GSO send once (off is then set for good).
+// gsoState is a Conn's GSO: on unless the kernel lacked it at the start or has refused
+// GSO on the socket (off is then set for good).
 type gsoState struct {
 	stats GSOStats
 	off   atomic.Bool
