@@ -157,17 +157,19 @@ func (s *sysWriter) sendmmsg(fd uintptr) bool {
 
 // refused tells whether errno is the kernel refusing the GSO message the batch is at; if
 // so, that message and the rest of the batch are laid out again as separate datagrams.
-// EIO (the device cannot checksum, or IPsec) and EINVAL (no UDP checksums on the socket)
-// refuse GSO on the socket for good; EMSGSIZE (a segment above the path MTU) only toward
-// the batch's address.
+// EIO (the device cannot checksum, or IPsec) refuses GSO on the socket for good. EMSGSIZE
+// (a segment above the path MTU toward the batch's address) and EINVAL refuse it for the
+// batch only: kernels before 6.14 say EINVAL for a segment above the path MTU, and one
+// subscriber behind a small MTU must not turn GSO off for all the others. (EINVAL's other
+// cause, a socket with UDP checksums off, is not one Ferry makes.)
 func (s *sysWriter) refused(errno syscall.Errno) bool {
 	if s.hdrs[s.done].hdr.Controllen == 0 {
 		return false
 	}
 	switch errno {
-	case unix.EIO, unix.EINVAL:
+	case unix.EIO:
 		s.gso.off.Store(true)
-	case unix.EMSGSIZE:
+	case unix.EMSGSIZE, unix.EINVAL:
 	default:
 		return false
 	}
