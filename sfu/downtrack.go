@@ -426,8 +426,8 @@ func (d *downTrack) forget() {
 
 // nacked queues the packets the subscriber's NACK asks for, to be sent again by the
 // writer: it alone reads and writes the history, so a NACK takes no lock of its. A request
-// that finds the queue full is dropped, and counted: the subscriber is congested, and
-// what it asks for would come too late anyway.
+// that finds the queue full is dropped, and counted, each sequence number: the subscriber
+// is congested, and what it asks for would come too late anyway.
 func (d *downTrack) nacked(nack *rtcp.TransportLayerNack) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -441,7 +441,7 @@ func (d *downTrack) nacked(nack *rtcp.TransportLayerNack) {
 				return true
 			default:
 				d.track.meters.retransmissions[false].Inc()
-				return false
+				return true
 			}
 		})
 	}

@@ -248,6 +248,21 @@ func TestNACKFromHistory(t *testing.T) {
 	}
 }
 
+// TestNACKQueueFull: the sequence numbers of a NACK that find the subscriber's queue full
+// are each counted as not sent again, in every pair of the NACK.
+func TestNACKQueueFull(t *testing.T) {
+	tr, _ := testTrack(t, nil, "")
+	d, _ := testDownTrack(t, tr, "") // no writer: nothing leaves the queue
+	seqs := make([]uint16, queueLen+40)
+	for i := range seqs {
+		seqs[i] = uint16(i)
+	}
+	d.nacked(&rtcp.TransportLayerNack{MediaSSRC: 1234, Nacks: rtcp.NackPairsFromSequenceNumbers(seqs)})
+	if n, dropped := len(d.queue), tr.meters.retransmissions[false].Get(); n != queueLen || dropped != 40 {
+		t.Fatalf("%d queued, %d counted as dropped; want %d and 40", n, dropped, queueLen)
+	}
+}
+
 // writers counts the downTrack writer goroutines running.
 func writers() int {
 	buf := make([]byte, 1<<20)
