@@ -79,7 +79,9 @@ func sendFrames(t *testing.T, p *publisher) {
 			p.mu.Unlock()
 			for i := range 7 {
 				payload := vp8Payload(key, "", uint32(seq))
-				payload[0] = 0x10 * byte(min(1, 1-i)) // a partition starts in the first packet only
+				if i > 0 {
+					payload[0] = 0 // a partition starts in the first packet only
+				}
 				size := 1000
 				if i == 6 {
 					size = 400
