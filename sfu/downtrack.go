@@ -425,9 +425,11 @@ func (d *downTrack) forget() {
 }
 
 // nacked queues the packets the subscriber's NACK asks for, to be sent again by the
-// writer: it alone reads and writes the history, so a NACK takes no lock of its. A request
-// that finds the queue full is dropped, and counted, each sequence number: the subscriber
-// is congested, and what it asks for would come too late anyway.
+// writer: it alone reads and writes the history, so a NACK takes no lock of its. Resends
+// fill the queue no further than congestedLen, as padding does: past it the next frame
+// would be cut and a keyframe asked for, for a burst loss's NACK alone. What does not fit
+// is dropped, and counted, each sequence number: the subscriber is congested, and what it
+// asks for would come too late anyway.
 func (d *downTrack) nacked(nack *rtcp.TransportLayerNack) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -436,13 +438,15 @@ func (d *downTrack) nacked(nack *rtcp.TransportLayerNack) {
 	}
 	for _, pair := range nack.Nacks {
 		pair.Range(func(seq uint16) bool {
-			select {
-			case d.queue <- queued{seq: seq, resend: true}:
-				return true
-			default:
-				d.track.meters.retransmissions[false].Inc()
-				return true
+			if len(d.queue) < congestedLen {
+				select {
+				case d.queue <- queued{seq: seq, resend: true}:
+					return true
+				default:
+				}
 			}
+			d.track.meters.retransmissions[false].Inc()
+			return true
 		})
 	}
 }
