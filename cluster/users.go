@@ -112,8 +112,12 @@ func StartUsers(cfg UsersConfig) (*Users, error) {
 	u.meters.users.Store(u)
 	u.keys.Store(&map[string][]byte{})
 	u.synced = time.Now() // staleness counts from the start when Redis is down from the start
-	u.pubsub = rdb.Subscribe(context.Background(), usersChannel)
-	if u.sync() {
+	// One deadline for the subscription and the first read: without one, go-redis dials an
+	// address that drops packets 5 times over, and the start would wait 11 s.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	u.pubsub = rdb.Subscribe(ctx, usersChannel)
+	if u.sync(ctx) {
 		u.cfg.Log.Info("users: following the users of the realm in Redis", "redis", redactedURL(cfg.URL),
 			"realm", cfg.Realm, "users", len(*u.keys.Load()))
 	}
@@ -147,7 +151,7 @@ func (u *Users) loop() {
 		msg, err := u.pubsub.ReceiveTimeout(context.Background(), max(time.Until(next), time.Millisecond))
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && u.sync() {
+			if m.Kind == "subscribe" && u.sync(context.Background()) {
 				next = time.Now().Add(u.cfg.resync)
 			}
 		case *redis.Message:
@@ -166,7 +170,7 @@ func (u *Users) loop() {
 			}
 		}
 		if !time.Now().Before(next) || !u.up.Load() {
-			u.sync()
+			u.sync(context.Background())
 			next = time.Now().Add(u.cfg.resync)
 		}
 	}
@@ -181,10 +185,10 @@ func (u *Users) stopping() bool {
 	}
 }
 
-// sync reads every user of the realm and replaces the copy with them; on failure the copy
-// is kept until it is MaxStale old.
-func (u *Users) sync() bool {
-	ctx, cancel := context.WithTimeout(context.Background(), u.cfg.resync)
+// sync reads every user of the realm (within resync, or ctx's deadline if sooner) and
+// replaces the copy with them; on failure the copy is kept until it is MaxStale old.
+func (u *Users) sync(ctx context.Context) bool {
+	ctx, cancel := context.WithTimeout(ctx, u.cfg.resync)
 	defer cancel()
 	keys, err := u.read(ctx)
 	if err != nil {
