@@ -1,7 +1,8 @@
-// Package benchproc is what the benchmark tools (turnbench, sfubench) share about the
-// server they measure: starting it as a child process that dies with them, waiting until
-// it answers, stopping it, the tail of its output to explain a failure, a free port for it,
-// and its CPU time read from /proc/PID/stat. Linux only.
+// Package benchproc is what the benchmark tools (turnbench, sfubench, clusterbench) share
+// about the server they measure: starting it as a child process that dies with them,
+// waiting until it answers, stopping it, the tail of its output to explain a failure, a
+// free port for it, its CPU time read from /proc/PID/stat, and the config of the Ferry the
+// SFU benchmarks run. Linux only.
 package benchproc
 
 import (

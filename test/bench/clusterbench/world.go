@@ -107,43 +107,9 @@ func (w *world) startNode(ctx context.Context, o options, name string) (*node, e
 	// Each node a relay range of its own (they share the address), below Linux's ephemeral
 	// range, where FreePort finds the listeners' ports.
 	minPort := 20000 + 1000*int(name[0]-'a')
-	config := fmt.Sprintf(`[server]
-drain_timeout = "0s"
-[[listen]]
-proto = "udp"
-addr = "%[1]s:%[2]d"
-[relay]
-bind_ip = %[1]q
-public_ip = %[1]q
-min_port = %[3]d
-max_port = %[4]d
-allow_peers = ["%[1]s/32"]
-[auth]
-users_file = ""
-secrets = [%[5]q]
-[limits]
-allocations_per_user = 0
-unauthenticated_per_ip_rate = 0
-binding_per_ip_rate = 0
-[sfu]
-http = "%[1]s:%[6]d"
-token_secret = %[7]q
-self_test = false
-sessions_per_token = 0
-sessions_per_ip = 0
-feeds_per_token = 0
-feeds_per_ip = 0
-[metrics]
-listen = "%[1]s:%[8]d"
-[admin]
-listen = ""
-[log]
-level = "warn"
-[cluster]
-redis = %[9]q
-node = %[10]q
-ttl = %[11]q
-`, host, ports[0], minPort, minPort+999, turnSecret, ports[1], tokenSecret, ports[2], w.redisURL(), name, o.ttl.String())
+	f := benchproc.FerrySFU{Host: host, TURNPort: ports[0], HTTPPort: ports[1], MinRelay: minPort, MaxRelay: minPort + 999,
+		TURNSecret: turnSecret, TokenSecret: tokenSecret, Metrics: n.metrics}
+	config := f.Config() + fmt.Sprintf("\n[cluster]\nredis = %q\nnode = %q\nttl = %q\n", w.redisURL(), name, o.ttl.String())
 	path := filepath.Join(w.dir, name+".toml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		return nil, err

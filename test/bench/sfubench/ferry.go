@@ -24,57 +24,12 @@ const (
 	maxRelayPort = 19999
 )
 
-// ferryConfig is Ferry with its TURN listener and SFU on 127.0.0.1 and nothing else: no
-// metrics or admin endpoint, no self-test, no quotas or rate limits (every subscriber
-// comes from 127.0.0.1, most with the same token), and a drain that ends at once; the
+// ferryConfig is benchproc's SFU benchmark Ferry on 127.0.0.1, without metrics, with the
 // profiler on pprof when it is not "".
 func ferryConfig(turnPort, httpPort int, pprof string) string {
-	return fmt.Sprintf(`[server]
-drain_timeout = "0s"
-
-[[listen]]
-proto = "udp"
-addr = "%[1]s:%[2]d"
-
-[relay]
-bind_ip = %[1]q
-public_ip = %[1]q
-min_port = %[3]d
-max_port = %[4]d
-allow_peers = ["%[1]s/32"]
-
-[auth]
-users_file = ""
-secrets = [%[5]q]
-
-[limits]
-allocations_per_user = 0
-allocations_total = 0
-unauthenticated_per_ip_rate = 0
-binding_per_ip_rate = 0
-
-[sfu]
-enabled = true
-http = "%[1]s:%[6]d"
-token_secret = %[7]q
-self_test = false
-sessions_per_token = 0
-sessions_per_ip = 0
-feeds_per_token = 0
-feeds_per_ip = 0
-
-[metrics]
-listen = ""
-
-[admin]
-listen = ""
-
-[log]
-level = "warn"
-
-[debug]
-pprof = %[8]q
-`, host, turnPort, minRelayPort, maxRelayPort, turnSecret, httpPort, tokenSecret, pprof)
+	f := benchproc.FerrySFU{Host: host, TURNPort: turnPort, HTTPPort: httpPort, MinRelay: minRelayPort,
+		MaxRelay: maxRelayPort, TURNSecret: turnSecret, TokenSecret: tokenSecret}
+	return f.Config() + fmt.Sprintf("\n[debug]\npprof = %q\n", pprof)
 }
 
 // ferry is a running ferry process.
