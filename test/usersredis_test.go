@@ -3,7 +3,9 @@ package test
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +88,18 @@ func TestUsersRedis(t *testing.T) {
 	t.Logf("added: both nodes allocate after %v", allocateWithin(t, servers, "bob", "bob-1", 0))
 	if out := userCLI(t, "", "list", "--users-redis", redis.URL()); out != "bob\tferry.test\n" {
 		t.Errorf("user list printed %q", out)
+	}
+	// "cluster" names the config's [cluster] redis, as auth.users_redis = "cluster" does.
+	clusterConf := filepath.Join(t.TempDir(), "cluster.toml")
+	if err := os.WriteFile(clusterConf, []byte("[cluster]\nredis = \""+redis.URL()+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := userCLI(t, "", "list", "--users-redis", "cluster", "--config", clusterConf); out != "bob\tferry.test\n" {
+		t.Errorf("user list --users-redis cluster printed %q", out)
+	}
+	if _, stderr, err := runFerry(t, "", "user", "list", "--users-redis", "cluster"); err == nil ||
+		!strings.Contains(stderr, "[cluster] redis is not set") {
+		t.Errorf("user list --users-redis cluster without a cluster: %v, %q; want an error naming [cluster] redis", err, stderr)
 	}
 
 	if out := add("bob", "bob-2"); !strings.Contains(out, "password changed in Redis") {

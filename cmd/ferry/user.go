@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/auth"
 	"github.com/ferry-rtc/ferry/cluster"
+	"github.com/ferry-rtc/ferry/conf"
 )
 
 var (
@@ -27,7 +28,7 @@ var (
 	usersRedisFlag = &cli.StringFlag{
 		Name:    "users-redis",
 		EnvVars: []string{"FERRY_USERS_REDIS"},
-		Usage:   "act on the users in the Redis at `URL` instead of a users file (default: [auth] users_redis of --config)",
+		Usage:   "act on the users in the Redis at `URL` instead of a users file; \"cluster\": [cluster] redis of --config (default: [auth] users_redis of --config)",
 	}
 	realmFlag = &cli.StringFlag{
 		Name:  "realm",
@@ -104,7 +105,11 @@ func userTargetOf(c *cli.Context) (userTarget, error) {
 	case c.IsSet(usersFileFlag.Name):
 		t.path, url = c.String(usersFileFlag.Name), ""
 	case c.IsSet(usersRedisFlag.Name):
-		url = c.String(usersRedisFlag.Name)
+		// "cluster" means what it means in the config: the Redis of [cluster] redis.
+		url = conf.Auth{UsersRedis: c.String(usersRedisFlag.Name)}.UsersRedisURL(cfg.Cluster)
+		if url == "" {
+			return userTarget{}, errors.New("--users-redis cluster: [cluster] redis is not set in the config (pass --config, or the Redis URL)")
+		}
 	}
 	if url != "" {
 		if t.redis, err = cluster.OpenUserStore(url); err != nil {
@@ -146,6 +151,12 @@ func (t userTarget) list() ([]auth.User, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), redisTimeout)
 	defer cancel()
 	return t.redis.List(ctx)
+}
+
+// noFile reports whether nothing is at path.
+func noFile(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, fs.ErrNotExist)
 }
 
 // oneArg returns the single argument (what names it in errors: NAME, ID). Flags may come
@@ -237,7 +248,7 @@ func userList(c *cli.Context) error {
 		return err
 	}
 	// The note goes to standard error: standard output stays the list, empty here.
-	if _, err := os.Stat(t.path); t.redis == nil && errors.Is(err, fs.ErrNotExist) {
+	if t.redis == nil && noFile(t.path) {
 		fmt.Fprintf(c.App.ErrWriter, "no users file at %s: no users ('ferry user add' creates it)\n", t.path)
 	} else if len(users) == 0 {
 		fmt.Fprintf(c.App.ErrWriter, "no users in %s\n", t)
