@@ -117,7 +117,11 @@ func StartUsers(cfg UsersConfig) (*Users, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	u.pubsub = rdb.Subscribe(ctx, usersChannel)
-	if u.sync(ctx) {
+	// The subscription's confirmation is taken here, so that the loop does not read every
+	// user a second time for it: what is published from now on arrives, what was before is
+	// in the read below. Without a confirmation (Redis down) the loop reads on the one that
+	// comes with the reconnection.
+	if msg, err := u.pubsub.ReceiveTimeout(ctx, time.Second); isSubscription(msg, err) && u.sync(ctx) {
 		u.cfg.Log.Info("users: following the users of the realm in Redis", "redis", redactedURL(cfg.URL),
 			"realm", cfg.Realm, "users", len(*u.keys.Load()))
 	}
@@ -151,7 +155,7 @@ func (u *Users) loop() {
 		msg, err := u.pubsub.ReceiveTimeout(context.Background(), max(time.Until(next), time.Millisecond))
 		switch m := msg.(type) {
 		case *redis.Subscription:
-			if m.Kind == "subscribe" && u.sync(context.Background()) {
+			if isSubscription(m, err) && u.sync(context.Background()) {
 				next = time.Now().Add(u.cfg.resync)
 			}
 		case *redis.Message:
@@ -174,6 +178,12 @@ func (u *Users) loop() {
 			next = time.Now().Add(u.cfg.resync)
 		}
 	}
+}
+
+// isSubscription reports whether a received msg confirms the subscription to the channel.
+func isSubscription(msg any, err error) bool {
+	m, ok := msg.(*redis.Subscription)
+	return err == nil && ok && m.Kind == "subscribe"
 }
 
 func (u *Users) stopping() bool {
