@@ -162,10 +162,11 @@ func Network(proto string, ip netip.Addr) string {
 }
 
 // Bind takes the next free port for proto, or with even the next even one (and with pair
-// the port after it too, as Pool.GetEven does), and calls listen on it. A port another
-// program holds is skipped (and put back, its pair too: it may be free later), so binding
-// fails only when every free port has been tried.
+// the port after it too, as Pool.GetEven does; pair means nothing without even), and calls
+// listen on it. A port another program holds is skipped (and put back, its pair too: it may
+// be free later), so binding fails only when every free port has been tried.
 func Bind(pool *Pool, proto Proto, even, pair bool, listen func(port int) error) error {
+	pair = pair && even // a port from Get has no pair taken with it to give back
 	get := func() (int, bool) { return pool.Get(proto) }
 	if even {
 		get = func() (int, bool) { return pool.GetEven(proto, pair) }

@@ -128,3 +128,22 @@ func TestBindEvenPairSkipsBusyPort(t *testing.T) {
 		t.Fatalf("the busy pair stays held: 31946 %v, 31947 %v", pool.Held(31946, UDP), pool.Held(31947, UDP))
 	}
 }
+
+// TestBindPairWithoutEven: pair without even takes no second port, so a failed bind gives
+// back only the port it took, never the next one, which another allocation may hold.
+func TestBindPairWithoutEven(t *testing.T) {
+	pool := mustPool(t, 31950, 31951)
+	for range 2 {
+		pool.Get(UDP)
+	}
+	pool.Put(31950) // 31951 stays another allocation's
+	var tried []int
+	err := Bind(pool, UDP, false, true, func(port int) error {
+		tried = append(tried, port)
+		return errors.New("busy")
+	})
+	if !errors.Is(err, ErrPoolExhausted) || !pool.Held(31951, UDP) {
+		t.Fatalf("Bind = %v after trying %v; the other allocation's port 31951 held: %v, want held",
+			err, tried, pool.Held(31951, UDP))
+	}
+}
