@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,14 +88,15 @@ func (b *bwe) estimateLocked(now time.Duration) uint64 {
 	return b.remb.Load()
 }
 
-// onFeedback takes one transport-cc feedback packet.
-func (b *bwe) onFeedback(fb *rtcp.TransportLayerCC) {
+// onFeedback takes one transport-cc feedback packet, as it came; false if it is malformed
+// (what could be read of it is taken).
+func (b *bwe) onFeedback(p []byte) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	results := b.parse(fb, now)
+	results, ok := b.parse(p, now)
 	if len(results) == 0 {
-		return
+		return ok
 	}
 	b.lastFeedback = now
 	outcome := b.est.update(now, results)
@@ -118,6 +120,7 @@ func (b *bwe) onFeedback(fb *rtcp.TransportLayerCC) {
 		b.nextProbe = now + b.probeGap
 		b.probeGap = min(2*b.probeGap, probeMaxGap)
 	}
+	return ok
 }
 
 // tryProbe starts a probe by d toward need bits/s in all (or a step toward it from base),
@@ -148,16 +151,21 @@ func (b *bwe) tryProbe(d *downTrack, need, base, media float64) bool {
 }
 
 // parse turns a feedback packet into results for the packets the history still holds and no
-// earlier feedback reported, in sending order.
-func (b *bwe) parse(fb *rtcp.TransportLayerCC, now time.Duration) []pktResult {
-	ref := int64(fb.ReferenceTime & 0xFFFFFF)
+// earlier feedback reported, in sending order; false if the packet is malformed (the results
+// are then those before the fault).
+func (b *bwe) parse(p []byte, now time.Duration) ([]pktResult, bool) {
+	fb, ok := readTCC(p)
+	if !ok {
+		return nil, false
+	}
+	ref := int64(fb.ref)
 	if b.refSet {
 		ref = b.ref + int64(int32(uint32(ref-b.ref)<<8)>>8) // the 24-bit difference, signed
 	}
 	b.ref, b.refSet = ref, true
 	arrival := time.Duration(ref) * 64 * time.Millisecond
 	res := b.results[:0]
-	seq, left, di := fb.BaseSequenceNumber, int(fb.PacketStatusCount), 0
+	seq, left, deltas := fb.base, int(fb.count), fb.deltas
 	status := func(sym uint16) {
 		if left == 0 {
 			return
@@ -168,12 +176,13 @@ func (b *bwe) parse(fb *rtcp.TransportLayerCC, now time.Duration) []pktResult {
 		var r pktResult
 		switch sym {
 		case rtcp.TypeTCCPacketReceivedSmallDelta, rtcp.TypeTCCPacketReceivedLargeDelta:
-			if di >= len(fb.RecvDeltas) {
-				left = 0 // malformed: fewer deltas than received packets
+			delta, n := tccDelta(deltas, sym)
+			if n == 0 {
+				left, ok = 0, false // fewer deltas than received packets
 				return
 			}
-			arrival += time.Duration(fb.RecvDeltas[di].Delta) * time.Microsecond
-			di++
+			deltas = deltas[n:]
+			arrival += delta
 			r.received, r.arrived = true, arrival
 		case rtcp.TypeTCCPacketNotReceived:
 		default:
@@ -182,28 +191,105 @@ func (b *bwe) parse(fb *rtcp.TransportLayerCC, now time.Duration) []pktResult {
 		if b.highestSet && int16(s-b.highest) <= 0 {
 			return // reported already
 		}
-		sent, size, retx, ok := b.hist.lookup(s, now)
-		if !ok {
+		sent, size, retx, found := b.hist.lookup(s, now)
+		if !found {
 			return
 		}
 		b.highest, b.highestSet = s, true
 		r.sent, r.size, r.retx = sent, size, retx
 		res = append(res, r)
 	}
-	for _, c := range fb.PacketChunks {
-		switch c := c.(type) {
-		case *rtcp.RunLengthChunk:
-			for range min(int(c.RunLength), left) {
-				status(c.PacketStatusSymbol)
-			}
-		case *rtcp.StatusVectorChunk:
-			for _, sym := range c.SymbolList {
-				status(sym)
-			}
-		}
+	for c := fb.chunks; len(c) >= 2; c = c[2:] {
+		walkChunk(binary.BigEndian.Uint16(c), left, status)
 	}
 	b.results = res
-	return res
+	return res, ok
+}
+
+// tccFeedback is a transport-cc feedback packet (draft-holmer-rmcat-transport-wide-cc-
+// extensions-01, section 3.1) read in place: pion's TransportLayerCC.Unmarshal allocates a
+// value for each chunk and each packet's arrival.
+type tccFeedback struct {
+	base, count uint16 // the first packet's transport-wide sequence number, the packets reported
+	ref         uint32 // reference time, 64 ms units, 24 bits
+	chunks      []byte // the packet status chunks, 2 bytes each
+	deltas      []byte // the receive deltas (and any padding after them)
+}
+
+// tccFixedLen is the feedback header, the SSRCs and the fixed fields before the chunks.
+const tccFixedLen = 20
+
+// readTCC finds the parts of feedback packet p; false if its chunks do not fit in it.
+func readTCC(p []byte) (tccFeedback, bool) {
+	if len(p) < tccFixedLen {
+		return tccFeedback{}, false
+	}
+	fb := tccFeedback{base: binary.BigEndian.Uint16(p[12:]), count: binary.BigEndian.Uint16(p[14:]),
+		ref: uint32(p[16])<<16 | uint32(p[17])<<8 | uint32(p[18])}
+	end := tccFixedLen
+	for left := int(fb.count); left > 0; end += 2 {
+		if end+2 > len(p) {
+			return tccFeedback{}, false
+		}
+		left -= min(chunkLen(binary.BigEndian.Uint16(p[end:])), left)
+	}
+	fb.chunks, fb.deltas = p[tccFixedLen:end], p[end:]
+	return fb, true
+}
+
+// A packet status chunk is a run (its top bit 0: a 2-bit symbol, a 13-bit length) or a
+// status vector (top bit 1; the next bit says 14 one-bit symbols, not received or received
+// with a small delta, or 7 two-bit ones).
+const (
+	chunkVector = 1 << 15
+	chunkTwoBit = 1 << 14
+)
+
+// chunkLen is the number of packets chunk c reports.
+func chunkLen(c uint16) int {
+	switch {
+	case c&chunkVector == 0:
+		return int(c & 0x1FFF)
+	case c&chunkTwoBit == 0:
+		return 14
+	default:
+		return 7
+	}
+}
+
+// walkChunk calls status with each of the first (at most) left symbols of chunk c.
+func walkChunk(c uint16, left int, status func(sym uint16)) {
+	switch {
+	case c&chunkVector == 0:
+		for range min(int(c&0x1FFF), left) {
+			status(c >> 13 & 3)
+		}
+	case c&chunkTwoBit == 0:
+		for i := range min(14, left) {
+			status(c >> (13 - i) & 1)
+		}
+	default:
+		for i := range min(7, left) {
+			status(c >> (12 - 2*i) & 3)
+		}
+	}
+}
+
+// tccDelta reads the receive delta of a packet with symbol sym from the front of b: a small
+// one is an unsigned byte, a large one a signed 16-bit number, both in 250 µs units. n is the
+// bytes it took, 0 if b is too short.
+func tccDelta(b []byte, sym uint16) (delta time.Duration, n int) {
+	const unit = 250 * time.Microsecond
+	if sym == rtcp.TypeTCCPacketReceivedSmallDelta {
+		if len(b) < 1 {
+			return 0, 0
+		}
+		return time.Duration(b[0]) * unit, 1
+	}
+	if len(b) < 2 {
+		return 0, 0
+	}
+	return time.Duration(int16(binary.BigEndian.Uint16(b))) * unit, 2
 }
 
 // sendHistory records each packet sent to one subscriber: its transport-wide sequence

@@ -2,6 +2,7 @@ package sfu
 
 import (
 	"encoding/binary"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,8 +58,8 @@ func TestSendHistory(t *testing.T) {
 	}
 }
 
-// feedback marshals and parses a transport-cc packet, as it arrives from pion.
-func feedback(t *testing.T, fb *rtcp.TransportLayerCC) *rtcp.TransportLayerCC {
+// feedback marshals a transport-cc packet, as it arrives from pion.
+func feedback(t testing.TB, fb *rtcp.TransportLayerCC) []byte {
 	t.Helper()
 	n := 4 + 16 + 2*len(fb.PacketChunks) // header, fixed fields, chunks, then the deltas
 	for _, d := range fb.RecvDeltas {
@@ -70,11 +71,18 @@ func feedback(t *testing.T, fb *rtcp.TransportLayerCC) *rtcp.TransportLayerCC {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkts, err := rtcp.Unmarshal(raw)
-	if err != nil {
-		t.Fatal(err)
+	return raw
+}
+
+// results parses p and returns a copy of its results (parse reuses its slice), failing the
+// test if p is malformed.
+func results(t *testing.T, b *bwe, p []byte, at time.Duration) []pktResult {
+	t.Helper()
+	res, ok := b.parse(p, at)
+	if !ok {
+		t.Fatalf("feedback % x reads as malformed", p)
 	}
-	return pkts[0].(*rtcp.TransportLayerCC)
+	return slices.Clone(res)
 }
 
 // TestParseFeedback: run-length and status-vector chunks give each packet's fate in sending
@@ -101,7 +109,7 @@ func TestParseFeedback(t *testing.T) {
 			{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: ms(5)}},
 	})
 	at := b.now()
-	got := append([]pktResult(nil), b.parse(first, at)...)
+	got := results(t, b, first, at)
 	base := time.Duration(0xFFFFFF) * 64 * time.Millisecond
 	want := []struct {
 		received bool
@@ -123,7 +131,7 @@ func TestParseFeedback(t *testing.T) {
 			t.Errorf("result %d: %+v, want %+v", i, got[i], w)
 		}
 	}
-	if n := len(b.parse(first, at)); n != 0 {
+	if n := len(results(t, b, first, at)); n != 0 {
 		t.Errorf("the same feedback again gave %d results", n)
 	}
 	// The next one: the reference time wraps to 1 (two steps of 64 ms on), one run of two.
@@ -134,7 +142,7 @@ func TestParseFeedback(t *testing.T) {
 		RecvDeltas: []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: ms(3)},
 			{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: ms(4)}},
 	})
-	got = b.parse(second, at)
+	got = results(t, b, second, at)
 	wrapped := base + 2*64*time.Millisecond
 	if len(got) != 2 || got[0].arrived != wrapped+3*time.Millisecond || got[1].arrived != wrapped+7*time.Millisecond {
 		t.Errorf("after the reference time wrapped: %+v, want arrivals at %v and %v", got, wrapped+3*time.Millisecond,
@@ -147,14 +155,46 @@ func TestParseFeedback(t *testing.T) {
 			PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 1}},
 		RecvDeltas: []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: ms(1)}},
 	})
-	if got := b.parse(stale, at); len(got) != 0 {
+	if got := results(t, b, stale, at); len(got) != 0 {
 		t.Errorf("a packet never sent gave %+v", got)
 	}
-	// A status chunk that promises more received packets than deltas follow is cut short.
-	short := &rtcp.TransportLayerCC{BaseSequenceNumber: 6, PacketStatusCount: 3,
-		PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 3}},
-		RecvDeltas:   []*rtcp.RecvDelta{{Delta: ms(1)}}}
-	_ = b.parse(short, at)
+}
+
+// TestParseFeedbackMalformed: a feedback packet cut anywhere, or whose chunks promise more
+// packets than it holds, or more received packets than deltas follow, reads as malformed
+// without a panic; what came before the fault is still taken.
+func TestParseFeedbackMalformed(t *testing.T) {
+	b := newBWE(nil)
+	now := time.Now()
+	for i := range 10 {
+		b.hist.record(100+i, now, false)
+	}
+	full := feedback(t, &rtcp.TransportLayerCC{BaseSequenceNumber: 0, PacketStatusCount: 3,
+		PacketChunks: []rtcp.PacketStatusChunk{&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedLargeDelta, RunLength: 3}},
+		RecvDeltas: []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedLargeDelta, Delta: 1000},
+			{Type: rtcp.TypeTCCPacketReceivedLargeDelta, Delta: 2000}, {Type: rtcp.TypeTCCPacketReceivedLargeDelta, Delta: 3000}}})
+	at := b.now()
+	for n := range len(full) {
+		if _, ok := b.parse(full[:n], at); ok {
+			t.Errorf("the first %d of %d bytes read as a whole feedback packet", n, len(full))
+		}
+	}
+	// Cut in the second delta: the first packet's result is taken.
+	b = newBWE(nil)
+	for i := range 10 {
+		b.hist.record(100+i, now, false)
+	}
+	res, ok := b.parse(full[:tccFixedLen+2+3], at)
+	if ok || len(res) != 1 || !res[0].received {
+		t.Errorf("cut in the second delta: %+v, %v; want the first packet's result and malformed", res, ok)
+	}
+	// Two status vectors promised (20 packets), one there.
+	vector := slices.Clone(full[:tccFixedLen+2])
+	vector[15] = 20
+	vector[20], vector[21] = 0xFF, 0xFF
+	if res, ok := b.parse(vector, at); ok || len(res) != 0 {
+		t.Errorf("chunks past the end: %+v, %v; want nothing and malformed", res, ok)
+	}
 }
 
 // capture is the rest of the interceptor chain below the stamper: it keeps the last header

@@ -1,6 +1,7 @@
 package sfu
 
 import (
+	"encoding/binary"
 	"runtime"
 	"slices"
 	"strconv"
@@ -566,11 +567,7 @@ func BenchmarkForwardParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		tr, downs, bws := benchTWCC(b, 10)
 		own := append([]byte(nil), raw...)
-		fb := &rtcp.TransportLayerCC{PacketStatusCount: 10, PacketChunks: []rtcp.PacketStatusChunk{
-			&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: 10}}}
-		for range 10 {
-			fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000})
-		}
+		fb := tccRun(b, 10)
 		for i := 0; pb.Next(); i++ {
 			own[2], own[3] = byte(i>>8), byte(i)
 			publish(tr, own)
@@ -580,10 +577,21 @@ func BenchmarkForwardParallel(b *testing.B) {
 				q.pkt.release()
 			}
 			if i%10 == 9 { // feedback for the last ten packets, as a receiver sends it
-				fb.BaseSequenceNumber = uint16(i - 9)
-				fb.ReferenceTime = uint32(i / 10)
+				binary.BigEndian.PutUint16(fb[12:], uint16(i-9))                   // base sequence number
+				fb[16], fb[17], fb[18] = byte(i/10>>16), byte(i/10>>8), byte(i/10) // reference time
 				bws[i/10%len(bws)].onFeedback(fb)
 			}
 		}
 	})
+}
+
+// tccRun is a transport-cc feedback packet reporting n packets from sequence number 0 each
+// received 1 ms after the one before.
+func tccRun(t testing.TB, n int) []byte {
+	fb := &rtcp.TransportLayerCC{PacketStatusCount: uint16(n), PacketChunks: []rtcp.PacketStatusChunk{
+		&rtcp.RunLengthChunk{PacketStatusSymbol: rtcp.TypeTCCPacketReceivedSmallDelta, RunLength: uint16(n)}}}
+	for range n {
+		fb.RecvDeltas = append(fb.RecvDeltas, &rtcp.RecvDelta{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 1000})
+	}
+	return feedback(t, fb)
 }

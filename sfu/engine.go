@@ -9,6 +9,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
+	"github.com/pion/interceptor/pkg/report"
 	"github.com/pion/logging"
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
@@ -83,19 +84,43 @@ func newAPI(settings webrtc.SettingEngine, publisher bool, offered []codec, sub 
 			}
 		}
 		ir.Add(twccFactory{b: sub})
-	} else if err := webrtc.ConfigureNack(m, ir); err != nil {
-		return nil, fmt.Errorf("sfu: nack: %w", err)
-	}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		return nil, fmt.Errorf("sfu: rtcp reports: %w", err)
-	}
-	if publisher {
-		if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
-			return nil, fmt.Errorf("sfu: twcc: %w", err)
+		if err := addSenderReports(ir); err != nil {
+			return nil, err
 		}
+	} else if err := configurePublisher(m, ir); err != nil {
+		return nil, err
 	}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithInterceptorRegistry(ir),
 		webrtc.WithSettingEngine(settings)), nil
+}
+
+// configurePublisher gives a publisher's connection NACKs toward it, receiver reports and
+// transport-cc feedback.
+func configurePublisher(m *webrtc.MediaEngine, ir *interceptor.Registry) error {
+	if err := webrtc.ConfigureNack(m, ir); err != nil {
+		return fmt.Errorf("sfu: nack: %w", err)
+	}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return fmt.Errorf("sfu: rtcp reports: %w", err)
+	}
+	if err := webrtc.ConfigureTWCCSender(m, ir); err != nil {
+		return fmt.Errorf("sfu: twcc: %w", err)
+	}
+	return nil
+}
+
+// addSenderReports gives a subscriber's connection sender reports, which its player needs to
+// put audio and video in step (lip sync). Not pion's receiver-report interceptor: a
+// subscriber sends the SFU no media to report on, and its RTCP reader would decode every
+// RTCP packet the subscriber sends (allocating) only to look for sender reports, which a
+// subscriber does not send; the SFU's own reader decodes each packet once (readRTCP).
+func addSenderReports(ir *interceptor.Registry) error {
+	sr, err := report.NewSenderInterceptor()
+	if err != nil {
+		return fmt.Errorf("sfu: sender reports: %w", err)
+	}
+	ir.Add(sr)
+	return nil
 }
 
 // streamCodecs are the codecs of a stream's tracks, each once, as its publisher negotiated

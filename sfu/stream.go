@@ -220,41 +220,6 @@ type subscription struct {
 	notTaken []string
 }
 
-// readRTCP handles what a subscriber says about one of its tracks: keyframe requests go
-// upstream (paced), transport-cc feedback and REMB estimates pick its layers, NACKs of the
-// track are counted and answered from its writer's history. pion hands each sender the
-// whole compound packet, so a NACK of another track of the subscriber is left to that
-// track's reader.
-func (sub *subscription) readRTCP(sender *webrtc.RTPSender, d *downTrack) {
-	for {
-		pkts, _, err := sender.ReadRTCP()
-		if err != nil {
-			return // the subscription ended
-		}
-		estimated := false
-		for _, p := range pkts {
-			switch p := p.(type) {
-			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-				d.track.keyframe(d.target())
-			case *rtcp.TransportLayerCC:
-				sub.bw.onFeedback(p)
-				estimated = true
-			case *rtcp.ReceiverEstimatedMaximumBitrate:
-				sub.bw.remb.Store(uint64(p.Bitrate))
-				estimated = true
-			case *rtcp.TransportLayerNack:
-				if p.MediaSSRC == d.ssrc {
-					sub.stream.meters.nacks.Inc()
-					d.nacked(p)
-				}
-			}
-		}
-		if estimated {
-			sub.adjust()
-		}
-	}
-}
-
 // goodbye tells the subscriber its tracks end (RTCP BYE) before its connection closes.
 func (sub *subscription) goodbye() {
 	var ssrcs []uint32
