@@ -180,3 +180,98 @@ func sendAndReport(bw *bwe, p []byte, n int) {
 	}
 	binary.BigEndian.PutUint16(p[12:], first)
 }
+
+// watch subscribes a viewer of VP8 and Opus to a live stream of both, and returns it with
+// its two tracks once they have arrived.
+func watch(t *testing.T) (*viewerServer, *webrtc.PeerConnection, map[webrtc.RTPCodecType]*webrtc.RTPReceiver, map[webrtc.RTPCodecType]uint32) {
+	t.Helper()
+	v := newViewerServer(t)
+	stream := v.publish(t, nil, clientVP8, clientOpus)
+	pc := viewer(t, []webrtc.RTPCodecType{webrtc.RTPCodecTypeVideo, webrtc.RTPCodecTypeAudio}, clientVP8, clientOpus)
+	type arrival struct {
+		remote   *webrtc.TrackRemote
+		receiver *webrtc.RTPReceiver
+	}
+	arrived := make(chan arrival, 2)
+	pc.OnTrack(func(remote *webrtc.TrackRemote, receiver *webrtc.RTPReceiver) { arrived <- arrival{remote, receiver} })
+	if status, answer, _ := v.post(t, pc, "/whep/codecs/"+stream, nil); status != 201 {
+		t.Fatalf("WHEP: %d %s", status, answer)
+	}
+	receivers, ssrcs := map[webrtc.RTPCodecType]*webrtc.RTPReceiver{}, map[webrtc.RTPCodecType]uint32{}
+	for range 2 {
+		select {
+		case a := <-arrived:
+			receivers[a.remote.Kind()], ssrcs[a.remote.Kind()] = a.receiver, uint32(a.remote.SSRC())
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 2 tracks arrived within 10 s", len(receivers))
+		}
+	}
+	return v, pc, receivers, ssrcs
+}
+
+// TestSubscriberSenderReports: a subscriber gets sender reports for its audio and its video
+// track (its player needs them to put the two in step), though its connection has no
+// receiver-report interceptor.
+func TestSubscriberSenderReports(t *testing.T) {
+	_, _, receivers, ssrcs := watch(t)
+	got := make(chan uint32, 16)
+	for _, r := range receivers {
+		go func() {
+			for {
+				pkts, _, err := r.ReadRTCP()
+				if err != nil {
+					return
+				}
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						got <- sr.SSRC
+					}
+				}
+			}
+		}()
+	}
+	seen := map[uint32]bool{}
+	deadline := time.After(10 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case ssrc := <-got:
+			if ssrc == ssrcs[webrtc.RTPCodecTypeVideo] || ssrc == ssrcs[webrtc.RTPCodecTypeAudio] {
+				seen[ssrc] = true
+			}
+		case <-deadline:
+			t.Fatalf("sender reports within 10 s for %v, want both of %v", seen, ssrcs)
+		}
+	}
+}
+
+// TestFeedbackReachesOneReader: of one compound packet naming both of a subscriber's tracks
+// (a receiver report of both, transport-cc feedback naming the video, a REMB listing both),
+// the transport-cc feedback and the REMB are each acted on once, though the subscriber's
+// two tracks each have a reader: pion's SRTCP session hands each part only to the readers of
+// the SSRCs it names. A NACK of each track, sent after, shows both readers are past it.
+func TestFeedbackReachesOneReader(t *testing.T) {
+	v, pc, _, ssrcs := watch(t)
+	video, audio := ssrcs[webrtc.RTPCodecTypeVideo], ssrcs[webrtc.RTPCodecTypeAudio]
+	fb := &rtcp.TransportLayerCC{}
+	if err := fb.Unmarshal(tccRun(t, 5)); err != nil {
+		t.Fatal(err)
+	}
+	fb.MediaSSRC = video
+	err := pc.WriteRTCP([]rtcp.Packet{
+		&rtcp.ReceiverReport{SSRC: 1, Reports: []rtcp.ReceptionReport{{SSRC: video}, {SSRC: audio}}},
+		fb,
+		&rtcp.ReceiverEstimatedMaximumBitrate{SenderSSRC: 1, Bitrate: 800_000, SSRCs: []uint32{video, audio}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: video, Nacks: []rtcp.NackPair{{PacketID: 1}}},
+		&rtcp.TransportLayerNack{SenderSSRC: 1, MediaSSRC: audio, Nacks: []rtcp.NackPair{{PacketID: 1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	m := v.sfu.meters
+	waitFor(t, "both NACKs", func() bool { return m.nacks.Get() == 2 })
+	if tcc, remb := m.feedback[feedbackTCC].Get(), m.feedback[feedbackREMB].Get(); tcc != 1 || remb != 1 {
+		t.Errorf("transport-cc feedback acted on %d times, REMB %d times; want once each", tcc, remb)
+	}
+}
