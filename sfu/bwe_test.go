@@ -160,6 +160,34 @@ func TestParseFeedback(t *testing.T) {
 	}
 }
 
+// TestParseFeedbackOneBitVector: a status vector of one-bit symbols (not received, or
+// received with a small delta) is read symbol by symbol, only as far as the packet count.
+func TestParseFeedbackOneBitVector(t *testing.T) {
+	b := newBWE(nil)
+	now := time.Now()
+	for range 20 {
+		b.hist.record(100, now, false)
+	}
+	fb := feedback(t, &rtcp.TransportLayerCC{BaseSequenceNumber: 3, PacketStatusCount: 4,
+		PacketChunks: []rtcp.PacketStatusChunk{&rtcp.StatusVectorChunk{Type: rtcp.TypeTCCStatusVectorChunk,
+			SymbolSize: rtcp.TypeTCCSymbolSizeOneBit, SymbolList: []uint16{1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}}},
+		RecvDeltas: []*rtcp.RecvDelta{{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 2000},
+			{Type: rtcp.TypeTCCPacketReceivedSmallDelta, Delta: 500}}})
+	got := results(t, b, fb, b.now())
+	want := []bool{true, false, false, true}
+	if len(got) != len(want) {
+		t.Fatalf("%d results, want %d: %+v", len(got), len(want), got)
+	}
+	for i, w := range want {
+		if got[i].received != w {
+			t.Errorf("packet %d received %v, want %v", 3+i, got[i].received, w)
+		}
+	}
+	if d := got[3].arrived - got[0].arrived; d != 500*time.Microsecond {
+		t.Errorf("the fourth packet arrived %v after the first, want 500µs", d)
+	}
+}
+
 // TestParseFeedbackMalformed: a feedback packet cut anywhere, or whose chunks promise more
 // packets than it holds, or more received packets than deltas follow, reads as malformed
 // without a panic; what came before the fault is still taken.
