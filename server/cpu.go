@@ -1,16 +1,16 @@
-//go:build unix
-
 package server
 
 import (
 	"math"
 	"runtime"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/ferry-rtc/ferry/internal/procs"
 )
 
-// cpuMeter measures the process's CPU use between two samples, per core of the machine.
+// cpuMeter measures the process's CPU use between two samples, per core of the machine; 0
+// where the CPU time cannot be read.
 type cpuMeter struct {
 	mu       sync.Mutex
 	lastCPU  time.Duration
@@ -18,11 +18,10 @@ type cpuMeter struct {
 }
 
 func (m *cpuMeter) sample() float64 {
-	var ru syscall.Rusage
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+	used, ok := procs.CPUTime()
+	if !ok {
 		return 0
 	}
-	used := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
