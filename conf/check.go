@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/BurntSushi/toml"
 )
 
 // checkTable compares a decoded TOML table m with the struct type t whose
@@ -40,6 +42,13 @@ func (c *Config) checkTable(path string, m map[string]any, t reflect.Type) error
 
 // checkValue checks that the TOML value v, written at key, fits type t.
 func (c *Config) checkValue(key string, v any, t reflect.Type) error {
+	// A type that decodes more than one TOML type (a string or an integer) checks v itself.
+	if u, ok := reflect.New(t).Interface().(toml.Unmarshaler); ok {
+		if err := u.UnmarshalTOML(v); err != nil {
+			return c.Errorf(key, "%w", err)
+		}
+		return nil
+	}
 	if reflect.PointerTo(t).Implements(reflect.TypeFor[encoding.TextUnmarshaler]()) {
 		s, ok := v.(string)
 		if !ok {

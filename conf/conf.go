@@ -49,6 +49,7 @@ type Server struct {
 	Name            string   `toml:"name"`             // "" or a DNS host name: the host of the URIs Ferry hands out
 	AlternateServer string   `toml:"alternate_server"` // "" or "IP:port", not unspecified: ALTERNATE-SERVER of 300 answers while draining
 	DrainTimeout    Duration `toml:"drain_timeout"`    // >= 0: how long a drain waits for allocations to end
+	Procs           Procs    `toml:"procs"`            // "auto" or a fixed GOMAXPROCS >= 1
 }
 
 // Listener is one [[listen]] table.

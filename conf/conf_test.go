@@ -180,6 +180,16 @@ func TestParse(t *testing.T) {
 			},
 		},
 		{
+			"fixed procs",
+			"[server]\nprocs = 2\n",
+			func(c *Config) { c.Server.Procs = 2 },
+		},
+		{
+			"procs auto",
+			"[server]\nprocs = \"auto\"\n",
+			func(c *Config) { c.Server.Procs = ProcsAuto },
+		},
+		{
 			"server name",
 			"[server]\nname = \"turn-1.Example.com.\"\n",
 			func(c *Config) { c.Server.Name = "turn-1.Example.com." },
@@ -533,6 +543,11 @@ func TestParseErrors(t *testing.T) {
 		},
 		{"negative drain_timeout", "[server]\ndrain_timeout = \"-1s\"\n", "bad.toml:2: server.drain_timeout: must be 0 (exit at once) or more, not -1s"},
 		{"integer drain_timeout", "[server]\ndrain_timeout = 30\n", "bad.toml:2: server.drain_timeout: expected a duration string"},
+		{"procs 0", "[server]\n\nprocs = 0\n", `bad.toml:3: server.procs: 0: want "auto" or a whole number of 1 or more`},
+		{"negative procs", "[server]\nprocs = -2\n", `bad.toml:2: server.procs: -2: want "auto" or a whole number of 1 or more`},
+		{"procs as a string number", "[server]\nprocs = \"2\"\n", `bad.toml:2: server.procs: "2": want "auto" or a whole number of 1 or more, e.g. 2`},
+		{"procs misspelt", "[server]\nprocs = \"Auto\"\n", `bad.toml:2: server.procs: "Auto": want "auto"`},
+		{"fractional procs", "[server]\nprocs = 1.5\n", `bad.toml:2: server.procs: expected "auto" or an integer, found a float`},
 
 		// metrics
 		{"metrics host name", "[metrics]\nlisten = \"localhost:9641\"\n", `bad.toml:2: metrics.listen: "localhost:9641" is not IP:port with a literal IP (IPv6 in brackets), e.g. "127.0.0.1:9641"`},

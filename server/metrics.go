@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/cluster"
 	"github.com/ferry-rtc/ferry/internal/dtlsgate"
+	"github.com/ferry-rtc/ferry/internal/procs"
 	"github.com/ferry-rtc/ferry/internal/promhelp"
 	"github.com/ferry-rtc/ferry/sfu"
 	"github.com/ferry-rtc/ferry/turnserver"
@@ -29,6 +30,7 @@ var metricsHelp = sync.OnceValue(func() map[string]string {
 	maps.Copy(help, turnserver.MetricsHelp())
 	maps.Copy(help, offload.MetricsHelp())
 	maps.Copy(help, dtlsgate.MetricsHelp())
+	maps.Copy(help, procs.MetricsHelp())
 	maps.Copy(help, sfu.MetricsHelp())
 	maps.Copy(help, cluster.MetricsHelp())
 	maps.Copy(help, cluster.UserMetricsHelp())

@@ -27,6 +27,7 @@ var settings = []setting{
 	{"server.name", false, func(c *conf.Config) any { return c.Server.Name }},
 	{"server.alternate_server", false, func(c *conf.Config) any { return c.Server.AlternateServer }},
 	{"server.drain_timeout", false, func(c *conf.Config) any { return c.Server.DrainTimeout }},
+	{"server.procs", true, func(c *conf.Config) any { return c.Server.Procs }},
 	{"listen", true, func(c *conf.Config) any { return listenAddrs(c) }},
 	{"listen.cert", false, func(c *conf.Config) any { return certPaths(c) }},
 	{"relay.bind_ip", true, func(c *conf.Config) any { return c.Relay.BindIP }},
@@ -196,7 +197,7 @@ func diff(old, next *conf.Config) ReloadResult {
 // keepRestartOnly gives next the running values of the keys only a restart applies, so
 // that what is in effect stays what was started.
 func keepRestartOnly(next, old *conf.Config) {
-	next.Server.Realm, next.Server.Software = old.Server.Realm, old.Server.Software
+	next.Server.Realm, next.Server.Software, next.Server.Procs = old.Server.Realm, old.Server.Software, old.Server.Procs
 	if !slices.Equal(listenAddrs(next), listenAddrs(old)) {
 		next.Listen = slices.Clone(old.Listen) // certificate paths too: they belong to those listeners
 	}

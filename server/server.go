@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/ferry-rtc/ferry/cluster"
 	"github.com/ferry-rtc/ferry/conf"
+	"github.com/ferry-rtc/ferry/internal/procs"
 	"github.com/ferry-rtc/ferry/turnserver"
 	"github.com/ferry-rtc/ferry/turnserver/offload"
 )
@@ -32,6 +34,9 @@ type Options struct {
 	Level   *slog.LevelVar // the level of Log, which a reload changes
 	Version string         // the version and commit, "0.1.0+4406345abcde"
 	Out     io.Writer      // the zero-config banner goes here
+	// Procs applies [server] procs to the process's GOMAXPROCS. Only `ferry serve` sets it: a
+	// server run inside another program (the tests) leaves that program's runtime alone.
+	Procs bool
 }
 
 // Server is a running Ferry.
@@ -63,6 +68,7 @@ type Server struct {
 	// serving is turn once New returned it: the cluster's refresh loop starts before TURN
 	// (TURN counts its quotas through the cluster) and reads the allocations from here.
 	serving atomic.Pointer[turnserver.Server]
+	procs   *procs.Controller // nil unless Options.Procs
 }
 
 // Start opens every listener and starts serving cfg. On error nothing is left open; a
@@ -136,6 +142,9 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.serving.Store(s.turn)
 	s.registerMetrics(opts.Version)
+	if opts.Procs {
+		s.procs = procs.Start(procs.Options{Fixed: int(cfg.Server.Procs), Env: os.Getenv("GOMAXPROCS"), Log: s.log, Metrics: s.metrics})
+	}
 	if err := s.startHTTP(cfg); err != nil {
 		_ = s.Close()
 		return nil, err
@@ -190,6 +199,7 @@ func (s *Server) currentCreds() credentials { return *s.creds.Load() }
 
 // Close stops everything at once: listeners, allocations, HTTP endpoints.
 func (s *Server) Close() error {
+	s.procs.Stop()
 	if s.stopSelfTest != nil {
 		s.stopSelfTest()
 	}

@@ -35,7 +35,7 @@ func serve(c *cli.Context) error {
 	signal.Notify(signals, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
 
-	srv, err := server.Start(server.Options{Config: cfg, Log: log, Level: level, Version: fullVersion(), Out: c.App.Writer})
+	srv, err := server.Start(server.Options{Config: cfg, Log: log, Level: level, Version: fullVersion(), Out: c.App.Writer, Procs: true})
 	if err != nil {
 		return err
 	}
