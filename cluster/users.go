@@ -152,7 +152,7 @@ func (u *Users) Close() error {
 func (u *Users) loop() {
 	next := time.Now().Add(u.cfg.resync)
 	for !u.stopping() {
-		msg, err := u.pubsub.ReceiveTimeout(context.Background(), max(time.Until(next), time.Millisecond))
+		msg, err := u.receive(time.Until(next))
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if isSubscription(m, err) && u.sync(context.Background()) {
@@ -186,6 +186,20 @@ func isSubscription(msg any, err error) bool {
 	return err == nil && ok && m.Kind == "subscribe"
 }
 
+// receive waits up to wait for a message, or less while Redis does not answer: a try comes
+// every usersRetry then (a silent connection, where packets are dropped, would otherwise
+// hold the loop until the next full read). A reconnection of the subscription counts in
+// that bound too: go-redis dials 5 times where nothing answers.
+func (u *Users) receive(wait time.Duration) (any, error) {
+	if !u.up.Load() {
+		wait = min(wait, usersRetry)
+	}
+	wait = max(wait, time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), wait+usersRetry)
+	defer cancel()
+	return u.pubsub.ReceiveTimeout(ctx, wait)
+}
+
 func (u *Users) stopping() bool {
 	select {
 	case <-u.stop:
@@ -200,9 +214,14 @@ func (u *Users) stopping() bool {
 func (u *Users) sync(ctx context.Context) bool {
 	ctx, cancel := context.WithTimeout(ctx, u.cfg.resync)
 	defer cancel()
-	keys, err := u.read(ctx)
+	op, err := "ping", u.ping(ctx)
+	var keys map[string][]byte
+	if err == nil {
+		op = "read"
+		keys, err = u.read(ctx)
+	}
 	if err != nil {
-		u.failed("read", err)
+		u.failed(op, err)
 		u.expire()
 		return false
 	}
@@ -211,6 +230,19 @@ func (u *Users) sync(ctx context.Context) bool {
 	u.meters.syncs.Inc()
 	u.answered()
 	return true
+}
+
+// ping checks, while Redis does not answer, that it does again before a full read, within
+// usersRetry: the full read's deadline is as long as a big realm may need, and a try that
+// waited it out (go-redis dials 5 times where packets are dropped) would expire the users
+// that much after max_stale.
+func (u *Users) ping(ctx context.Context) error {
+	if u.up.Load() {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, usersRetry)
+	defer cancel()
+	return u.rdb.Ping(ctx).Err()
 }
 
 // read SCANs the keys of the realm and MGETs their values in batches.
