@@ -101,6 +101,15 @@ func TestUsersRedis(t *testing.T) {
 		!strings.Contains(stderr, "[cluster] redis is not set") {
 		t.Errorf("user list --users-redis cluster without a cluster: %v, %q; want an error naming [cluster] redis", err, stderr)
 	}
+	// An empty value (FERRY_USERS_REDIS= in an environment) is no Redis: the users file.
+	fileConf := filepath.Join(t.TempDir(), "file.toml")
+	if err := os.WriteFile(fileConf, []byte("[auth]\nusers_file = \""+filepath.Join(t.TempDir(), "users.toml")+"\"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := runFerry(t, "", "user", "list", "--users-redis", "", "--config", fileConf); err != nil ||
+		!strings.Contains(stderr, "no users file at") {
+		t.Errorf("user list --users-redis \"\": %v, %q; want the (absent) users file listed", err, stderr)
+	}
 
 	if out := add("bob", "bob-2"); !strings.Contains(out, "password changed in Redis") {
 		t.Errorf("user add (again) printed %q", out)

@@ -106,8 +106,9 @@ func userTargetOf(c *cli.Context) (userTarget, error) {
 		t.path, url = c.String(usersFileFlag.Name), ""
 	case c.IsSet(usersRedisFlag.Name):
 		// "cluster" means what it means in the config: the Redis of [cluster] redis.
-		url = conf.Auth{UsersRedis: c.String(usersRedisFlag.Name)}.UsersRedisURL(cfg.Cluster)
-		if url == "" {
+		flag := c.String(usersRedisFlag.Name)
+		url = conf.Auth{UsersRedis: flag}.UsersRedisURL(cfg.Cluster)
+		if url == "" && flag == conf.UsersRedisCluster { // an empty value (FERRY_USERS_REDIS=) means the users file
 			return userTarget{}, errors.New("--users-redis cluster: [cluster] redis is not set in the config (pass --config, or the Redis URL)")
 		}
 	}
