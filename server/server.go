@@ -142,6 +142,8 @@ func Start(opts Options) (*Server, error) {
 	}
 	s.serving.Store(s.turn)
 	s.registerMetrics(opts.Version)
+	// After turnserver.New: its UDP listeners open one socket per P that GOMAXPROCS counts
+	// then, every CPU, before the controller starts Ferry on one P.
 	if opts.Procs {
 		s.procs = procs.Start(procs.Options{Fixed: int(cfg.Server.Procs), Env: os.Getenv("GOMAXPROCS"), Log: s.log, Metrics: s.metrics})
 	}

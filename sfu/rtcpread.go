@@ -99,8 +99,11 @@ func (r *feedbackReader) handleOne(h rtcp.Header, p []byte) (estimated, ok bool)
 	case h.Type == rtcp.TypeTransportSpecificFeedback && h.Count == rtcp.FormatTLN:
 		return false, r.onNACK(p)
 	case h.Type == rtcp.TypeTransportSpecificFeedback && h.Count == rtcp.FormatTCC:
-		r.sub.stream.meters.feedback[feedbackTCC].Inc()
-		return true, r.sub.bw.onFeedback(p)
+		ok := r.sub.bw.onFeedback(p) // what could be read of a malformed one is taken
+		if ok {
+			r.sub.stream.meters.feedback[feedbackTCC].Inc()
+		}
+		return true, ok
 	}
 	return false, true // receiver reports, SDES, BYE...: nothing Ferry acts on
 }

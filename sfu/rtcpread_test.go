@@ -105,6 +105,9 @@ func TestReadRTCPMalformed(t *testing.T) {
 		if got := r.sub.stream.meters.rtcpMalformed.Get(); got != 1 || len(*plis) != 0 || len(r.d.queue) != 0 {
 			t.Errorf("%s: %d counted as malformed, %d keyframe requests, %d resends; want 1, 0, 0", name, got, len(*plis), len(r.d.queue))
 		}
+		if n := r.sub.stream.meters.feedback[feedbackTCC].Get() + r.sub.stream.meters.feedback[feedbackREMB].Get(); n != 0 {
+			t.Errorf("%s: counted as bandwidth feedback %d times, want 0", name, n)
+		}
 	}
 }
 

@@ -27,8 +27,8 @@ func TestProcsFollowLoad(t *testing.T) {
 	s.allowPeers = []string{"127.0.0.1/32"}
 	s.offload = "off"                                    // the kernel fast path would relay the load without Ferry's CPU
 	startFerry(t, s.toml()+"[log]\nlevel = \"debug\"\n") // the log shows each change with its load
-	if got := scrape(t, s.metricsAddr)["ferry_runtime_procs"]; got != 1 {
-		t.Fatalf("ferry_runtime_procs = %v at start, want 1", got)
+	if got := scrape(t, s.metricsAddr)["ferry_runtime_procs"]; got < 1 {
+		t.Fatalf("ferry_runtime_procs = %v at start: the controller is not running", got)
 	}
 
 	c := dialRaw(t, "udp4", addrString("127.0.0.1", port), testUser, testPass)

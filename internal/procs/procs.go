@@ -4,9 +4,9 @@
 // Why one P at light load: with two or more Ps, every goroutine the packet path readies
 // while another P is idle makes the runtime wake a spinning thread, which steals the
 // goroutine or finds nothing and parks again. At a few percent of a core that churn is a
-// large part of the SFU's CPU per forwarded packet (one P measured 15 to 20 % cheaper at 10
-// subscribers, BENCHMARKS.md). A busy TURN relay needs every core, so the controller hands them back as
-// soon as the one P fills.
+// large part of the SFU's CPU per forwarded packet (one P measured about 15 % cheaper at
+// 10 subscribers, BENCHMARKS.md). A busy TURN relay needs every core, so the controller
+// hands them back as soon as the one P fills.
 package procs
 
 import (
